@@ -1,0 +1,18 @@
+"""advjax: a JAX sweep engine for adversarial initialization (Liu et al. 2020;
+Ravichandran et al., "Learning from setbacks")."""
+
+__version__ = "0.1.0"
+
+from .config import ConfigError, SweepConfig  # noqa: E402
+from .data import DataError, make_dataset  # noqa: E402
+
+
+def run_sweep(config, out=None) -> list[dict]:
+    """Run a sweep from a SweepConfig or a dict of its fields; returns the rows of
+    results.csv. See advjax.sweep.run_sweep."""
+    from .sweep import run_sweep as _run_sweep  # deferred: keeps `python -m advjax.sweep` clean
+
+    return _run_sweep(config, out)
+
+
+__all__ = ["ConfigError", "DataError", "SweepConfig", "make_dataset", "run_sweep"]

@@ -1,0 +1,224 @@
+"""A sweep's configuration: one frozen dataclass, built from a TOML file and/or flags.
+
+Every value is validated here, and a bad one raises `ConfigError` naming the flag and
+what is allowed; the CLI turns that into a one-line message and exit code 2.
+Dataset-dependent defaults (learning rate, batch size, step cap, fixed data) are left
+as None in the config and resolved by `resolve()`, so the manifest records both what
+was asked and what ran.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tomllib
+from dataclasses import dataclass
+
+from .data import BUILTIN, NPZ_KEYS, SYNTHETIC
+from .experiments import EXPERIMENTS, resolve_experiments
+from .model import INIT_SCHEMES
+from .train import LOSS_REDUCTIONS
+
+
+class ConfigError(ValueError):
+    def __init__(self, flag: str, message: str):
+        super().__init__(f"{flag}: {message}")
+        self.flag = flag
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    dataset: str = "gaussians"
+    widths: tuple[int, ...] = (10, 100, 1000)
+    seeds: int = 10
+    seed: int = 0
+    experiments: tuple[str, ...] = tuple(EXPERIMENTS)
+    max_steps: int | None = None  # per phase; None: the dataset's default
+    lr: float | None = None
+    batch_size: int | None = None  # 0 means full batch
+    n_train: int | None = None
+    n_test: int | None = None
+    loss_reduction: str = "mean"
+    fix_data: bool | None = None  # None: fixed for MNIST (as in the paper), redrawn otherwise
+    npz_keys: tuple[str, ...] = NPZ_KEYS
+    mnist_path: str | None = None
+    init: str = "torch"
+    noise: float = 0.5  # circles: std of the radial noise
+    t_max: float = 10.0  # spirals: t ~ U[0, t_max]
+    chunk_steps: int = 1000
+    out: str | None = None
+    quiet: bool = False
+
+    def resolve(self) -> SweepConfig:
+        """Fill the dataset-dependent defaults (paper section 3)."""
+        mnist = self.dataset == "mnist"
+        return dataclasses.replace(
+            self,
+            lr=self.lr if self.lr is not None else (0.1 if mnist else 0.01),
+            batch_size=self.batch_size if self.batch_size is not None else (32 if mnist else 0),
+            max_steps=self.max_steps if self.max_steps is not None else DEFAULT_MAX_STEPS[mnist],
+            fix_data=self.fix_data if self.fix_data is not None else mnist,
+        )
+
+    def to_dict(self) -> dict:
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+# Per-phase step caps: MNIST's SGD fits 128 images in a few hundred steps; phase 1 on
+# 2-D data with GD at step 0.01 can need 10^5-10^6 steps (see README, "Step caps").
+DEFAULT_MAX_STEPS = {True: 20_000, False: 100_000}
+
+
+def _plain(v):
+    return list(v) if isinstance(v, tuple) else v
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(SweepConfig)}
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _int(name: str, v, minimum: int | None = None, what: str = "an integer") -> int:
+    try:
+        if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
+            raise ValueError
+        out = int(v)
+    except (TypeError, ValueError):
+        raise ConfigError(flag(name), f"{v!r} is not {what}") from None
+    if minimum is not None and out < minimum:
+        raise ConfigError(flag(name), f"{v!r} is not {what}")
+    return out
+
+
+def _float(name: str, v, positive: bool = False, nonneg: bool = False) -> float:
+    text = str(v).strip().lower().replace("π", "pi")
+    try:
+        if isinstance(v, bool):
+            raise ValueError
+        if text.endswith("pi"):
+            out = float(text[:-2] or 1) * math.pi
+        else:
+            out = float(v)
+    except (TypeError, ValueError):
+        out = math.nan
+    what = "a positive number" if positive else "a non-negative number" if nonneg else "a number"
+    if not math.isfinite(out) or (positive and out <= 0) or (nonneg and out < 0):
+        raise ConfigError(flag(name), f"{v!r} is not {what}")
+    return out
+
+
+def _list(v) -> list:
+    if isinstance(v, (list, tuple)):
+        return list(v)
+    return [p.strip() for p in str(v).split(",")] if str(v).strip() else []
+
+
+def _bool(name: str, v) -> bool:
+    if isinstance(v, bool):
+        return v
+    text = str(v).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(flag(name), f"{v!r} is not true or false")
+
+
+def _validate(name: str, v):
+    """Coerce one raw value (from TOML or a flag) to its field's type, or raise."""
+    if v is None:
+        return None
+    if name == "dataset":
+        v = str(v)
+        if v not in BUILTIN and not v.endswith(".npz"):
+            raise ConfigError("--dataset", f"unknown dataset {v!r}; choose one of "
+                              f"{', '.join(BUILTIN)} or a path to a .npz file")
+        return v
+    if name == "widths":
+        items = _list(v)
+        if not items:
+            raise ConfigError("--widths", "empty list; give positive integers, e.g. 10,100,1000")
+        return tuple(_int("widths", w, 1, "a positive integer (widths are e.g. 10,100,1000)") for w in items)
+    if name == "seeds":
+        return _int(name, v, 1, "a number of seeds >= 1")
+    if name == "seed":
+        return _int(name, v, 0, "a non-negative integer")
+    if name == "experiments":
+        try:
+            return resolve_experiments(v if isinstance(v, str) else _list(v))
+        except ValueError as e:
+            allowed = ", ".join(f"{n} ({name})" for n, name in
+                                zip(("1", "2", "3"), EXPERIMENTS))
+            raise ConfigError("--experiments", f"unknown experiment {str(e)!r}; choose from {allowed}") from None
+    if name == "max_steps":
+        return _int(name, v, 1, "a positive integer")
+    if name == "chunk_steps":
+        return _int(name, v, 1, "a positive integer")
+    if name == "lr":
+        return _float(name, v, positive=True)
+    if name == "batch_size":
+        if str(v).strip().lower() == "full":
+            return 0
+        return _int(name, v, 0, "a positive integer or 'full'")
+    if name in ("n_train", "n_test"):
+        return _int(name, v, 1, "a positive integer")
+    if name == "loss_reduction":
+        if v not in LOSS_REDUCTIONS:
+            raise ConfigError(flag(name), f"{v!r} is not one of {', '.join(LOSS_REDUCTIONS)}")
+        return v
+    if name == "init":
+        if v not in INIT_SCHEMES:
+            raise ConfigError("--init", f"{v!r} is not one of {', '.join(INIT_SCHEMES)}")
+        return v
+    if name in ("fix_data", "quiet"):
+        return _bool(name, v)
+    if name == "npz_keys":
+        keys = tuple(_list(v))
+        if len(keys) != 4 or not all(keys):
+            raise ConfigError("--npz-keys", f"{v!r} must name 4 arrays: x_train,y_train,x_test,y_test")
+        return keys
+    if name == "noise":
+        return _float(name, v, nonneg=True)
+    if name == "t_max":
+        return _float(name, v, positive=True)
+    if name in ("mnist_path", "out"):
+        return str(v)
+    raise ConfigError(flag(name), "unknown option")  # unreachable: keys are checked first
+
+
+def from_dict(values: dict, source: str = "") -> SweepConfig:
+    """Build a validated config from raw values (TOML keys may use - or _)."""
+    clean = {}
+    for key, v in values.items():
+        name = key.replace("-", "_")
+        if name not in FIELDS:
+            where = f" in {source}" if source else ""
+            raise ConfigError("--config" if source else flag(name),
+                              f"unknown key {key!r}{where}; known keys: {', '.join(FIELDS)}")
+        clean[name] = _validate(name, v)
+    cfg = SweepConfig(**{k: v for k, v in clean.items() if v is not None})
+    if cfg.mnist_path is not None and cfg.dataset != "mnist":
+        raise ConfigError("--mnist-path", "applies only with --dataset mnist")
+    if cfg.dataset in SYNTHETIC and cfg.npz_keys != NPZ_KEYS:
+        raise ConfigError("--npz-keys", "applies only with --dataset FILE.npz")
+    return cfg
+
+
+def load_toml(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise ConfigError("--config", f"no such file: {path}")
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError("--config", f"{path} is not valid TOML ({e})") from None
+    # Sweep files may group their keys in a [sweep] table.
+    if set(data) == {"sweep"} and isinstance(data["sweep"], dict):
+        data = data["sweep"]
+    for key, v in data.items():
+        if isinstance(v, dict):
+            raise ConfigError("--config", f"unknown table [{key}] in {path}")
+    return data

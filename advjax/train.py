@@ -1,0 +1,259 @@
+"""The one training loop: every seed of a width in one compiled, vmapped program.
+
+A phase trains a batch of parameter sets (leading axis = seeds) on their labels until
+each reaches zero training error, diverges, or hits the step cap. Each seed carries its
+own step counter and `done` flag; a finished seed's parameters are never touched again
+while the others go on. Steps run in chunks of `chunk_steps` inside `lax.while_loop`,
+and the Python driver only looks at the done flags between chunks (progress, early end).
+
+Step semantics (exact): iteration k looks at the parameters after k updates. If they
+have zero error on the whole training set the seed stops with steps = k; else, if
+k = max_steps, it stops unconverged; else it takes update k+1. In full-batch mode the
+error check reuses the logits of the gradient's forward pass, so it costs nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .model import MLP
+
+LOSS_REDUCTIONS = ("mean", "sum")
+
+
+@dataclass(frozen=True)
+class PhaseSpec:
+    """What fixes the compiled program of a phase (hashable, static under jit).
+
+    Numbers that vary between runs without changing the program (learning rate, step
+    cap) are traced arguments of `train` instead.
+    """
+
+    model: MLP
+    trainable: tuple[str, ...]  # layers updated; all others are frozen bit-for-bit
+    batch_size: int | None = None  # None: full-batch gradient descent
+    loss_reduction: str = "mean"
+    chunk_steps: int = 1000
+    x_batched: bool = True  # x carries a seed axis (False: one x shared by all seeds)
+
+
+class SeedState(NamedTuple):
+    params: dict  # the trainable layers only
+    opt_state: optax.OptState
+    step: jax.Array  # int32: updates applied so far
+    done: jax.Array  # bool
+    converged: jax.Array  # bool: stopped at zero training error
+    diverged: jax.Array  # bool: stopped on a non-finite loss or logits
+    batch_key: jax.Array
+
+
+class Outcome(NamedTuple):
+    params: dict  # all layers, seed-batched
+    steps: np.ndarray
+    converged: np.ndarray
+    diverged: np.ndarray
+
+
+def per_example_loss(logits_BxK: jax.Array, y_B: jax.Array) -> jax.Array:
+    """Logistic loss on one logit (binary), softmax cross-entropy on K logits."""
+    if logits_BxK.shape[-1] == 1:
+        return optax.sigmoid_binary_cross_entropy(logits_BxK[:, 0], y_B.astype(logits_BxK.dtype))
+    return optax.softmax_cross_entropy_with_integer_labels(logits_BxK, y_B)
+
+
+def predictions(logits_BxK: jax.Array) -> jax.Array:
+    if logits_BxK.shape[-1] == 1:
+        return (logits_BxK[:, 0] > 0).astype(jnp.int32)
+    return jnp.argmax(logits_BxK, axis=-1).astype(jnp.int32)
+
+
+def reduce_loss(losses_B: jax.Array, weights_B: jax.Array | None, reduction: str) -> jax.Array:
+    if weights_B is None:
+        return losses_B.mean() if reduction == "mean" else losses_B.sum()
+    total = jnp.sum(weights_B * losses_B)
+    return total / jnp.sum(weights_B) if reduction == "mean" else total
+
+
+def make_optimizer(lr: jax.Array) -> optax.GradientTransformation:
+    """Plain (stochastic) gradient descent, as in the paper."""
+    return optax.sgd(lr)
+
+
+def batch_indices(key: jax.Array, step: jax.Array, n: int, batch_size: int):
+    """Minibatch of update `step`: epochs of a fresh shuffle, batches in order, the last
+    one smaller when batch_size does not divide n (torch's DataLoader with shuffle=True,
+    drop_last=False). Returns fixed-shape indices and 0/1 weights marking real members."""
+    n_batches = math.ceil(n / batch_size)
+    epoch, j = step // n_batches, step % n_batches
+    perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
+    pos = j * batch_size + jnp.arange(batch_size)
+    return perm[jnp.minimum(pos, n - 1)], (pos < n).astype(jnp.float32)
+
+
+def _step(spec: PhaseSpec, lr, max_steps, frozen, x_NxD, y_N, s: SeedState) -> SeedState:
+    model, opt = spec.model, make_optimizer(lr)
+
+    def loss_fn(params, x, y, w):
+        logits = model.apply({**frozen, **params}, x)
+        return reduce_loss(per_example_loss(logits, y), w, spec.loss_reduction), logits
+
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    if spec.batch_size is None or spec.batch_size >= len(x_NxD):
+        (loss, logits_N), grads = grad_fn(s.params, x_NxD, y_N, None)
+    else:
+        idx, w = batch_indices(s.batch_key, s.step, len(x_NxD), spec.batch_size)
+        (loss, _), grads = grad_fn(s.params, x_NxD[idx], y_N[idx], w)
+        logits_N = model.apply({**frozen, **s.params}, x_NxD)
+
+    zero_error = jnp.all(predictions(logits_N) == y_N)
+    bad = ~jnp.isfinite(loss) | ~jnp.all(jnp.isfinite(logits_N))
+    stop = zero_error | bad | (s.step >= max_steps)
+    updates, opt_state = opt.update(grads, s.opt_state, s.params)
+    params = optax.apply_updates(s.params, updates)
+    keep = lambda old, new: jax.tree.map(lambda o, n: jnp.where(stop, o, n), old, new)  # noqa: E731
+    return SeedState(
+        params=keep(s.params, params),
+        opt_state=keep(s.opt_state, opt_state),
+        step=s.step + (~stop).astype(jnp.int32),
+        done=stop,
+        converged=zero_error & ~bad,
+        diverged=bad,
+        batch_key=s.batch_key,
+    )
+
+
+def _chunk_one_seed(spec, lr, max_steps, frozen, x, y, state: SeedState) -> SeedState:
+    # Under vmap the loop runs while any seed is active; finished seeds are held by
+    # while_loop's batching rule (a select on each seed's own predicate).
+    def cond(carry):
+        i, s = carry
+        return (i < spec.chunk_steps) & ~s.done
+
+    def body(carry):
+        i, s = carry
+        return i + 1, _step(spec, lr, max_steps, frozen, x, y, s)
+
+    return jax.lax.while_loop(cond, body, (jnp.int32(0), state))[1]
+
+
+def _run_chunk(spec, state, frozen, x, y, lr, max_steps):
+    fn = lambda s, f, xx, yy: _chunk_one_seed(spec, lr, max_steps, f, xx, yy, s)  # noqa: E731
+    return jax.vmap(fn, in_axes=(0, 0, 0 if spec.x_batched else None, 0))(state, frozen, x, y)
+
+
+def _init_state(spec, trainable, batch_keys, lr):
+    opt = make_optimizer(lr)
+    n = batch_keys.shape[0]
+    return SeedState(
+        params=trainable,
+        opt_state=jax.vmap(opt.init)(trainable),
+        step=jnp.zeros(n, jnp.int32),
+        done=jnp.zeros(n, bool),
+        converged=jnp.zeros(n, bool),
+        diverged=jnp.zeros(n, bool),
+        batch_key=batch_keys,
+    )
+
+
+@dataclass
+class CompileStats:
+    """Compile seconds and in-process cache hits, read by the sweep's manifest."""
+
+    seconds: float = 0.0
+    hits: int = 0
+    misses: int = 0
+
+
+COMPILE_STATS = CompileStats()
+_CACHE: dict = {}
+
+
+def compiled(fn: Callable, spec, *args):
+    """AOT-compile fn(spec, *args) once per (fn, spec, argument shapes) and cache it."""
+    sig = jax.tree.map(lambda a: (jnp.shape(a), jnp.result_type(a)), args)
+    key = (fn, spec, jax.tree.structure(args), tuple(jax.tree.leaves(sig)))
+    if key in _CACHE:
+        COMPILE_STATS.hits += 1
+        return _CACHE[key]
+    t0 = time.perf_counter()
+    exe = jax.jit(fn, static_argnums=0).lower(spec, *args).compile()
+    COMPILE_STATS.seconds += time.perf_counter() - t0
+    COMPILE_STATS.misses += 1
+    _CACHE[key] = exe
+    return exe
+
+
+def train(
+    spec: PhaseSpec,
+    params0: dict,
+    x: jax.Array,
+    y: jax.Array,
+    batch_keys: jax.Array,
+    lr: float,
+    max_steps: int,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> Outcome:
+    """Train every seed of `params0` (leading axis = seeds) on (x, y) to zero error.
+
+    y carries the seed axis; x does when spec.x_batched, else it is shared by all seeds.
+    `progress(n_done, n_seeds, max_step_so_far)` is called after each chunk.
+    """
+    trainable = {k: v for k, v in params0.items() if k in spec.trainable}
+    frozen = {k: v for k, v in params0.items() if k not in spec.trainable}
+    lr, max_steps = jnp.float32(lr), jnp.int32(max_steps)
+    state = compiled(_init_state, spec, trainable, batch_keys, lr)(trainable, batch_keys, lr)
+    run_chunk = compiled(_run_chunk, spec, state, frozen, x, y, lr, max_steps)
+    n = batch_keys.shape[0]
+    while True:
+        state = run_chunk(state, frozen, x, y, lr, max_steps)
+        done = np.asarray(state.done)
+        if progress is not None:
+            progress(int(done.sum()), n, int(np.asarray(state.step).max()))
+        if done.all():
+            break
+    return Outcome(
+        params={**frozen, **state.params},
+        steps=np.asarray(state.step),
+        converged=np.asarray(state.converged),
+        diverged=np.asarray(state.diverged),
+    )
+
+
+class Metrics(NamedTuple):
+    train_acc: jax.Array
+    train_loss: jax.Array
+    test_acc: jax.Array
+
+
+def _evaluate_one(model: MLP, params, x_tr, y_tr, x_te, y_te) -> Metrics:
+    logits_tr = model.apply(params, x_tr)
+    return Metrics(
+        train_acc=jnp.mean(predictions(logits_tr) == y_tr),
+        train_loss=per_example_loss(logits_tr, y_tr).mean(),
+        test_acc=jnp.mean(predictions(model.apply(params, x_te)) == y_te),
+    )
+
+
+def _evaluate(static, params, x_tr, y_tr, x_te, y_te):
+    model, train_batched, test_batched = static
+    a, b = (0 if train_batched else None), (0 if test_batched else None)
+    fn = lambda p, *d: _evaluate_one(model, p, *d)  # noqa: E731
+    return jax.vmap(fn, in_axes=(0, a, 0, b, b))(params, x_tr, y_tr, x_te, y_te)
+
+
+def evaluate(model: MLP, params, x_tr, y_tr, x_te, y_te, train_batched: bool, test_batched: bool):
+    """Train accuracy and mean loss on (x_tr, y_tr), test accuracy, per seed (numpy).
+
+    y_tr carries the seed axis; x_tr does when train_batched; (x_te, y_te) when test_batched.
+    """
+    static = (model, train_batched, test_batched)
+    out = compiled(_evaluate, static, params, x_tr, y_tr, x_te, y_te)(params, x_tr, y_tr, x_te, y_te)
+    return Metrics(*(np.asarray(v) for v in out))

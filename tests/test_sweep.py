@@ -1,0 +1,152 @@
+"""The sweep through its API and its CLI: outputs, determinism, bad input."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from advjax import run_sweep
+from advjax.sweep import main
+
+TINY = {"dataset": "gaussians", "widths": "6,9", "seeds": 3, "max_steps": 300, "n_test": 500,
+        "quiet": True}
+
+
+def read_rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_outputs_and_columns(tmp_path):
+    rows = run_sweep(TINY, str(tmp_path / "a"))
+    assert len(rows) == 2 * 3 * 3  # widths × experiments × seeds
+    on_disk = read_rows(tmp_path / "a" / "results.csv")
+    assert len(on_disk) == len(rows)
+    for col in ("dataset", "width", "experiment", "seed", "train_acc", "test_acc", "steps", "converged",
+                "diverged", "phase1_steps", "phase1_converged"):
+        assert col in on_disk[0]
+    base = [r for r in on_disk if r["experiment"] == "baseline"]
+    assert all(r["phase1_steps"] == "" and r["phase1_converged"] == "" for r in base)
+    # adversarial and frozen share phase 1 (the same Θ_adv) seed by seed
+    p1 = {(r["width"], r["seed"], r["experiment"]): r["phase1_steps"] for r in on_disk}
+    assert all(p1[(w, s, "adversarial")] == p1[(w, s, "frozen")] for w, s, _ in p1)
+    man = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert man["config"]["lr"] == 0.01 and man["config"]["batch_size"] == 0
+    assert set(man["versions"]) >= {"jax", "jaxlib", "optax", "flax", "numpy"}
+    assert set(man["widths"]) == {"6", "9"}
+    assert all(w["compile_seconds"] > 0 and w["run_seconds"] > 0 for w in man["widths"].values())
+
+
+def test_same_seeds_same_csv_other_seeds_differ(tmp_path):
+    run_sweep(TINY, str(tmp_path / "a"))
+    run_sweep(TINY, str(tmp_path / "b"))
+    run_sweep({**TINY, "seed": 5}, str(tmp_path / "c"))
+    a, b, c = ((tmp_path / d / "results.csv").read_bytes() for d in "abc")
+    assert a == b
+    assert a != c
+
+
+def test_seed_in_a_batch_equals_seed_alone(tmp_path):
+    cfg = {**TINY, "dataset": "circles", "widths": "7", "max_steps": 400}
+    together = run_sweep(cfg, str(tmp_path / "all"))  # seeds 0, 1, 2
+    alone = run_sweep({**cfg, "seeds": 1, "seed": 1}, str(tmp_path / "one"))
+    mine = [r for r in together if r["seed"] == 1]
+    assert [r["experiment"] for r in mine] == [r["experiment"] for r in alone]
+    for r, s in zip(mine, alone):
+        assert (r["steps"], r["converged"], r["phase1_steps"]) == (s["steps"], s["converged"], s["phase1_steps"])
+        assert abs(r["test_acc"] - s["test_acc"]) < 1e-3 and abs(r["train_loss"] - s["train_loss"]) < 1e-4
+
+
+def test_fix_data_shares_one_draw():
+    rows = run_sweep({**TINY, "widths": "6", "experiments": "1", "fix_data": True, "max_steps": 1})
+    assert len(rows) == 3
+
+
+def test_cli_mnist_tiny(tmp_path, capsys):
+    out = tmp_path / "m"
+    rc = main(["--dataset", "mnist", "--widths", "5", "--seeds", "2", "--max-steps", "40",
+               "--experiments", "baseline,2", "--n-test", "300", "--out", str(out), "--quiet"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "baseline" in printed and "adversarial" in printed and "test acc" in printed
+    rows = read_rows(out / "results.csv")
+    assert len(rows) == 4 and {r["experiment"] for r in rows} == {"baseline", "adversarial"}
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["config"]["batch_size"] == 32 and man["config"]["lr"] == 0.1 and man["config"]["fix_data"]
+
+
+def test_cli_npz_dataset_and_config_file(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 3)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 1)
+    np.savez(tmp_path / "mine.npz", a=x[:40], b=y[:40], c=x[40:], d=y[40:])
+    cfg = tmp_path / "sweep.toml"
+    cfg.write_text('# a sweep\ndataset = "%s"\nnpz-keys = "a,b,c,d"\nwidths = [4]\nseeds = 2\n'
+                   'max_steps = 50\nexperiments = [1]\nquiet = true\n' % (tmp_path / "mine.npz"))
+    rc = main(["--config", str(cfg), "--seeds", "3", "--out", str(tmp_path / "o")])
+    assert rc == 0
+    rows = read_rows(tmp_path / "o" / "results.csv")
+    assert len(rows) == 3 and rows[0]["dataset"] == "mine.npz"  # the flag overrode seeds = 2
+    assert json.loads((tmp_path / "o" / "manifest.json").read_text())["dataset"]["n_classes"] == 3
+
+
+BAD = [
+    (["--dataset", "cifar"], "--dataset"),
+    (["--widths", "10,abc"], "--widths"),
+    (["--widths", "0"], "--widths"),
+    (["--widths", "-5"], "--widths"),
+    (["--widths", "2.5"], "--widths"),
+    (["--widths", ""], "--widths"),
+    (["--seeds", "0"], "--seeds"),
+    (["--lr", "0"], "--lr"),
+    (["--lr", "-0.1"], "--lr"),
+    (["--lr", "nan"], "--lr"),
+    (["--experiments", "4"], "--experiments"),
+    (["--loss-reduction", "max"], "--loss-reduction"),
+    (["--config", "/no/such/file.toml"], "--config"),
+    (["--dataset", "/no/such/data.npz"], "--dataset"),
+]
+
+
+@pytest.mark.parametrize("argv,flag", BAD)
+def test_bad_input_one_line_exit_2(argv, flag, capsys, tmp_path):
+    rc = main([*argv, "--out", str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.count("\n") == 1 and flag in err and "Traceback" not in err
+
+
+def test_bad_config_files_and_npz(tmp_path, capsys):
+    cases = {}
+    (tmp_path / "broken.toml").write_text("widths = [10,\n")
+    cases["broken.toml"] = "not valid TOML"
+    (tmp_path / "unknown.toml").write_text("widht = [10]\n")
+    cases["unknown.toml"] = "unknown key 'widht'"
+    (tmp_path / "badvalue.toml").write_text("seeds = -1\n")
+    cases["badvalue.toml"] = "--seeds"
+    for name, msg in cases.items():
+        rc = main(["--config", str(tmp_path / name), "--out", str(tmp_path / "o")])
+        err = capsys.readouterr().err
+        assert rc == 2 and msg in err and err.count("\n") == 1, (name, err)
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 2)), y=np.zeros(4, int))
+    rc = main(["--dataset", str(tmp_path / "d.npz"), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--npz-keys" in err and "x_train" in err and err.count("\n") == 1
+
+
+def test_existing_out_is_refused(tmp_path, capsys):
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "results.csv").write_text("precious\n")
+    assert main(["--widths", "4", "--seeds", "1", "--out", str(tmp_path / "o")]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert (tmp_path / "o" / "results.csv").read_text() == "precious\n"
+
+
+@pytest.mark.parametrize("argv", [["--widths", "ten"], ["--seeds", "1", "--frobnicate"]])
+def test_real_cli_bad_input(argv):
+    p = subprocess.run([sys.executable, "-m", "advjax.sweep", *argv], capture_output=True, text=True)
+    assert p.returncode == 2
+    assert p.stderr.count("\n") == 1 and "Traceback" not in p.stderr and p.stdout == ""

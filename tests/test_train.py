@@ -1,0 +1,215 @@
+"""The trainer against independent computations: NumPy gradients, a plain step loop,
+and each seed run alone."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from advjax.data import circles_points, gaussians_points, spirals_points
+from advjax.model import MLP
+from advjax.train import (
+    PhaseSpec,
+    _run_chunk,
+    batch_indices,
+    per_example_loss,
+    predictions,
+    reduce_loss,
+    train,
+)
+
+ALL = ("hidden", "readout")
+
+
+def np_loss_and_grad(params, x, y, n_out, reduction):
+    """Independent float64 forward and backward pass of N_p in plain NumPy."""
+    W1, b1 = (np.asarray(params["hidden"][k], np.float64) for k in ("kernel", "bias"))
+    W2, b2 = (np.asarray(params["readout"][k], np.float64) for k in ("kernel", "bias"))
+    x = np.asarray(x, np.float64)
+    pre = x @ W1 + b1
+    h = np.maximum(pre, 0)
+    z = h @ W2 + b2
+    n = len(x)
+    if n_out == 1:
+        s = z[:, 0]
+        losses = np.logaddexp(0, s) - y * s  # -y log σ(s) - (1-y) log(1-σ(s))
+        dz = (1 / (1 + np.exp(-s)) - y)[:, None]
+    else:
+        zmax = z.max(1, keepdims=True)
+        logp = z - zmax - np.log(np.exp(z - zmax).sum(1, keepdims=True))
+        losses = -logp[np.arange(n), y]
+        dz = np.exp(logp)
+        dz[np.arange(n), y] -= 1
+    scale = 1 / n if reduction == "mean" else 1.0
+    loss = losses.sum() * scale
+    dz = dz * scale
+    dW2, db2 = h.T @ dz, dz.sum(0)
+    dpre = (dz @ W2.T) * (pre > 0)
+    dW1, db1 = x.T @ dpre, dpre.sum(0)
+    return loss, {"hidden": {"kernel": dW1, "bias": db1}, "readout": {"kernel": dW2, "bias": db2}}
+
+
+def jax_loss(model, reduction):
+    def f(params, x, y):
+        return reduce_loss(per_example_loss(model.apply(params, x), y), None, reduction)
+
+    return f
+
+
+@pytest.mark.parametrize("n_out,reduction", [(1, "mean"), (1, "sum"), (4, "mean"), (4, "sum")])
+def test_gradient_matches_numpy_and_finite_differences(n_out, reduction):
+    model = MLP(width=7, n_in=3, n_out=n_out)
+    params = model.init(jax.random.PRNGKey(0))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 3)).astype(np.float32)
+    y = rng.integers(0, max(n_out, 2), 20)
+    loss, grads = jax.value_and_grad(jax_loss(model, reduction))(params, x, y)
+    np_l, np_g = np_loss_and_grad(params, x, y, n_out, reduction)
+    assert abs(float(loss) - np_l) < 1e-5 * max(1, abs(np_l))
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(np_g)):
+        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-4, atol=1e-6)
+    # and the NumPy gradient itself against central finite differences (float64)
+    p64 = jax.tree.map(lambda a: np.array(a, np.float64), params)
+    leaves, treedef = jax.tree.flatten(p64)
+    g_leaves = jax.tree.leaves(np_g)
+    for _ in range(12):
+        li = rng.integers(len(leaves))
+        j = tuple(rng.integers(s) for s in leaves[li].shape)
+        shifted = []
+        for eps in (1e-6, -1e-6):
+            moved = [a.copy() for a in leaves]
+            moved[li][j] += eps
+            shifted.append(np_loss_and_grad(jax.tree.unflatten(treedef, moved), x, y, n_out, reduction)[0])
+        fd = (shifted[0] - shifted[1]) / 2e-6
+        assert abs(fd - g_leaves[li][j]) < 1e-6 * max(1, abs(fd))
+
+
+def test_torch_default_init_bounds():
+    model = MLP(width=50, n_in=8, n_out=1)
+    p = model.init(jax.random.PRNGKey(3))
+    for layer, fan_in in (("hidden", 8), ("readout", 50)):
+        for leaf in p[layer].values():
+            a = np.abs(np.asarray(leaf))
+            assert a.max() <= fan_in**-0.5 and a.max() > 0.8 * fan_in**-0.5
+
+
+def test_batch_indices_cover_each_epoch_once():
+    key = jax.random.PRNGKey(0)
+    n, bs = 10, 4  # batches of 4, 4, 2 (the last one smaller)
+    for epoch in range(3):
+        seen = []
+        for j in range(3):
+            idx, w = batch_indices(key, jnp.int32(epoch * 3 + j), n, bs)
+            seen += [int(i) for i, m in zip(idx, w) if m]
+            assert float(w.sum()) == (2 if j == 2 else 4)
+        assert sorted(seen) == list(range(n))
+
+
+def _data(n_seeds, n=40, maker=gaussians_points):
+    keys = jax.random.split(jax.random.PRNGKey(7), n_seeds)
+    xs, ys = jax.vmap(lambda k: maker(k, n))(keys)
+    return xs, ys
+
+
+def _reference_run(model, params, x, y, lr, n_steps, batch_size=None, batch_key=None):
+    """A plain Python loop of optax SGD steps on one seed: the parameters after
+    0, 1, ..., n_steps updates (no while_loop, no vmap, no done masks)."""
+    opt = optax.sgd(lr)
+    state = opt.init(params)
+    loss = jax_loss(model, "mean")
+
+    @jax.jit
+    def step(params, state, k):
+        if batch_size is None:
+            g = jax.grad(loss)(params, x, y)
+        else:
+            idx, w = batch_indices(batch_key, k, len(x), batch_size)
+            g = jax.grad(lambda p: reduce_loss(per_example_loss(model.apply(p, x[idx]), y[idx]), w, "mean"))(params)
+        upd, state = opt.update(g, state, params)
+        return optax.apply_updates(params, upd), state
+
+    out = [params]
+    for k in range(n_steps):
+        params, state = step(params, state, jnp.int32(k))
+        out.append(params)
+    return out
+
+
+def _errors(model, params, x, y):
+    return int(jnp.sum(predictions(model.apply(params, x)) != y))
+
+
+@pytest.mark.parametrize("batch_size", [None, 16])
+def test_step_counts_are_exact_and_match_a_plain_loop(batch_size):
+    model = MLP(width=16, n_in=2, n_out=1)
+    xs, ys = _data(3, maker=lambda k, n: circles_points(k, n, noise=0.0))
+    theta0 = jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(1), 3))
+    bkeys = jax.random.split(jax.random.PRNGKey(2), 3)
+    spec = PhaseSpec(model, ALL, batch_size=batch_size, chunk_steps=37)
+    out = train(spec, theta0, xs, ys, bkeys, lr=0.05, max_steps=3000)
+    assert out.converged.all() and len(set(out.steps.tolist())) > 1  # seeds stop at different steps
+    for i in range(3):
+        k = int(out.steps[i])
+        seed = lambda t: jax.tree.map(lambda a: a[i], t)  # noqa: E731
+        ref = _reference_run(model, seed(theta0), xs[i], ys[i], 0.05, k, batch_size, bkeys[i])
+        assert _errors(model, ref[k], xs[i], ys[i]) == 0
+        assert _errors(model, ref[k - 1], xs[i], ys[i]) > 0
+        for a, b in zip(jax.tree.leaves(seed(out.params)), jax.tree.leaves(ref[k])):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+
+
+def test_step_cap_and_finished_seeds_stay_put():
+    model = MLP(width=8, n_in=2, n_out=1)
+    xs, ys = _data(4, maker=lambda k, n: spirals_points(k, n, t_max=10.0))
+    theta0 = jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(1), 4))
+    spec = PhaseSpec(model, ALL, chunk_steps=10)
+    out = train(spec, theta0, xs, ys, jax.random.split(jax.random.PRNGKey(2), 4), lr=0.01, max_steps=25)
+    assert (out.steps == 25).all() and not out.converged.any() and not out.diverged.any()
+    # A done state run through more chunks is bit-for-bit unchanged.
+    from advjax.train import _init_state
+
+    trainable = dict(theta0)
+    state = _init_state(spec, trainable, jax.random.split(jax.random.PRNGKey(2), 4), jnp.float32(0.01))
+    state = state._replace(params=out.params, step=jnp.asarray(out.steps), done=jnp.ones(4, bool))
+    again = _run_chunk(spec, state, {}, xs, ys, jnp.float32(0.01), jnp.int32(1000))
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(again)):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_diverging_seed_stops_and_others_go_on():
+    model = MLP(width=8, n_in=2, n_out=1)
+    xs, ys = _data(3)
+    xs = xs.at[1].multiply(1e30)  # seed 1's logits overflow at once
+    theta0 = jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(1), 3))
+    out = train(PhaseSpec(model, ALL), theta0, xs, ys, jax.random.split(jax.random.PRNGKey(2), 3),
+                lr=0.01, max_steps=5000)
+    assert out.diverged.tolist() == [False, True, False]
+    assert out.converged.tolist() == [True, False, True]
+    assert out.steps[1] <= 1
+
+
+def test_vmapped_seed_equals_seed_alone():
+    model = MLP(width=12, n_in=2, n_out=1)
+    xs, ys = _data(4, maker=lambda k, n: circles_points(k, n, noise=0.0))
+    theta0 = jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(1), 4))
+    bkeys = jax.random.split(jax.random.PRNGKey(2), 4)
+    spec = PhaseSpec(model, ALL, batch_size=16, chunk_steps=50)
+    together = train(spec, theta0, xs, ys, bkeys, lr=0.05, max_steps=2000)
+    one = lambda t: jax.tree.map(lambda a: a[2:3], t)  # noqa: E731
+    alone = train(spec, one(theta0), xs[2:3], ys[2:3], bkeys[2:3], lr=0.05, max_steps=2000)
+    assert alone.steps[0] == together.steps[2] and alone.converged[0] == together.converged[2]
+    for a, b in zip(jax.tree.leaves(alone.params), jax.tree.leaves(one(together.params))):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_frozen_layers_do_not_move():
+    model = MLP(width=10, n_in=2, n_out=1)
+    xs, ys = _data(2)
+    theta0 = jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(1), 2))
+    out = train(PhaseSpec(model, ("readout",)), theta0, xs, ys, jax.random.split(jax.random.PRNGKey(2), 2),
+                lr=0.1, max_steps=200)
+    assert (out.steps > 0).all()
+    for a, b in zip(jax.tree.leaves(theta0["hidden"]), jax.tree.leaves(out.params["hidden"])):
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+    assert not np.array_equal(np.asarray(theta0["readout"]["kernel"]), np.asarray(out.params["readout"]["kernel"]))
