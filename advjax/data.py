@@ -13,8 +13,9 @@ from __future__ import annotations
 import gzip
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -9,8 +9,8 @@ width through a memo keyed by the phase prefix.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import jax
 

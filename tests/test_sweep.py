@@ -150,3 +150,16 @@ def test_real_cli_bad_input(argv):
     p = subprocess.run([sys.executable, "-m", "advjax.sweep", *argv], capture_output=True, text=True)
     assert p.returncode == 2
     assert p.stderr.count("\n") == 1 and "Traceback" not in p.stderr and p.stdout == ""
+
+
+def test_committed_sweep_files_are_valid():
+    from pathlib import Path
+
+    from advjax.config import from_dict, load_toml
+
+    files = sorted(Path(__file__).parent.parent.glob("sweeps/*.toml"))
+    assert files
+    for f in files:
+        cfg = from_dict(load_toml(str(f)), source=str(f))
+        assert cfg.widths and cfg.seeds >= 1
+        assert f.read_text().startswith("#")  # the header says what it reproduces and how

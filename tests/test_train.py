@@ -151,7 +151,7 @@ def test_step_counts_are_exact_and_match_a_plain_loop(batch_size):
     assert out.converged.all() and len(set(out.steps.tolist())) > 1  # seeds stop at different steps
     for i in range(3):
         k = int(out.steps[i])
-        seed = lambda t: jax.tree.map(lambda a: a[i], t)  # noqa: E731
+        seed = lambda t, i=i: jax.tree.map(lambda leaf: leaf[i], t)  # noqa: E731
         ref = _reference_run(model, seed(theta0), xs[i], ys[i], 0.05, k, batch_size, bkeys[i])
         assert _errors(model, ref[k], xs[i], ys[i]) == 0
         assert _errors(model, ref[k - 1], xs[i], ys[i]) > 0
