@@ -15,6 +15,7 @@ import os
 import tomllib
 from dataclasses import dataclass
 
+from .checkpoint import every_from_text
 from .data import BUILTIN, NPZ_KEYS, SYNTHETIC
 from .experiments import EXPERIMENTS, resolve_experiments
 from .model import INIT_SCHEMES
@@ -49,6 +50,11 @@ class SweepConfig:
     chunk_steps: int = 1000
     out: str | None = None
     quiet: bool = False
+    resume: bool = False  # continue the sweep in --out from its checkpoints
+    adv_from: str | None = None  # an earlier sweep's --out whose Θ_adv to reuse
+    checkpoint_every: str = "60s"  # N steps, or Ns / Nm of wall time, or 0: only at phase ends
+    keep_params: bool = False  # keep every phase's final params, not only Θ_adv
+    compile_cache: str = "auto"  # a directory, "auto" ($ADVJAX_COMPILE_CACHE or ~/.cache/advjax/jax), "off"
 
     def resolve(self) -> SweepConfig:
         """Fill the dataset-dependent defaults (paper section 3)."""
@@ -61,6 +67,10 @@ class SweepConfig:
             fix_data=self.fix_data if self.fix_data is not None else mnist,
         )
 
+    def results_config(self) -> dict:
+        """The fields that determine results (what --resume must find unchanged)."""
+        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
+
     def to_dict(self) -> dict:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
@@ -68,6 +78,10 @@ class SweepConfig:
 # Per-phase step caps: MNIST's SGD fits 128 images in a few hundred steps; phase 1 on
 # 2-D data with GD at step 0.01 can need 10^5-10^6 steps (see README, "Step caps").
 DEFAULT_MAX_STEPS = {True: 20_000, False: 100_000}
+
+
+# Options that change how a sweep runs but not its results.
+RUNTIME_FIELDS = ("out", "quiet", "resume", "checkpoint_every", "chunk_steps", "keep_params", "compile_cache")
 
 
 def _plain(v):
@@ -173,7 +187,7 @@ def _validate(name: str, v):
         if v not in INIT_SCHEMES:
             raise ConfigError("--init", f"{v!r} is not one of {', '.join(INIT_SCHEMES)}")
         return v
-    if name in ("fix_data", "quiet"):
+    if name in ("fix_data", "quiet", "resume", "keep_params"):
         return _bool(name, v)
     if name == "npz_keys":
         keys = tuple(_list(v))
@@ -184,7 +198,16 @@ def _validate(name: str, v):
         return _float(name, v, nonneg=True)
     if name == "t_max":
         return _float(name, v, positive=True)
-    if name in ("mnist_path", "out"):
+    if name in ("mnist_path", "out", "adv_from", "compile_cache"):
+        if not str(v).strip():
+            raise ConfigError(flag(name), "must not be empty")
+        return str(v)
+    if name == "checkpoint_every":
+        try:
+            every_from_text(str(v))
+        except ValueError:
+            raise ConfigError(flag(name), f"{v!r} is not a step count (e.g. 5000), a time (e.g. 60s, 5m) "
+                              "or 0") from None
         return str(v)
     raise ConfigError(flag(name), "unknown option")  # unreachable: keys are checked first
 

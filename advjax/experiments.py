@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import jax
 
 from .model import FEATURES, MLP, READOUT, zero_readout
-from .train import Outcome, PhaseSpec, train
+from .train import Outcome, PhaseSpec, Store, train
 
 ALL_LAYERS = (FEATURES, READOUT)
 
@@ -68,6 +68,7 @@ class WidthRun:
     x_batched: bool
     settings: TrainSettings
     progress: Callable[[str], Callable] | None = None  # phase label -> chunk callback
+    store: Callable[[tuple[Phase, ...]], Store | None] | None = None  # phase prefix -> its checkpoints
     memo: dict[tuple[Phase, ...], Outcome] = field(default_factory=dict)
 
 
@@ -93,11 +94,29 @@ def run_phases(phases: tuple[Phase, ...], run: WidthRun) -> list[Outcome]:
             callback = run.progress(label) if run.progress else None
             run.memo[prefix] = train(
                 spec, start, run.x_train, run.labels[phase.labels], keys,
-                s.lr, s.max_steps, progress=callback,
+                s.lr, s.max_steps, progress=callback, store=run.store(prefix) if run.store else None,
             )
         outcomes.append(run.memo[prefix])
         params = run.memo[prefix].params
     return outcomes
+
+
+def intermediate_prefixes(names) -> set[tuple[Phase, ...]]:
+    """Phase prefixes whose end starts a later phase (Θ_adv): the ones worth keeping."""
+    return {EXPERIMENTS[n][:i] for n in names for i in range(1, len(EXPERIMENTS[n]))}
+
+
+def prefix_name(prefix: tuple[Phase, ...]) -> str:
+    """Directory name of a phase prefix's checkpoints, e.g. theta_adv, y_rand+y."""
+    if prefix == (PHASE_RANDOM,):
+        return "theta_adv"
+    parts = []
+    for p in prefix:
+        part = p.labels + (f".{p.start}" if p.start else "")
+        if p.trainable != ALL_LAYERS:
+            part += ".train-" + "-".join(p.trainable)
+        parts.append(part)
+    return "+".join(parts)
 
 
 def resolve_experiments(spec: str | list) -> tuple[str, ...]:

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io
 import json
 import os
 import platform
+import shutil
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -23,9 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import __version__
+from .checkpoint import FORMAT_VERSION, CheckpointError, PhaseStore, every_from_text
 from .config import FIELDS, ConfigError, SweepConfig, flag, from_dict, load_toml
 from .data import DataError, Dataset, make_dataset, random_labels
-from .experiments import EXPERIMENTS, TrainSettings, WidthRun, run_phases
+from .experiments import EXPERIMENTS, TrainSettings, WidthRun, intermediate_prefixes, prefix_name, run_phases
 from .model import MLP, n_outputs
 from .train import COMPILE_STATS, evaluate
 
@@ -122,29 +126,139 @@ def default_out(dataset: str) -> str:
     return os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
-def prepare_out(out: str) -> None:
-    if os.path.isdir(out) and os.listdir(out):
-        raise ConfigError("--out", f"{out} exists and is not empty; choose a new directory")
-    os.makedirs(out, exist_ok=True)
-
-
 def load_data(cfg: SweepConfig) -> Dataset:
     return make_dataset(cfg.dataset, cfg.n_train, cfg.n_test, noise=cfg.noise, t_max=cfg.t_max,
                         mnist_path=cfg.mnist_path, npz_keys=cfg.npz_keys)
+
+
+def read_results(path: str) -> list[dict]:
+    """results.csv back as typed rows (the inverse of rows_to_csv)."""
+    ints, floats = ("width", "seed", "steps", "phase1_steps"), ("train_acc", "test_acc", "train_loss")
+    rows = []
+    with open(path, newline="") as f:
+        for raw in csv.DictReader(f):
+            row: dict = {}
+            for k in COLUMNS:
+                v = raw.get(k, "")
+                if v == "":
+                    row[k] = None
+                elif k in ints:
+                    row[k] = int(v)
+                elif k in floats:
+                    row[k] = float(v)
+                elif v in ("true", "false"):
+                    row[k] = v == "true"
+                else:
+                    row[k] = v
+            rows.append(row)
+    return rows
+
+
+# -- the persistent compilation cache ------------------------------------------------------
+
+_CACHE_EVENTS = {"hits": 0, "requests": 0}
+
+
+def _on_event(event: str, **kwargs) -> None:
+    if event == "/jax/compilation_cache/cache_hits":
+        _CACHE_EVENTS["hits"] += 1
+    elif event == "/jax/compilation_cache/compile_requests_use_cache":
+        _CACHE_EVENTS["requests"] += 1
+
+
+jax.monitoring.register_event_listener(_on_event)
+
+
+def compile_cache_dir(setting: str) -> str | None:
+    if setting == "off":
+        return None
+    if setting != "auto":
+        return os.path.abspath(setting)
+    return os.environ.get("ADVJAX_COMPILE_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "advjax", "jax")
+
+
+def enable_compile_cache(directory: str | None) -> None:
+    """JAX's persistent compilation cache: a rerun loads each width's programs from disk.
+    Every program is cached, however fast it compiled (JAX's default skips those < 1 s)."""
+    if directory is None:
+        return
+    os.makedirs(directory, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+# -- checkpoints -------------------------------------------------------------------------------
+
+def phase_fingerprint(cfg: SweepConfig, ds: Dataset, width: int, prefix, seeds: list[int]) -> dict:
+    """Everything that determines the outcome of a phase prefix for these seeds."""
+    fp = {
+        "format": FORMAT_VERSION, "dataset": cfg.dataset, "n_train": ds.n_train,
+        "fix_data": bool(cfg.fix_data), "width": width, "init": cfg.init, "seeds": seeds,
+        "phases": [dataclasses.asdict(p) for p in prefix],
+        "lr": cfg.lr, "max_steps": cfg.max_steps, "batch_size": cfg.batch_size,
+        "loss_reduction": cfg.loss_reduction,
+    }
+    if cfg.dataset == "circles":
+        fp["noise"] = cfg.noise
+    if cfg.dataset == "spirals":
+        fp["t_max"] = cfg.t_max
+    if cfg.mnist_path:
+        fp["mnist_path"] = cfg.mnist_path
+    if cfg.dataset.endswith(".npz"):
+        fp["npz_keys"] = cfg.npz_keys
+    return json.loads(json.dumps(fp))  # tuples -> lists, as they come back from JSON
+
+
+def checkpoint_dir(out: str, width: int, prefix) -> str:
+    return os.path.join(out, "checkpoints", f"p{width}", prefix_name(prefix))
+
+
+def _resume_state(cfg: SweepConfig, out: str) -> tuple[list[dict], dict]:
+    """Rows and per-width timings of the sweep already in `out`, after checking that it
+    is the same sweep."""
+    path = os.path.join(out, "manifest.json")
+    try:
+        with open(path) as f:
+            old = json.load(f)
+        old_cfg = from_dict({k: v for k, v in old["config"].items() if k in FIELDS}).resolve()
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError("--resume", f"{out} has no readable manifest.json ({type(e).__name__}); "
+                          "nothing to resume there") from None
+    a, b = old_cfg.results_config(), cfg.results_config()
+    diff = [f"{flag(k)} ({a[k]!r} there, {b[k]!r} now)" for k in a if a[k] != b[k]]
+    if diff:
+        raise ConfigError("--resume", f"{out} holds another sweep; it differs in {', '.join(diff)}")
+    results = os.path.join(out, "results.csv")
+    rows = read_results(results) if os.path.exists(results) else []
+    return rows, old.get("widths", {})
 
 
 def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
     """Run a sweep and return the rows of results.csv (also written under `out`).
 
     `out=None` uses config.out, else a new directory runs/<dataset>-<time>.
-    Raises ConfigError / DataError on bad input.
+    Raises ConfigError / DataError / CheckpointError on bad input.
     """
     cfg = config if isinstance(config, SweepConfig) else from_dict(config)
     cfg = cfg.resolve()
     out = out or cfg.out or default_out(cfg.dataset)
     ds = load_data(cfg)
-    prepare_out(out)
+    if cfg.resume and os.path.isdir(out) and os.listdir(out):
+        rows, width_stats = _resume_state(cfg, out)
+    else:
+        if os.path.isdir(out) and os.listdir(out):
+            raise ConfigError("--out", f"{out} exists and is not empty; choose a new directory, "
+                              "or add --resume to continue the sweep there")
+        os.makedirs(out, exist_ok=True)
+        rows, width_stats = [], {}
+    if cfg.adv_from and not os.path.isdir(cfg.adv_from):
+        raise CheckpointError("--adv-from", f"{cfg.adv_from} is not a directory")
+    cache_dir = compile_cache_dir(cfg.compile_cache)
+    enable_compile_cache(cache_dir)
     progress = Progress(cfg.quiet)
+    every = every_from_text(cfg.checkpoint_every)
 
     seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
     keys = seed_keys(seeds)
@@ -160,22 +274,39 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
         lr=cfg.lr, max_steps=cfg.max_steps, batch_size=cfg.batch_size or None,
         loss_reduction=cfg.loss_reduction, chunk_steps=cfg.chunk_steps,
     )
+    keep = intermediate_prefixes(cfg.experiments)
     manifest = {
-        "advjax_command": sys.argv if sys.argv and sys.argv[0].endswith("sweep.py") else None,
+        "command": sys.argv if sys.argv and sys.argv[0].endswith("sweep.py") else None,
         "config": cfg.to_dict(),
         "dataset": {"name": ds.name, "n_features": ds.n_features, "n_classes": ds.n_classes,
                     "n_train": ds.n_train, "n_test": ds.n_test, "data_shared_by_seeds": not x_batched},
         "seeds": seeds,
         "versions": _versions(),
         "device": {"platform": jax.default_backend(), "devices": [str(d) for d in jax.devices()]},
+        "compile_cache": cache_dir,
+        "checkpoints": {f"p{w}": {prefix_name(p): os.path.relpath(checkpoint_dir(out, w, p), out)
+                                  for p in sorted(keep, key=len)} for w in cfg.widths},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "widths": {},
+        "widths": width_stats,
     }
-    rows: list[dict] = []
+    write_atomic(os.path.join(out, "manifest.json"), json.dumps(manifest, indent=2) + "\n")
+    finished = {r["width"] for r in rows}
+
     for width in cfg.widths:
+        if width in finished:
+            continue
         model = MLP(width, ds.n_features, n_outputs(ds.n_classes), cfg.init)
         compile_before, hits_before = COMPILE_STATS.seconds, COMPILE_STATS.hits
+        disk_before = dict(_CACHE_EVENTS)
         t0 = time.perf_counter()
+
+        def store(prefix, width=width):
+            fp = phase_fingerprint(cfg, ds, width, prefix, seeds)
+            own = PhaseStore(checkpoint_dir(out, width, prefix), fp, every)
+            if cfg.adv_from and prefix in keep and not own.exists():
+                own.adopt(PhaseStore(checkpoint_dir(cfg.adv_from, width, prefix), fp, flag="--adv-from"))
+            return own
+
         run = WidthRun(
             model=model,
             theta0=jax.vmap(model.init)(keys.init),
@@ -185,6 +316,7 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
             x_batched=x_batched,
             settings=settings,
             progress=lambda label, w=width: progress.phase(f"[{ds.name} p={w}] {label}"),
+            store=store,
         )
         for name in cfg.experiments:
             outcomes = run_phases(EXPERIMENTS[name], run)
@@ -203,16 +335,26 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
                 })
         total = time.perf_counter() - t0
         compile_s = COMPILE_STATS.seconds - compile_before
-        manifest["widths"][str(width)] = {
+        requests = _CACHE_EVENTS["requests"] - disk_before["requests"]
+        width_stats[str(width)] = {
             "compile_seconds": round(compile_s, 3),
             "run_seconds": round(total - compile_s, 3),
-            "compiled_programs_reused": COMPILE_STATS.hits - hits_before,
+            "xla_compilations": requests,
+            "xla_compilations_from_disk_cache": _CACHE_EVENTS["hits"] - disk_before["hits"],
+            "programs_reused_in_process": COMPILE_STATS.hits - hits_before,
         }
         # Each finished width is on disk before the next starts.
         write_atomic(os.path.join(out, "results.csv"), rows_to_csv(rows))
         manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         write_atomic(os.path.join(out, "manifest.json"), json.dumps(manifest, indent=2) + "\n")
-    return rows
+        if not cfg.keep_params:  # final params are summarized in the rows; Θ_adv stays
+            for prefix in list(run.memo):
+                if prefix not in keep:
+                    shutil.rmtree(checkpoint_dir(out, width, prefix), ignore_errors=True)
+    path = os.path.join(out, "results.csv")
+    if not os.path.exists(path):  # no width at all (cannot happen with a validated config)
+        write_atomic(path, rows_to_csv(rows))
+    return read_results(path)
 
 
 def summary_table(rows: list[dict]) -> str:
@@ -258,19 +400,33 @@ HELP = {
     "chunk_steps": "steps per compiled chunk between progress updates (default 1000)",
     "out": "output directory (default runs/<dataset>-<time>); must be new or empty",
     "quiet": "no progress lines",
+    "resume": "continue the sweep in --out from its last checkpoints (same options)",
+    "adv_from": "reuse the Θ_adv checkpoints of an earlier sweep's output directory",
+    "checkpoint_every": "save in-flight state every N steps or every Ns/Nm of wall time; 0: only at "
+                        "phase ends (default 60s)",
+    "keep_params": "keep every phase's final parameters under checkpoints/, not only Θ_adv",
+    "compile_cache": "persistent compilation cache directory (default $ADVJAX_COMPILE_CACHE or "
+                     "~/.cache/advjax/jax)",
 }
+BOOLEAN_FLAGS = ("fix_data", "quiet", "resume", "keep_params")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="advjax.sweep", description="Run the paper's experiments over widths and seeds.")
     p.add_argument("--config", metavar="FILE", help="TOML file of these options (flags override it)")
     for name in FIELDS:
-        if name in ("fix_data", "quiet"):
+        if name in BOOLEAN_FLAGS:
             p.add_argument(flag(name), dest=name, action=argparse.BooleanOptionalAction,
                            default=None, help=HELP[name])
         else:
             p.add_argument(flag(name), dest=name, default=None, help=HELP[name])
+    p.add_argument("--no-compile-cache", dest="compile_cache", action="store_const", const="off",
+                   help="do not use the persistent compilation cache")
     return p
+
+
+def _interrupt_on_sigterm(signum, frame):
+    raise KeyboardInterrupt  # a pre-empted batch job saves like Ctrl-C
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -281,12 +437,14 @@ def main(argv: list[str] | None = None) -> int:
         given = {k: v for k, v in vars(args).items() if k != "config" and v is not None}
         cfg = from_dict({**cfg.to_dict(), **given})
         out = cfg.out or default_out(cfg.dataset)
+        signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
         rows = run_sweep(cfg, out)
-    except (ConfigError, DataError) as e:
+    except (ConfigError, DataError, CheckpointError) as e:
         print(f"advjax.sweep: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("advjax.sweep: interrupted; finished widths are in results.csv", file=sys.stderr)
+        print(f"\nadvjax.sweep: interrupted; state saved in {out}; add --resume to the same command "
+              "to continue", file=sys.stderr)
         return 130
     print(summary_table(rows))
     print(f"results: {os.path.join(out, 'results.csv')}")

@@ -14,11 +14,14 @@ error check reuses the logits of the gradient's forward pass, so it costs nothin
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -192,6 +195,36 @@ def compiled(fn: Callable, spec, *args):
     return exe
 
 
+@contextlib.contextmanager
+def deferred_interrupts():
+    """Ctrl-C and SIGTERM during a phase take effect between chunks, after the state is
+    saved, so that no save is ever cut in half. A second Ctrl-C stops at once."""
+    hit = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+
+    def handler(signum, frame):
+        if hit:
+            raise KeyboardInterrupt
+        hit.append(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda: bool(hit)
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+
+
+class Store(Protocol):
+    """Where a phase's state is saved and restored (advjax.checkpoint.PhaseStore)."""
+
+    def restore(self, like: SeedState) -> SeedState | None: ...
+    def maybe_save(self, state: SeedState) -> None: ...
+    def save(self, state: SeedState, complete: bool) -> None: ...
+
+
 def train(
     spec: PhaseSpec,
     params0: dict,
@@ -201,25 +234,40 @@ def train(
     lr: float,
     max_steps: int,
     progress: Callable[[int, int, int], None] | None = None,
+    store: Store | None = None,
 ) -> Outcome:
     """Train every seed of `params0` (leading axis = seeds) on (x, y) to zero error.
 
     y carries the seed axis; x does when spec.x_batched, else it is shared by all seeds.
-    `progress(n_done, n_seeds, max_step_so_far)` is called after each chunk.
+    `progress(n_done, n_seeds, max_step_so_far)` is called after each chunk. With a
+    `store`, the run continues from its newest save, saves between chunks as the store
+    decides and on Ctrl-C, and saves the final state marked complete.
     """
     trainable = {k: v for k, v in params0.items() if k in spec.trainable}
     frozen = {k: v for k, v in params0.items() if k not in spec.trainable}
     lr, max_steps = jnp.float32(lr), jnp.int32(max_steps)
     state = compiled(_init_state, spec, trainable, batch_keys, lr)(trainable, batch_keys, lr)
     run_chunk = compiled(_run_chunk, spec, state, frozen, x, y, lr, max_steps)
-    n = batch_keys.shape[0]
-    while True:
-        state = run_chunk(state, frozen, x, y, lr, max_steps)
-        done = np.asarray(state.done)
-        if progress is not None:
-            progress(int(done.sum()), n, int(np.asarray(state.step).max()))
-        if done.all():
-            break
+    restored = store.restore(state) if store is not None else None
+    state = restored if restored is not None else state
+    done = np.asarray(state.done)
+    was_complete = bool(done.all()) and restored is not None
+    with deferred_interrupts() as interrupted:
+        while not done.all():
+            state = run_chunk(state, frozen, x, y, lr, max_steps)
+            done = np.asarray(state.done)  # waits for the chunk
+            if progress is not None:
+                progress(int(done.sum()), len(done), int(np.asarray(state.step).max()))
+            if interrupted():
+                if store is not None:
+                    store.save(state, complete=False)
+                raise KeyboardInterrupt
+            if store is not None and not done.all():
+                store.maybe_save(state)
+    if store is not None and not was_complete:
+        store.save(state, complete=True)
+    if was_complete and progress is not None:
+        progress(len(done), len(done), int(np.asarray(state.step).max()))
     return Outcome(
         params={**frozen, **state.params},
         steps=np.asarray(state.step),

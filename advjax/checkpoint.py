@@ -1,0 +1,211 @@
+"""Orbax checkpoints of phases: Θ_adv kept for later sweeps, and in-flight state saved
+so a killed sweep resumes where it was.
+
+Each (width, phase prefix) of a sweep has one directory under OUT/checkpoints/p<width>/;
+the phase that trains θ0 on random labels is `theta_adv`. Inside, an Orbax
+CheckpointManager keeps the last two saves, each with two items:
+
+- `state`: the trainer's full seed-batched state (trainable params, optimizer state,
+  per-seed step counters, done/converged/diverged flags, minibatch PRNG keys);
+- `meta`: JSON: the fingerprint (everything that determines the phase's result),
+  whether the phase is complete, and per-seed steps and converged flags.
+
+Restores target the caller's array shapes and shardings, so a checkpoint written with
+the seeds spread over several devices restores on another device count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+FORMAT_VERSION = 1
+THETA_ADV = "theta_adv"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable or made for another run; `flag` names
+    the option that pointed at it."""
+
+    def __init__(self, flag: str, message: str):
+        super().__init__(f"{flag}: {message}")
+        self.flag = flag
+
+
+def _quiet_orbax() -> None:
+    for name in ("absl", "orbax", "orbax.checkpoint"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def digest(fingerprint: dict) -> str:
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def differences(found: dict, wanted: dict) -> list[str]:
+    """Human-readable list of the fields where two fingerprints differ."""
+    out = []
+    for key in sorted(set(found) | set(wanted)):
+        a, b = found.get(key, "<absent>"), wanted.get(key, "<absent>")
+        if a != b:
+            short = lambda v: (json.dumps(v)[:60] + "...") if len(json.dumps(v)) > 63 else json.dumps(v)  # noqa: E731
+            out.append(f"{key} (checkpoint {short(a)}, this sweep {short(b)})")
+    return out
+
+
+def _like(tree):
+    import orbax.checkpoint as ocp
+
+    return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+class PhaseStore:
+    """Saves and restores one phase's trainer state (see module docstring).
+
+    `every` is the periodic save interval: ("steps", N) or ("seconds", S), or None for
+    saves only at the end and on interruption.
+    """
+
+    def __init__(self, directory: str, fingerprint: dict, every: tuple[str, float] | None = None,
+                 flag: str = "--resume"):
+        self.directory = os.path.abspath(directory)
+        self.fingerprint = fingerprint
+        self.every = every
+        self.flag = flag
+        self._mgr = None
+        self._last_time = time.monotonic()
+        self._last_step = 0
+        self._n_saves = 0
+
+    # -- low level -----------------------------------------------------------------
+    def _manager(self, create: bool = True):
+        import orbax.checkpoint as ocp
+
+        _quiet_orbax()
+        if self._mgr is None:
+            opts = ocp.CheckpointManagerOptions(max_to_keep=2, create=create, enable_async_checkpointing=False,
+                                                cleanup_tmp_directories=True)
+            self._mgr = ocp.CheckpointManager(self.directory, options=opts, item_names=("state", "meta"))
+        return self._mgr
+
+    def exists(self) -> bool:
+        return os.path.isdir(self.directory) and any(
+            d.isdigit() for d in os.listdir(self.directory))
+
+    def read_meta(self) -> dict:
+        """The newest save's metadata; CheckpointError if unreadable."""
+        import orbax.checkpoint as ocp
+
+        try:
+            mgr = self._manager(create=False)
+            step = mgr.latest_step()
+            if step is None:
+                raise FileNotFoundError("no completed save")
+            meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+            self._n_saves = step + 1
+            return meta
+        except CheckpointError:
+            raise
+        except Exception as e:  # orbax raises many types for a damaged directory
+            raise CheckpointError(self.flag, f"checkpoint {self.directory} is unreadable ({type(e).__name__}: "
+                                  f"{str(e).splitlines()[0][:120] if str(e) else 'corrupt'})") from None
+
+    def check(self, meta: dict) -> None:
+        found = meta.get("fingerprint", {})
+        if found != self.fingerprint:
+            diff = differences(found, self.fingerprint)
+            raise CheckpointError(self.flag, f"checkpoint {self.directory} does not match this sweep: "
+                                  f"it differs in {'; '.join(diff)}")
+
+    # -- what the trainer calls ------------------------------------------------------
+    def restore(self, like) -> Any | None:
+        """The newest saved state shaped (and sharded) like `like`, or None if none."""
+        import orbax.checkpoint as ocp
+
+        if not self.exists():
+            return None
+        meta = self.read_meta()
+        self.check(meta)
+        try:
+            mgr = self._manager(create=False)
+            state = mgr.restore(mgr.latest_step(),
+                                args=ocp.args.Composite(state=ocp.args.StandardRestore(_like(like)))).state
+        except Exception as e:
+            raise CheckpointError(self.flag, f"checkpoint {self.directory} is unreadable ({type(e).__name__}: "
+                                  f"{str(e).splitlines()[0][:120] if str(e) else 'corrupt'})") from None
+        if jax.tree.structure(state) != jax.tree.structure(like):
+            raise CheckpointError(self.flag, f"checkpoint {self.directory} holds another state layout")
+        self._last_step = int(np.asarray(state.step).max())
+        return state
+
+    def save(self, state, complete: bool) -> None:
+        import orbax.checkpoint as ocp
+
+        meta = {
+            "format": FORMAT_VERSION,
+            "fingerprint": self.fingerprint,
+            "fingerprint_digest": digest(self.fingerprint),
+            "complete": complete,
+            "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "steps": np.asarray(state.step).tolist(),
+            "converged": np.asarray(state.converged).tolist(),
+            "diverged": np.asarray(state.diverged).tolist(),
+        }
+        mgr = self._manager()
+        mgr.save(self._n_saves, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                         meta=ocp.args.JsonSave(meta)), force=True)
+        mgr.wait_until_finished()
+        self._n_saves += 1
+        self._last_time = time.monotonic()
+        self._last_step = int(np.asarray(state.step).max())
+
+    def maybe_save(self, state) -> None:
+        """Periodic save between chunks, by steps or by wall time."""
+        if self.every is None:
+            return
+        kind, amount = self.every
+        if kind == "steps":
+            due = int(np.asarray(state.step).max()) - self._last_step >= amount
+        else:
+            due = time.monotonic() - self._last_time >= amount
+        if due:
+            self.save(state, complete=False)
+
+    # -- copying a finished phase from another sweep ----------------------------------------------
+    def adopt(self, other: PhaseStore) -> None:
+        """Take `other`'s complete checkpoint as ours (after checking it fits)."""
+        if not other.exists():
+            raise CheckpointError(other.flag, f"no checkpoint at {other.directory}")
+        meta = other.read_meta()
+        other.check(meta)
+        if not meta.get("complete"):
+            raise CheckpointError(other.flag, f"checkpoint {other.directory} is not finished; "
+                                  "resume that sweep first")
+        mgr = other._manager(create=False)
+        step = str(mgr.latest_step())
+        os.makedirs(self.directory, exist_ok=True)
+        shutil.copytree(os.path.join(other.directory, step), os.path.join(self.directory, "0"))
+        self._mgr = None
+
+
+def every_from_text(text: str) -> tuple[str, float] | None:
+    """'500' -> every 500 steps; '60s' / '5m' -> by wall time; '0' -> only at the end."""
+    t = text.strip().lower()
+    if t in ("0", "off", "never"):
+        return None
+    if t.endswith("s") or t.endswith("m"):
+        seconds = float(t[:-1]) * (60 if t.endswith("m") else 1)
+        if seconds <= 0:
+            raise ValueError(text)
+        return ("seconds", seconds)
+    steps = int(t)
+    if steps <= 0:
+        raise ValueError(text)
+    return ("steps", steps)

@@ -1,0 +1,162 @@
+"""Θ_adv checkpoints, --adv-from, --resume after SIGKILL, the compile cache, and
+checkpoints that move between device counts."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from advjax import run_sweep
+from advjax.checkpoint import PhaseStore
+from advjax.sweep import main
+
+BASE = {"dataset": "gaussians", "widths": "5,7", "seeds": 3, "max_steps": 400, "n_test": 300, "quiet": True}
+CLI = [sys.executable, "-m", "advjax.sweep"]
+
+
+def cli_args(cfg):
+    args = []
+    for k, v in cfg.items():
+        name = f"--{k.replace('_', '-')}"
+        args += [name] if v is True else [name, str(v)]
+    return args
+
+
+def frozen_rows(path):
+    return [line for line in open(path).read().splitlines() if ",frozen," in line]
+
+
+def test_adv_from_gives_the_combined_runs_frozen_results(tmp_path):
+    run_sweep({**BASE, "experiments": "2"}, str(tmp_path / "today"))
+    assert os.path.isdir(tmp_path / "today" / "checkpoints" / "p5" / "theta_adv")
+    assert not os.path.exists(tmp_path / "today" / "checkpoints" / "p5" / "y_rand+y")  # only Θ_adv is kept
+    run_sweep({**BASE, "experiments": "3", "adv_from": str(tmp_path / "today")}, str(tmp_path / "tomorrow"))
+    run_sweep({**BASE, "experiments": "2,3"}, str(tmp_path / "both"))
+    combined = frozen_rows(tmp_path / "both" / "results.csv")
+    assert len(combined) == 6
+    assert frozen_rows(tmp_path / "tomorrow" / "results.csv") == combined
+    meta = json.loads(open(tmp_path / "tomorrow/checkpoints/p7/theta_adv/0/meta/metadata").read())
+    assert meta["complete"] and meta["fingerprint"]["width"] == 7 and meta["fingerprint"]["seeds"] == [0, 1, 2]
+
+
+def test_mismatched_missing_and_corrupt_checkpoints_are_refused(tmp_path, capsys):
+    run_sweep({**BASE, "experiments": "2"}, str(tmp_path / "a"))
+    cases = [
+        ({"lr": 0.02}, "lr (checkpoint 0.01, this sweep 0.02)"),
+        ({"seeds": 4}, "seeds"),
+        ({"dataset": "circles"}, "dataset"),
+        ({"fix_data": True}, "fix_data"),
+        ({"widths": "6"}, "no checkpoint at"),
+    ]
+    for i, (change, msg) in enumerate(cases):
+        cfg = {**BASE, "experiments": "3", "adv_from": str(tmp_path / "a"), **change}
+        rc = main([*cli_args(cfg), "--out", str(tmp_path / f"o{i}")])
+        err = capsys.readouterr().err
+        assert rc == 2 and "--adv-from" in err and msg in err and err.count("\n") == 1, err
+    # damage the array data of one checkpoint
+    state_dir = tmp_path / "a" / "checkpoints" / "p5" / "theta_adv" / "0" / "state"
+    for root, _, files in os.walk(state_dir):
+        for f in files:
+            if "manifest" in f or root.endswith("d"):
+                open(os.path.join(root, f), "wb").write(b"garbage")
+    rc = main([*cli_args({**BASE, "experiments": "3", "adv_from": str(tmp_path / "a")}),
+               "--out", str(tmp_path / "bad")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "unreadable" in err and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def _has_save(path):
+    return os.path.isdir(path) and any(d.isdigit() for d in os.listdir(path))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_in_phase_one_then_resumed_equals_uninterrupted(tmp_path, sig):
+    cfg = {**BASE, "widths": "6,8", "experiments": "2,3", "max_steps": 3000, "chunk_steps": 50,
+           "checkpoint_every": 50}
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([*CLI, *cli_args(cfg), "--out", str(out)], stderr=subprocess.PIPE)
+    theta_adv = out / "checkpoints" / "p6" / "theta_adv"
+    deadline = time.time() + 120
+    while not _has_save(theta_adv) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    rc = proc.wait()
+    assert rc == (-9 if sig == signal.SIGKILL else 130)
+    meta = PhaseStore(str(theta_adv), {}).read_meta()
+    assert not meta["complete"] and 0 < max(meta["steps"]) < 3000  # it really stopped inside phase 1
+    assert not (out / "results.csv").exists()
+    rc = main([*cli_args(cfg), "--out", str(out), "--resume"])
+    assert rc == 0
+    run_sweep(cfg, str(tmp_path / "whole"))
+    assert (out / "results.csv").read_bytes() == (tmp_path / "whole" / "results.csv").read_bytes()
+    # resuming a finished sweep changes nothing and duplicates no row
+    assert main([*cli_args(cfg), "--out", str(out), "--resume"]) == 0
+    assert (out / "results.csv").read_bytes() == (tmp_path / "whole" / "results.csv").read_bytes()
+
+
+def test_resume_refuses_another_sweep_and_out_is_never_overwritten(tmp_path, capsys):
+    run_sweep({**BASE, "widths": "5", "experiments": "1"}, str(tmp_path / "a"))
+    before = (tmp_path / "a" / "results.csv").read_bytes()
+    rc = main([*cli_args({**BASE, "widths": "5", "experiments": "1", "lr": 0.5}), "--out", str(tmp_path / "a"),
+               "--resume"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--resume" in err and "--lr" in err
+    rc = main([*cli_args({**BASE, "widths": "5", "experiments": "1"}), "--out", str(tmp_path / "a")])
+    assert rc == 2 and "--resume" in capsys.readouterr().err
+    assert (tmp_path / "a" / "results.csv").read_bytes() == before
+
+
+def test_second_run_spends_under_a_quarter_of_the_compile_time(tmp_path):
+    env = {**os.environ, "ADVJAX_COMPILE_CACHE": str(tmp_path / "cache")}
+    compile_s = []
+    for name in ("first", "second"):
+        subprocess.run([*CLI, *cli_args({**BASE, "max_steps": 50}), "--out", str(tmp_path / name)],
+                       env=env, check=True, capture_output=True)
+        widths = json.loads((tmp_path / name / "manifest.json").read_text())["widths"]
+        compile_s.append(sum(w["compile_seconds"] for w in widths.values()))
+        if name == "second":
+            assert all(w["xla_compilations_from_disk_cache"] > 0 for w in widths.values())
+    assert compile_s[1] < 0.25 * compile_s[0], compile_s
+
+
+def test_checkpoint_from_four_devices_restores_on_one(tmp_path):
+    script = textwrap.dedent(f"""
+        import jax, jax.numpy as jnp, numpy as np
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+        from advjax.checkpoint import PhaseStore
+        from advjax.model import MLP
+        from advjax.train import PhaseSpec, _init_state
+        assert jax.device_count() == 4
+        model = MLP(6, 2, 1)
+        params = jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(0), 8))
+        state = _init_state(None, params, jax.random.split(jax.random.PRNGKey(1), 8), jnp.float32(0.1))
+        state = state._replace(step=jnp.arange(8, dtype=jnp.int32))
+        mesh = Mesh(np.array(jax.devices()), ("seeds",))
+        state = jax.device_put(state, NamedSharding(mesh, P("seeds")))
+        assert len(state.params["hidden"]["kernel"].sharding.device_set) == 4
+        PhaseStore({str(tmp_path / 'ck')!r}, {{"k": 1}}).save(state, complete=True)
+        np.savez({str(tmp_path / 'ref.npz')!r}, *[np.asarray(a) for a in jax.tree.leaves(state)])
+    """)
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True)
+    from advjax.model import MLP
+    from advjax.train import _init_state
+
+    model = MLP(6, 2, 1)
+    like = _init_state(None, jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(5), 8)),
+                       jax.random.split(jax.random.PRNGKey(6), 8), jnp.float32(0.1))
+    restored = PhaseStore(str(tmp_path / "ck"), {"k": 1}).restore(like)
+    ref = np.load(tmp_path / "ref.npz")
+    leaves = jax.tree.leaves(restored)
+    assert len(leaves) == len(ref.files)
+    for i, leaf in enumerate(leaves):
+        assert len(leaf.sharding.device_set) == 1
+        np.testing.assert_array_equal(np.asarray(leaf), ref[f"arr_{i}"])
