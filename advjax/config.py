@@ -55,6 +55,7 @@ class SweepConfig:
     checkpoint_every: str = "60s"  # N steps, or Ns / Nm of wall time, or 0: only at phase ends
     keep_params: bool = False  # keep every phase's final params, not only Θ_adv
     compile_cache: str = "auto"  # a directory, "auto" ($ADVJAX_COMPILE_CACHE or ~/.cache/advjax/jax), "off"
+    cpu_devices: int | None = None  # CLI on a CPU host: JAX devices to split it into (default: one per core)
 
     def resolve(self) -> SweepConfig:
         """Fill the dataset-dependent defaults (paper section 3)."""
@@ -81,7 +82,8 @@ DEFAULT_MAX_STEPS = {True: 20_000, False: 100_000}
 
 
 # Options that change how a sweep runs but not its results.
-RUNTIME_FIELDS = ("out", "quiet", "resume", "checkpoint_every", "chunk_steps", "keep_params", "compile_cache")
+RUNTIME_FIELDS = ("out", "quiet", "resume", "checkpoint_every", "chunk_steps", "keep_params", "compile_cache",
+                  "cpu_devices")
 
 
 def _plain(v):
@@ -167,7 +169,7 @@ def _validate(name: str, v):
             allowed = ", ".join(f"{n} ({name})" for n, name in
                                 zip(("1", "2", "3"), EXPERIMENTS))
             raise ConfigError("--experiments", f"unknown experiment {str(e)!r}; choose from {allowed}") from None
-    if name == "max_steps":
+    if name in ("max_steps", "cpu_devices"):
         return _int(name, v, 1, "a positive integer")
     if name == "chunk_steps":
         return _int(name, v, 1, "a positive integer")

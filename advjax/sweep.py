@@ -29,6 +29,7 @@ from . import __version__
 from .checkpoint import FORMAT_VERSION, CheckpointError, PhaseStore, every_from_text
 from .config import FIELDS, ConfigError, SweepConfig, flag, from_dict, load_toml
 from .data import DataError, Dataset, make_dataset, random_labels
+from .devices import use_cpu_devices
 from .experiments import EXPERIMENTS, TrainSettings, WidthRun, intermediate_prefixes, prefix_name, run_phases
 from .model import MLP, n_outputs
 from .train import COMPILE_STATS, evaluate
@@ -405,6 +406,8 @@ HELP = {
     "checkpoint_every": "save in-flight state every N steps or every Ns/Nm of wall time; 0: only at "
                         "phase ends (default 60s)",
     "keep_params": "keep every phase's final parameters under checkpoints/, not only Θ_adv",
+    "cpu_devices": "on a CPU host, split it into this many JAX devices to shard seeds over "
+                   "(default: one per core)",
     "compile_cache": "persistent compilation cache directory (default $ADVJAX_COMPILE_CACHE or "
                      "~/.cache/advjax/jax)",
 }
@@ -437,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         given = {k: v for k, v in vars(args).items() if k != "config" and v is not None}
         cfg = from_dict({**cfg.to_dict(), **given})
         out = cfg.out or default_out(cfg.dataset)
+        use_cpu_devices(cfg.cpu_devices)
         signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
         rows = run_sweep(cfg, out)
     except (ConfigError, DataError, CheckpointError) as e:
