@@ -292,7 +292,7 @@ def agreement(name: str, width: int, steps: int) -> dict:
     # (b) with the same minibatches
     batches = (lambda t: torch.from_numpy(np.asarray(batch_indices(jnp.asarray(bkeys[0]), jnp.int32(t), n,
                                                                    batch)[0]).astype(np.int64))) if batch else None
-    xt, yt = torch.from_numpy(np.asarray(x, np.float32)), torch.from_numpy(np.asarray(y[0], np.int64))
+    xt, yt = torch.from_numpy(np.array(x, np.float32)), torch.from_numpy(np.array(y[0], np.int64))
     theirs_losses: list[float] = []
     theirs_steps = torch_loop_one(torch, model, seed0, xt, yt, lr, steps, batch, batches, theirs_losses)
     m = min(len(ours_losses), len(theirs_losses))

@@ -1,0 +1,38 @@
+"""The benchmark runs end to end on a tiny plan (speed itself is never asserted here)."""
+
+import importlib.util
+import json
+
+import pytest
+
+from advjax import bench
+
+
+def test_bench_quick_tiny(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "plan", lambda quick, widths: [
+        {"workload": w, "width": 4, "impl": i, "seeds": 2, "steps": 5}
+        for w in bench.WORKLOADS for i in ("advjax", "jax_per_seed")])
+    monkeypatch.setattr(bench, "machine_peaks", lambda quick: {
+        "matmul_size": 1, "jax_matmul_flops": 1e9, "numpy_matmul_flops": 1e9, "peak_flops": 1e9,
+        "copy_bytes_per_s": 1e9})
+    out = tmp_path / "b.json"
+    assert bench.main(["--quick", "--only", "advjax,jax_per_seed", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    rows = {(r["workload"], r["impl"]): r for r in report["results"]}
+    assert set(rows) == {(w, i) for w in ("2d", "mnist") for i in ("advjax", "jax_per_seed")}
+    # every implementation did the same work: the cap, for each seed
+    assert all(r["seed_steps"] == 2 * 5 for r in rows.values())
+    assert rows[("mnist", "advjax")]["useful_flops_per_seed_step"] == bench.useful_flops(784, 128, 4, 10, 32)
+
+
+def test_useful_flops_counts():
+    # full batch: forward 2n(dp+pk), backward 2n(dp+pk) + 2npk
+    assert bench.useful_flops(2, 100, 10, 1, None) == 2 * 100 * 30 + 2 * 100 * 30 + 2 * 100 * 10
+    # minibatch adds the error check's forward over all n
+    assert bench.useful_flops(2, 100, 10, 1, 10) == 4 * 10 * 30 + 2 * 10 * 10 + 2 * 100 * 30
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is the bench extra")
+def test_advjax_and_the_torch_loop_compute_the_same_thing():
+    check = bench.agreement("2d", 20, 3000)
+    assert check["agree"], check
