@@ -36,7 +36,7 @@ from .train import COMPILE_STATS, evaluate
 
 COLUMNS = (
     "dataset", "width", "experiment", "seed", "train_acc", "test_acc", "train_loss",
-    "steps", "converged", "diverged", "phase1_steps", "phase1_converged",
+    "steps", "converged", "diverged", "phase1_steps", "phase1_converged", "phase1_train_acc",
 )
 # Independent streams per seed: fixing one source of randomness never moves another.
 KEY_DATA, KEY_LABELS, KEY_INIT, KEY_BATCHES = range(4)
@@ -134,7 +134,8 @@ def load_data(cfg: SweepConfig) -> Dataset:
 
 def read_results(path: str) -> list[dict]:
     """results.csv back as typed rows (the inverse of rows_to_csv)."""
-    ints, floats = ("width", "seed", "steps", "phase1_steps"), ("train_acc", "test_acc", "train_loss")
+    ints = ("width", "seed", "steps", "phase1_steps")
+    floats = ("train_acc", "test_acc", "train_loss", "phase1_train_acc")
     rows = []
     with open(path, newline="") as f:
         for raw in csv.DictReader(f):
@@ -325,6 +326,9 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
             m = evaluate(model, final.params, split.x_train, y_train, split.x_test, split.y_test,
                          train_batched=x_batched, test_batched=x_batched)
             first = outcomes[0] if len(outcomes) > 1 else None
+            if first is not None:  # how far phase 1 got in fitting its (random) labels
+                p1 = evaluate(model, first.params, split.x_train, run.labels[EXPERIMENTS[name][0].labels],
+                              split.x_test, split.y_test, train_batched=x_batched, test_batched=x_batched)
             for i, s in enumerate(seeds):
                 rows.append({
                     "dataset": ds.name, "width": width, "experiment": name, "seed": s,
@@ -333,6 +337,7 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
                     "diverged": bool(final.diverged[i]),
                     "phase1_steps": int(first.steps[i]) if first else None,
                     "phase1_converged": bool(first.converged[i]) if first else None,
+                    "phase1_train_acc": p1.train_acc[i] if first else None,
                 })
         total = time.perf_counter() - t0
         compile_s = COMPILE_STATS.seconds - compile_before
@@ -356,6 +361,43 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
     if not os.path.exists(path):  # no width at all (cannot happen with a validated config)
         write_atomic(path, rows_to_csv(rows))
     return read_results(path)
+
+
+def final_params(out: str, width: int, experiment: str):
+    """The final parameters of one experiment of a finished sweep (run with
+    --keep-params), restored from its checkpoints without training.
+
+    Returns (params seed-batched, x_train, y_train (seed-batched), seeds).
+    FileNotFoundError if a phase's checkpoint is not there.
+    """
+    with open(os.path.join(out, "manifest.json")) as f:
+        manifest = json.load(f)
+    cfg = from_dict({k: v for k, v in manifest["config"].items() if k in FIELDS}).resolve()
+    ds = load_data(cfg)
+    seeds = manifest["seeds"]
+    keys = seed_keys(seeds)
+    x_batched = ds.redraws and not cfg.fix_data
+    split = jax.vmap(ds.draw)(keys.data) if x_batched else ds.draw(keys.data[0])
+    y_train = split.y_train if x_batched else jnp.broadcast_to(split.y_train, (len(seeds), ds.n_train))
+    x_train = split.x_train if x_batched else jnp.broadcast_to(split.x_train, (len(seeds), *split.x_train.shape))
+
+    def store(prefix):
+        s = PhaseStore(checkpoint_dir(out, width, prefix), phase_fingerprint(cfg, ds, width, prefix, seeds))
+        if not s.exists():
+            raise FileNotFoundError(f"{s.directory}: no checkpoint (was the sweep run with --keep-params?)")
+        return s
+
+    model = MLP(width, ds.n_features, n_outputs(ds.n_classes), cfg.init)
+    run = WidthRun(
+        model=model, theta0=jax.vmap(model.init)(keys.init), x_train=split.x_train,
+        labels={"y": y_train, "y_rand": jax.vmap(lambda k: random_labels(k, ds.n_train, ds.n_classes))(keys.labels)},
+        batch_keys=keys.batches, x_batched=x_batched,
+        settings=TrainSettings(lr=cfg.lr, max_steps=cfg.max_steps, batch_size=cfg.batch_size or None,
+                               loss_reduction=cfg.loss_reduction, chunk_steps=cfg.chunk_steps),
+        store=store,
+    )
+    final = run_phases(EXPERIMENTS[experiment], run)[-1]
+    return jax.tree.map(np.asarray, final.params), np.asarray(x_train), np.asarray(y_train), seeds
 
 
 def summary_table(rows: list[dict]) -> str:

@@ -1,0 +1,306 @@
+"""The paper's figures and significance tests, drawn from sweep output directories.
+
+    python -m advjax.figures RUN_DIR... --out figures/
+
+Each RUN_DIR is the --out of a sweep (results.csv + manifest.json). For every run it
+draws test accuracy vs width (mean ± 1 std, and median with interquartile range) and
+steps to zero training error vs width; from the runs it finds, it composes the paper's
+figures (1, 3, 4, 5, 6, and 2 where final parameters were kept with --keep-params).
+It writes significance.csv: per dataset and width, paired tests of adversarial vs
+baseline and frozen vs adversarial test accuracy.
+
+A seed counts as unconverged in an experiment when any of its phases stopped at the
+step cap (or diverged). Statistics use every seed; widths where some seeds did not
+converge are drawn with open markers and the count is written next to the point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+COLORS = {"baseline": "black", "adversarial": "red", "frozen": "blue"}
+LABELS = {"baseline": "1: baseline", "adversarial": "2: adversarial", "frozen": "3: frozen features"}
+COMPARISONS = (("adversarial", "baseline"), ("frozen", "adversarial"))
+
+
+@dataclass
+class Run:
+    path: str
+    manifest: dict
+    rows: list[dict]
+
+    @property
+    def config(self) -> dict:
+        return self.manifest["config"]
+
+    @property
+    def dataset(self) -> str:
+        return self.manifest["dataset"]["name"]
+
+    @property
+    def label(self) -> str:
+        """e.g. spirals, spirals-tmax6.28-fixed, mnist."""
+        c = self.config
+        parts = [os.path.splitext(self.dataset)[0]]
+        if self.dataset == "spirals" and abs(c["t_max"] - 10.0) > 1e-9:
+            parts.append(f"tmax{c['t_max']:.2f}")
+        if c.get("fix_data") and self.dataset != "mnist":
+            parts.append("fixed")
+        return "-".join(parts)
+
+
+class FigureError(ValueError):
+    pass
+
+
+def load_run(path: str) -> Run:
+    from .sweep import read_results
+
+    try:
+        with open(os.path.join(path, "manifest.json")) as f:
+            manifest = json.load(f)
+        rows = read_results(os.path.join(path, "results.csv"))
+    except (OSError, ValueError) as e:
+        raise FigureError(f"{path}: not a sweep output directory ({e})") from None
+    if not rows:
+        raise FigureError(f"{path}: results.csv has no rows")
+    return Run(path, manifest, rows)
+
+
+def unconverged(row: dict) -> bool:
+    return (not row["converged"]) or row["diverged"] or row["phase1_converged"] is False
+
+
+def by_width(rows: list[dict], experiment: str) -> dict[int, list[dict]]:
+    out: dict[int, list[dict]] = {}
+    for r in rows:
+        if r["experiment"] == experiment:
+            out.setdefault(r["width"], []).append(r)
+    return dict(sorted(out.items()))
+
+
+# -- statistics ----------------------------------------------------------------------------------------
+
+def paired_test(a: np.ndarray, b: np.ndarray) -> dict:
+    """Paired comparison of a and b (same seeds): mean difference a - b, Cohen's d_z,
+    the paired t-test's two-sided p-value and Wilcoxon's signed-rank p-value."""
+    from scipy import stats
+
+    d = np.asarray(a, float) - np.asarray(b, float)
+    n = len(d)
+    sd = d.std(ddof=1) if n > 1 else float("nan")
+    out = {"n": n, "mean_diff": float(d.mean()), "sd_diff": float(sd),
+           "cohens_dz": float(d.mean() / sd) if sd > 0 else float("nan"),
+           "t": float("nan"), "p_t": float("nan"), "p_wilcoxon": float("nan")}
+    if n > 1 and sd > 0:
+        t = stats.ttest_rel(a, b)
+        out.update(t=float(t.statistic), p_t=float(t.pvalue))
+    if n > 1 and np.any(d != 0):
+        out["p_wilcoxon"] = float(stats.wilcoxon(a, b).pvalue)
+    return out
+
+
+def significance(runs: list[Run]) -> list[dict]:
+    rows = []
+    for run in runs:
+        for first, second in COMPARISONS:
+            xa, xb = by_width(run.rows, first), by_width(run.rows, second)
+            for width in sorted(set(xa) & set(xb)):
+                ra = {r["seed"]: r for r in xa[width]}
+                rb = {r["seed"]: r for r in xb[width]}
+                seeds = sorted(set(ra) & set(rb))
+                res = paired_test(np.array([ra[s]["test_acc"] for s in seeds]),
+                                  np.array([rb[s]["test_acc"] for s in seeds]))
+                rows.append({"run": run.label, "width": width, "comparison": f"{first} - {second}",
+                             "unconverged_seeds": sum(unconverged(ra[s]) or unconverged(rb[s]) for s in seeds),
+                             **res})
+    return rows
+
+
+def write_significance(rows: list[dict], path: str) -> None:
+    cols = ["run", "width", "comparison", "n", "mean_diff", "sd_diff", "cohens_dz", "t", "p_t", "p_wilcoxon",
+            "unconverged_seeds"]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols, lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]) for k in cols})
+
+
+def significance_text(rows: list[dict]) -> str:
+    lines = [f"{'run':<24} {'width':>6}  {'comparison':<24} {'mean diff':>9} {'d_z':>6} {'p (t)':>9} "
+             f"{'p (Wilcoxon)':>12}"]
+    for r in rows:
+        lines.append(f"{r['run']:<24} {r['width']:>6}  {r['comparison']:<24} {r['mean_diff']:>+9.4f} "
+                     f"{r['cohens_dz']:>6.2f} {r['p_t']:>9.2g} {r['p_wilcoxon']:>12.2g}")
+    return "\n".join(lines)
+
+
+# -- drawing ---------------------------------------------------------------------------------------------
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def panel_metric(ax, run: Run, metric: str, summary: str, title: str | None = None) -> None:
+    """One panel: metric vs width for each experiment. summary: 'mean' (± 1 std) or
+    'median' (with the interquartile range)."""
+    for exp in COLORS:
+        groups = by_width(run.rows, exp)
+        if not groups:
+            continue
+        widths = np.array(list(groups))
+        vals = [np.array([float(r[metric]) for r in g]) for g in groups.values()]
+        if summary == "mean":
+            mid = np.array([v.mean() for v in vals])
+            lo, hi = mid - [v.std() for v in vals], mid + [v.std() for v in vals]
+        else:
+            mid = np.array([np.median(v) for v in vals])
+            lo, hi = np.array([np.percentile(v, 25) for v in vals]), np.array([np.percentile(v, 75) for v in vals])
+        bad = np.array([sum(unconverged(r) for r in g) for g in groups.values()])
+        ax.errorbar(widths, mid, yerr=[mid - lo, hi - mid], color=COLORS[exp], label=LABELS[exp], capsize=3,
+                    marker="o", markersize=4, linewidth=1.2)
+        for w, m, b, g in zip(widths, mid, bad, groups.values()):
+            if b:  # open marker and count: some seeds stopped at the step cap
+                ax.plot([w], [m], marker="o", markersize=9, markerfacecolor="none", markeredgecolor=COLORS[exp])
+                ax.annotate(f"{b}/{len(g)}", (w, m), textcoords="offset points", xytext=(5, 4), fontsize=7,
+                            color=COLORS[exp])
+    ax.set_xscale("log")
+    if metric == "steps":
+        ax.set_yscale("log")
+    ax.set_xlabel("width p")
+    ax.set_ylabel({"test_acc": "test accuracy", "steps": "steps to zero training error"}[metric])
+    n_seeds = len({r["seed"] for r in run.rows})
+    ax.set_title(title or f"{run.label} ({n_seeds} seeds)", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+
+
+def _figure(panels, metric, summary, path, suptitle):
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
+    for ax, (run, title) in zip(axes[0], panels):
+        panel_metric(ax, run, metric, summary, title)
+    axes[0][0].legend(fontsize=8, loc="best")
+    fig.suptitle(suptitle + "  (open marker k/n: k of n seeds stopped at the step cap)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def decision_boundaries(runs: list[Run], width: int, path: str, seed: int | None = None) -> str | None:
+    """Fig. 2: the three experiments' learned functions at width p, rows = 2-D datasets."""
+    from .sweep import final_params
+
+    found = []
+    named = {r.label: r for r in runs}
+    for run in (named[lb] for lb in ("gaussians", "circles", "spirals") if lb in named):
+        if width not in {r["width"] for r in run.rows}:
+            continue
+        try:
+            found.append((run, {e: final_params(run.path, width, e) for e in COLORS}))
+        except (FileNotFoundError, ValueError):
+            continue
+    if not found:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(len(found), 3, figsize=(11, 3.6 * len(found)), squeeze=False)
+    for row, (run, by_exp) in zip(axes, found):
+        for ax, exp in zip(row, COLORS):
+            params, x, y, s = by_exp[exp]
+            i = 0 if seed is None else s.index(seed)
+            xi, yi = np.asarray(x[i]), np.asarray(y[i])
+            lo, hi = xi.min(0) - 1, xi.max(0) + 1
+            g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], 300), np.linspace(lo[1], hi[1], 300))
+            grid = np.stack([g0.ravel(), g1.ravel()], 1).astype(np.float32)
+            z = _logits(params, i, grid).reshape(g0.shape)
+            ax.contourf(g0, g1, z > 0, levels=[-0.5, 0.5, 1.5], colors=["#f3d6d6", "#d6dcf3"], alpha=0.8)
+            ax.contour(g0, g1, z, levels=[0], colors="k", linewidths=0.8)
+            ax.scatter(xi[:, 0], xi[:, 1], c=np.where(yi == 1, "navy", "darkred"), s=8)
+            r = [q for q in run.rows if q["width"] == width and q["experiment"] == exp and q["seed"] == s[i]][0]
+            ax.set_title(f"{run.label}: {LABELS[exp]}\nseed {s[i]}, test acc {r['test_acc']:.3f}", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(f"Decision boundaries at p = {width}", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _logits(params: dict, i: int, x: np.ndarray) -> np.ndarray:
+    h = np.maximum(x @ np.asarray(params["hidden"]["kernel"][i]) + np.asarray(params["hidden"]["bias"][i]), 0)
+    return (h @ np.asarray(params["readout"]["kernel"][i]) + np.asarray(params["readout"]["bias"][i]))[:, 0]
+
+
+def draw_all(runs: list[Run], out: str, boundary_width: int = 500) -> list[str]:
+    os.makedirs(out, exist_ok=True)
+    made = []
+    for run in runs:
+        made.append(_figure([(run, None)], "test_acc", "mean", os.path.join(out, f"accuracy_{run.label}.png"),
+                            f"Test accuracy vs width, mean ± 1 std: {run.label}"))
+        made.append(_figure([(run, None)], "test_acc", "median",
+                            os.path.join(out, f"accuracy_median_{run.label}.png"),
+                            f"Test accuracy vs width, median and IQR: {run.label}"))
+        made.append(_figure([(run, None)], "steps", "median", os.path.join(out, f"steps_{run.label}.png"),
+                            f"Steps to zero training error (last phase), median and IQR: {run.label}"))
+    named = {r.label: r for r in runs}
+
+    def pick(*labels):
+        return [(named[lb], f"({chr(97 + i)}) {lb}") for i, lb in enumerate(labels) if lb in named]
+
+    compositions = [
+        ("fig1.png", pick("gaussians", "spirals", "mnist"), "test_acc", "mean",
+         "Fig. 1: test accuracy for different initializations, mean ± 1 std"),
+        ("fig3.png", pick("gaussians", "circles", "spirals", "mnist"), "steps", "median",
+         "Fig. 3: steps to zero training error (last phase), median and IQR"),
+        ("fig4.png", pick("circles"), "test_acc", "mean", "Fig. 4: concentric circles, mean ± 1 std"),
+        ("fig5.png", pick("spirals"), "test_acc", "median", "Fig. 5: spirals (t ≤ 10), median and IQR"),
+        ("fig6.png", [(named[lb], t) for lb, t in (("spirals-tmax6.28", "(a) data redrawn per seed"),
+                                                     ("spirals-tmax6.28-fixed", "(b) one fixed data draw"))
+                      if lb in named], "test_acc", "mean", "Fig. 6: spirals, t ≤ 2π"),
+    ]
+    for name, panels, metric, summary, title in compositions:
+        if panels:
+            made.append(_figure(panels, metric, summary, os.path.join(out, name), title))
+    fig2 = decision_boundaries(runs, boundary_width, os.path.join(out, "fig2.png"))
+    if fig2:
+        made.append(fig2)
+    return made
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="advjax.figures", description="Draw the paper's figures from sweep outputs.")
+    ap.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    ap.add_argument("--out", default="figures", help="directory for the PNGs and significance.csv")
+    ap.add_argument("--boundary-width", type=int, default=500, help="width of Fig. 2's decision boundaries")
+    args = ap.parse_args(argv)
+    try:
+        runs = [load_run(p) for p in args.runs]
+    except FigureError as e:
+        print(f"advjax.figures: error: {e}", file=sys.stderr)
+        return 2
+    made = draw_all(runs, args.out, args.boundary_width)
+    sig = significance(runs)
+    write_significance(sig, os.path.join(args.out, "significance.csv"))
+    print(significance_text(sig))
+    for path in made:
+        print(f"wrote {path}")
+    print(f"wrote {os.path.join(args.out, 'significance.csv')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Figures from a small run made here, and the significance test's textbook answers."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from advjax import run_sweep
+from advjax.figures import main as figures_main
+from advjax.figures import paired_test
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("runs")
+    common = {"widths": "4,6", "seeds": 3, "max_steps": 60, "n_test": 200, "quiet": True, "keep_params": True}
+    made = {}
+    for name, extra in {"gaussians": {}, "circles": {}, "spirals": {},
+                        "spirals2pi": {"dataset": "spirals", "t_max": "2pi"},
+                        "spirals2pi_fixed": {"dataset": "spirals", "t_max": "2pi", "fix_data": True},
+                        "mnist": {"dataset": "mnist", "max_steps": 15, "n_test": 100}}.items():
+        cfg = {**common, "dataset": name, **extra}
+        run_sweep(cfg, str(base / name))
+        made[name] = str(base / name)
+    return made
+
+
+def png_size(path):
+    with Image.open(path) as im:
+        return im.size
+
+
+def test_every_panel_is_drawn(runs, tmp_path, capsys):
+    out = tmp_path / "figs"
+    assert figures_main([*runs.values(), "--out", str(out), "--boundary-width", "6"]) == 0
+    printed = capsys.readouterr().out
+    assert "adversarial - baseline" in printed and "frozen - adversarial" in printed
+    expected_panels = {"fig1.png": 3, "fig3.png": 4, "fig4.png": 1, "fig5.png": 1, "fig6.png": 2}
+    for name, n_panels in expected_panels.items():
+        w, h = png_size(out / name)
+        assert (out / name).stat().st_size > 10_000
+        assert abs(w / h - 4.6 * n_panels / 3.8) < 0.15, name  # one column per panel
+    w, h = png_size(out / "fig2.png")  # decision boundaries: 3 datasets x 3 experiments
+    assert abs(w / h - 11 / (3.6 * 3)) < 0.1
+    for label in ("gaussians", "circles", "spirals", "mnist", "spirals-tmax6.28", "spirals-tmax6.28-fixed"):
+        for kind in ("accuracy", "accuracy_median", "steps"):
+            assert (out / f"{kind}_{label}.png").stat().st_size > 5_000
+    sig = (out / "significance.csv").read_text().splitlines()
+    assert sig[0].startswith("run,width,comparison,n,mean_diff")
+    assert len(sig) == 1 + 6 * 2 * 2  # runs x widths x comparisons
+
+
+def test_bad_run_dir(tmp_path, capsys):
+    assert figures_main([str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "not a sweep output directory" in capsys.readouterr().err
+
+
+def test_paired_test_textbook_example():
+    # Student's (Gosset's) sleep data: extra hours of sleep under two drugs, 10 patients.
+    # Paired t = -4.0621, df = 9, two-sided p = 0.002833 (R: t.test(paired = TRUE)).
+    drug1 = np.array([0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0])
+    drug2 = np.array([1.9, 0.8, 1.1, 0.1, -0.1, 4.4, 5.5, 1.6, 4.6, 3.4])
+    r = paired_test(drug1, drug2)
+    assert r["n"] == 10
+    assert abs(r["mean_diff"] - (-1.58)) < 1e-12
+    assert abs(r["t"] - (-4.062128)) < 1e-5
+    assert abs(r["p_t"] - 0.002833) < 1e-6
+    assert abs(r["cohens_dz"] - (-1.58 / 1.229995)) < 1e-5
+    assert r["p_wilcoxon"] < 0.01
