@@ -90,8 +90,17 @@ class PhaseStore:
 
         _quiet_orbax()
         if self._mgr is None:
-            opts = ocp.CheckpointManagerOptions(max_to_keep=2, create=create, enable_async_checkpointing=False,
-                                                cleanup_tmp_directories=True)
+            # Every process reads checkpoints on its own and only process 0 writes them,
+            # so each process's manager syncs with no other.
+            me = jax.process_index()
+            if create and me == 0:
+                os.makedirs(self.directory, exist_ok=True)
+            extra = {}
+            if jax.process_count() > 1:
+                extra["multiprocessing_options"] = ocp.options.MultiprocessingOptions(
+                    primary_host=me, active_processes={me})
+            opts = ocp.CheckpointManagerOptions(max_to_keep=2, create=False, enable_async_checkpointing=False,
+                                                cleanup_tmp_directories=True, **extra)
             self._mgr = ocp.CheckpointManager(self.directory, options=opts, item_names=("state", "meta"))
         return self._mgr
 
@@ -148,6 +157,10 @@ class PhaseStore:
     def save(self, state, complete: bool) -> None:
         import orbax.checkpoint as ocp
 
+        self._last_time = time.monotonic()
+        self._last_step = int(np.asarray(state.step).max())
+        if jax.process_index() != 0:  # one writer; every process holds the same state
+            return
         meta = {
             "format": FORMAT_VERSION,
             "fingerprint": self.fingerprint,
@@ -166,17 +179,14 @@ class PhaseStore:
         self._last_time = time.monotonic()
         self._last_step = int(np.asarray(state.step).max())
 
-    def maybe_save(self, state) -> None:
-        """Periodic save between chunks, by steps or by wall time."""
+    def due(self, max_step: int) -> bool:
+        """Whether a periodic save is due (by steps or by wall time since the last)."""
         if self.every is None:
-            return
+            return False
         kind, amount = self.every
         if kind == "steps":
-            due = int(np.asarray(state.step).max()) - self._last_step >= amount
-        else:
-            due = time.monotonic() - self._last_time >= amount
-        if due:
-            self.save(state, complete=False)
+            return max_step - self._last_step >= amount
+        return time.monotonic() - self._last_time >= amount
 
     # -- copying a finished phase from another sweep ----------------------------------------------
     def adopt(self, other: PhaseStore) -> None:

@@ -56,6 +56,12 @@ class SweepConfig:
     keep_params: bool = False  # keep every phase's final params, not only Θ_adv
     compile_cache: str = "auto"  # a directory, "auto" ($ADVJAX_COMPILE_CACHE or ~/.cache/advjax/jax), "off"
     cpu_devices: int | None = None  # CLI on a CPU host: JAX devices to split it into (default: one per core)
+    max_seeds_in_flight: int | None = None  # seeds on the devices at once (default: from memory_budget)
+    memory_budget: str | None = None  # bytes for seeds in flight, e.g. 2GB (default: half the free memory)
+    distributed: bool = False  # CLI: jax.distributed.initialize (flags below, or SLURM / TPU environment)
+    coordinator: str | None = None  # host:port of process 0
+    num_processes: int | None = None
+    process_id: int | None = None
 
     def resolve(self) -> SweepConfig:
         """Fill the dataset-dependent defaults (paper section 3)."""
@@ -83,7 +89,8 @@ DEFAULT_MAX_STEPS = {True: 20_000, False: 100_000}
 
 # Options that change how a sweep runs but not its results.
 RUNTIME_FIELDS = ("out", "quiet", "resume", "checkpoint_every", "chunk_steps", "keep_params", "compile_cache",
-                  "cpu_devices")
+                  "cpu_devices", "max_seeds_in_flight", "memory_budget", "distributed", "coordinator",
+                  "num_processes", "process_id")
 
 
 def _plain(v):
@@ -160,6 +167,19 @@ def _validate(name: str, v):
         return tuple(_int("widths", w, 1, "a positive integer (widths are e.g. 10,100,1000)") for w in items)
     if name == "seeds":
         return _int(name, v, 1, "a number of seeds >= 1")
+    if name == "process_id":
+        return _int(name, v, 0, "a non-negative integer")
+    if name == "memory_budget":
+        try:
+            parse_bytes(str(v))
+        except ValueError:
+            raise ConfigError(flag(name), f"{v!r} is not a size such as 500MB or 4GB") from None
+        return str(v)
+    if name == "coordinator":
+        host, _, port = str(v).rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(flag(name), f"{v!r} is not HOST:PORT")
+        return str(v)
     if name == "seed":
         return _int(name, v, 0, "a non-negative integer")
     if name == "experiments":
@@ -169,7 +189,7 @@ def _validate(name: str, v):
             allowed = ", ".join(f"{n} ({name})" for n, name in
                                 zip(("1", "2", "3"), EXPERIMENTS))
             raise ConfigError("--experiments", f"unknown experiment {str(e)!r}; choose from {allowed}") from None
-    if name in ("max_steps", "cpu_devices"):
+    if name in ("max_steps", "cpu_devices", "max_seeds_in_flight", "num_processes"):
         return _int(name, v, 1, "a positive integer")
     if name == "chunk_steps":
         return _int(name, v, 1, "a positive integer")
@@ -189,7 +209,7 @@ def _validate(name: str, v):
         if v not in INIT_SCHEMES:
             raise ConfigError("--init", f"{v!r} is not one of {', '.join(INIT_SCHEMES)}")
         return v
-    if name in ("fix_data", "quiet", "resume", "keep_params"):
+    if name in ("fix_data", "quiet", "resume", "keep_params", "distributed"):
         return _bool(name, v)
     if name == "npz_keys":
         keys = tuple(_list(v))
@@ -230,6 +250,17 @@ def from_dict(values: dict, source: str = "") -> SweepConfig:
     if cfg.dataset in SYNTHETIC and cfg.npz_keys != NPZ_KEYS:
         raise ConfigError("--npz-keys", "applies only with --dataset FILE.npz")
     return cfg
+
+
+def parse_bytes(text: str) -> int:
+    """'500MB', '4GB', '1.5GiB', '1000000' -> bytes."""
+    t = text.strip().upper().replace("IB", "B")
+    units = {"TB": 2**40, "GB": 2**30, "MB": 2**20, "KB": 2**10, "B": 1}
+    unit = next((u for u in units if t.endswith(u)), "")
+    value, mult = float(t[: len(t) - len(unit)]), units.get(unit, 1)
+    if not value > 0:
+        raise ValueError(text)
+    return int(value * mult)
 
 
 def load_toml(path: str) -> dict:

@@ -53,6 +53,7 @@ class TrainSettings:
     batch_size: int | None
     loss_reduction: str
     chunk_steps: int
+    max_in_flight: int | None = None  # seeds on the devices at once (None: all)
 
 
 @dataclass
@@ -95,6 +96,7 @@ def run_phases(phases: tuple[Phase, ...], run: WidthRun) -> list[Outcome]:
             run.memo[prefix] = train(
                 spec, start, run.x_train, run.labels[phase.labels], keys,
                 s.lr, s.max_steps, progress=callback, store=run.store(prefix) if run.store else None,
+                max_in_flight=s.max_in_flight,
             )
         outcomes.append(run.memo[prefix])
         params = run.memo[prefix].params

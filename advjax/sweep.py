@@ -27,7 +27,7 @@ import numpy as np
 
 from . import __version__
 from .checkpoint import FORMAT_VERSION, CheckpointError, PhaseStore, every_from_text
-from .config import FIELDS, ConfigError, SweepConfig, flag, from_dict, load_toml
+from .config import FIELDS, ConfigError, SweepConfig, flag, from_dict, load_toml, parse_bytes
 from .data import DataError, Dataset, make_dataset, random_labels
 from .devices import use_cpu_devices
 from .experiments import EXPERIMENTS, TrainSettings, WidthRun, intermediate_prefixes, prefix_name, run_phases
@@ -122,6 +122,73 @@ def _versions() -> dict:
             "python": platform.python_version()}
 
 
+def free_memory_bytes() -> int:
+    """Memory the seeds may use: free accelerator memory, or available host memory."""
+    devs = jax.local_devices()
+    if devs[0].platform != "cpu":
+        stats = [d.memory_stats() or {} for d in devs]
+        if all("bytes_limit" in s for s in stats):
+            return sum(s["bytes_limit"] - s.get("bytes_in_use", 0) for s in stats)
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return 8 * 2**30
+
+
+def bytes_per_seed(model: MLP, n_train: int, x_batched: bool) -> int:
+    """Device bytes one seed needs in flight: parameters, their update, gradients and
+    selects (8 float32 copies), its own data, and the logits of an evaluation batch."""
+    n_params = model.n_in * model.width + model.width + model.width * model.n_out + model.n_out
+    return 4 * (8 * n_params + (n_train * model.n_in if x_batched else 0) + n_train * model.width)
+
+
+def seeds_in_flight(cfg: SweepConfig, model: MLP, ds: Dataset, x_batched: bool) -> int:
+    """How many seeds one program trains at once: --max-seeds-in-flight, else as many as
+    fit --memory-budget (default: half the free memory), at least one per device."""
+    if cfg.max_seeds_in_flight:
+        return min(cfg.max_seeds_in_flight, cfg.seeds)
+    budget = parse_bytes(cfg.memory_budget) if cfg.memory_budget else free_memory_bytes() // 2
+    fit = budget // bytes_per_seed(model, ds.n_train, x_batched)
+    return int(min(cfg.seeds, max(jax.device_count(), fit)))
+
+
+def evaluate_in_batches(model: MLP, params, split, y_train, x_batched: bool, batch: int):
+    """`evaluate` over seeds in batches, so the test logits of many wide seeds never
+    sit in memory at once."""
+    n = len(y_train)
+    step = max(1, min(batch, (2**27) // max(1, model.width * max(split.x_test.shape[-2], 1))))
+    parts = []
+    for a in range(0, n, step):
+        sl = slice(a, min(a + step, n))
+        cut = (lambda t, sl=sl: t[sl]) if x_batched else (lambda t: t)  # noqa: E731
+        parts.append(evaluate(model, jax.tree.map(lambda t, sl=sl: t[sl], params), cut(split.x_train), y_train[sl],
+                              cut(split.x_test), cut(split.y_test), train_batched=x_batched,
+                              test_batched=x_batched))
+    return type(parts[0])(*(np.concatenate(v) for v in zip(*parts)))
+
+
+def sync_processes(name: str) -> None:
+    """A barrier across the processes of a multi-process run (nothing in one process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def peak_memory() -> dict:
+    """Peak host RSS of this process, and each local accelerator's peak bytes in use."""
+    import resource
+
+    out = {"host_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    for d in jax.local_devices():
+        stats = d.memory_stats() if d.platform != "cpu" else None
+        if stats and "peak_bytes_in_use" in stats:
+            out[f"{d.platform}{d.id}_peak_bytes"] = stats["peak_bytes_in_use"]
+    return out
+
+
 def default_out(dataset: str) -> str:
     name = os.path.splitext(os.path.basename(dataset))[0]
     return os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -134,25 +201,29 @@ def load_data(cfg: SweepConfig) -> Dataset:
 
 def read_results(path: str) -> list[dict]:
     """results.csv back as typed rows (the inverse of rows_to_csv)."""
+    with open(path, newline="") as f:
+        return parse_results(f.read())
+
+
+def parse_results(text: str) -> list[dict]:
     ints = ("width", "seed", "steps", "phase1_steps")
     floats = ("train_acc", "test_acc", "train_loss", "phase1_train_acc")
     rows = []
-    with open(path, newline="") as f:
-        for raw in csv.DictReader(f):
-            row: dict = {}
-            for k in COLUMNS:
-                v = raw.get(k, "")
-                if v == "":
-                    row[k] = None
-                elif k in ints:
-                    row[k] = int(v)
-                elif k in floats:
-                    row[k] = float(v)
-                elif v in ("true", "false"):
-                    row[k] = v == "true"
-                else:
-                    row[k] = v
-            rows.append(row)
+    for raw in csv.DictReader(io.StringIO(text)):
+        row: dict = {}
+        for k in COLUMNS:
+            v = raw.get(k, "")
+            if v == "":
+                row[k] = None
+            elif k in ints:
+                row[k] = int(v)
+            elif k in floats:
+                row[k] = float(v)
+            elif v in ("true", "false"):
+                row[k] = v == "true"
+            else:
+                row[k] = v
+        rows.append(row)
     return rows
 
 
@@ -247,19 +318,22 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
     cfg = cfg.resolve()
     out = out or cfg.out or default_out(cfg.dataset)
     ds = load_data(cfg)
+    writer = jax.process_index() == 0  # in a multi-process run, process 0 writes every file
     if cfg.resume and os.path.isdir(out) and os.listdir(out):
         rows, width_stats = _resume_state(cfg, out)
     else:
-        if os.path.isdir(out) and os.listdir(out):
+        if writer and os.path.isdir(out) and os.listdir(out):
             raise ConfigError("--out", f"{out} exists and is not empty; choose a new directory, "
                               "or add --resume to continue the sweep there")
-        os.makedirs(out, exist_ok=True)
         rows, width_stats = [], {}
+    sync_processes("advjax-out-checked")
+    if writer:
+        os.makedirs(out, exist_ok=True)
     if cfg.adv_from and not os.path.isdir(cfg.adv_from):
         raise CheckpointError("--adv-from", f"{cfg.adv_from} is not a directory")
     cache_dir = compile_cache_dir(cfg.compile_cache)
     enable_compile_cache(cache_dir)
-    progress = Progress(cfg.quiet)
+    progress = Progress(cfg.quiet or not writer)
     every = every_from_text(cfg.checkpoint_every)
 
     seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
@@ -291,7 +365,8 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "widths": width_stats,
     }
-    write_atomic(os.path.join(out, "manifest.json"), json.dumps(manifest, indent=2) + "\n")
+    if writer:
+        write_atomic(os.path.join(out, "manifest.json"), json.dumps(manifest, indent=2) + "\n")
     finished = {r["width"] for r in rows}
 
     for width in cfg.widths:
@@ -305,8 +380,10 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
         def store(prefix, width=width):
             fp = phase_fingerprint(cfg, ds, width, prefix, seeds)
             own = PhaseStore(checkpoint_dir(out, width, prefix), fp, every)
-            if cfg.adv_from and prefix in keep and not own.exists():
-                own.adopt(PhaseStore(checkpoint_dir(cfg.adv_from, width, prefix), fp, flag="--adv-from"))
+            if cfg.adv_from and prefix in keep:
+                if writer and not own.exists():
+                    own.adopt(PhaseStore(checkpoint_dir(cfg.adv_from, width, prefix), fp, flag="--adv-from"))
+                sync_processes("advjax-adopted")
             return own
 
         run = WidthRun(
@@ -320,15 +397,19 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
             progress=lambda label, w=width: progress.phase(f"[{ds.name} p={w}] {label}"),
             store=store,
         )
+        in_flight = seeds_in_flight(cfg, model, ds, x_batched)
+        run.settings = dataclasses.replace(settings, max_in_flight=in_flight)
+        width_stats[str(width)] = {"seeds_in_flight": in_flight}
         for name in cfg.experiments:
             outcomes = run_phases(EXPERIMENTS[name], run)
             final = outcomes[-1]
-            m = evaluate(model, final.params, split.x_train, y_train, split.x_test, split.y_test,
-                         train_batched=x_batched, test_batched=x_batched)
+            m = evaluate_in_batches(model, final.params, split, y_train, x_batched, in_flight)
             first = outcomes[0] if len(outcomes) > 1 else None
             if first is not None:  # how far phase 1 got in fitting its (random) labels
-                p1 = evaluate(model, first.params, split.x_train, run.labels[EXPERIMENTS[name][0].labels],
-                              split.x_test, split.y_test, train_batched=x_batched, test_batched=x_batched)
+                p1 = evaluate_in_batches(model, first.params, split, run.labels[EXPERIMENTS[name][0].labels],
+                                         x_batched, in_flight)
+            for prefix in [p for p in run.memo if p not in keep]:
+                del run.memo[prefix]  # only Θ_adv is needed again: bounded host memory
             for i, s in enumerate(seeds):
                 rows.append({
                     "dataset": ds.name, "width": width, "experiment": name, "seed": s,
@@ -342,25 +423,26 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
         total = time.perf_counter() - t0
         compile_s = COMPILE_STATS.seconds - compile_before
         requests = _CACHE_EVENTS["requests"] - disk_before["requests"]
-        width_stats[str(width)] = {
+        width_stats[str(width)] |= {
             "compile_seconds": round(compile_s, 3),
             "run_seconds": round(total - compile_s, 3),
             "xla_compilations": requests,
             "xla_compilations_from_disk_cache": _CACHE_EVENTS["hits"] - disk_before["hits"],
             "programs_reused_in_process": COMPILE_STATS.hits - hits_before,
         }
+        manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        manifest["peak_memory"] = peak_memory()
+        if not writer:
+            continue
         # Each finished width is on disk before the next starts.
         write_atomic(os.path.join(out, "results.csv"), rows_to_csv(rows))
-        manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         write_atomic(os.path.join(out, "manifest.json"), json.dumps(manifest, indent=2) + "\n")
         if not cfg.keep_params:  # final params are summarized in the rows; Θ_adv stays
-            for prefix in list(run.memo):
-                if prefix not in keep:
-                    shutil.rmtree(checkpoint_dir(out, width, prefix), ignore_errors=True)
-    path = os.path.join(out, "results.csv")
-    if not os.path.exists(path):  # no width at all (cannot happen with a validated config)
-        write_atomic(path, rows_to_csv(rows))
-    return read_results(path)
+            for name in cfg.experiments:
+                for i in range(len(EXPERIMENTS[name])):
+                    if EXPERIMENTS[name][: i + 1] not in keep:
+                        shutil.rmtree(checkpoint_dir(out, width, EXPERIMENTS[name][: i + 1]), ignore_errors=True)
+    return parse_results(rows_to_csv(rows))  # exactly what results.csv holds
 
 
 def final_params(out: str, width: int, experiment: str):
@@ -450,10 +532,18 @@ HELP = {
     "keep_params": "keep every phase's final parameters under checkpoints/, not only Θ_adv",
     "cpu_devices": "on a CPU host, split it into this many JAX devices to shard seeds over "
                    "(default: one per core)",
+    "max_seeds_in_flight": "seeds trained at once; more run in batches (default: as many as fit "
+                           "--memory-budget)",
+    "memory_budget": "memory for the seeds in flight, e.g. 4GB (default: half the free memory)",
+    "distributed": "multi-process run: jax.distributed.initialize with --coordinator, --num-processes, "
+                   "--process-id, or from the SLURM / TPU environment",
+    "coordinator": "HOST:PORT of process 0 (with --distributed)",
+    "num_processes": "number of processes (with --distributed)",
+    "process_id": "this process's index, 0..N-1 (with --distributed)",
     "compile_cache": "persistent compilation cache directory (default $ADVJAX_COMPILE_CACHE or "
                      "~/.cache/advjax/jax)",
 }
-BOOLEAN_FLAGS = ("fix_data", "quiet", "resume", "keep_params")
+BOOLEAN_FLAGS = ("fix_data", "quiet", "resume", "keep_params", "distributed")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -470,6 +560,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def init_distributed(cfg: SweepConfig) -> None:
+    """Join a multi-process run. Without the three flags, JAX reads them from the
+    environment SLURM or a TPU pod provides. CPU processes talk through gloo."""
+    given = [cfg.coordinator, cfg.num_processes, cfg.process_id]
+    if any(v is not None for v in given) and not all(v is not None for v in given):
+        raise ConfigError("--distributed", "give all of --coordinator, --num-processes and --process-id, "
+                          "or none (to take them from SLURM or the TPU environment)")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        if cfg.coordinator is not None:
+            jax.distributed.initialize(cfg.coordinator, cfg.num_processes, cfg.process_id)
+        else:
+            jax.distributed.initialize()
+    except (RuntimeError, ValueError) as e:
+        raise ConfigError("--distributed", f"could not join the run ({str(e).splitlines()[0][:160]})") from None
+
+
 def _interrupt_on_sigterm(signum, frame):
     raise KeyboardInterrupt  # a pre-empted batch job saves like Ctrl-C
 
@@ -483,6 +590,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = from_dict({**cfg.to_dict(), **given})
         out = cfg.out or default_out(cfg.dataset)
         use_cpu_devices(cfg.cpu_devices)
+        if cfg.distributed:
+            init_distributed(cfg)
         signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
         rows = run_sweep(cfg, out)
     except (ConfigError, DataError, CheckpointError) as e:

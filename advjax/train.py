@@ -232,7 +232,7 @@ class Store(Protocol):
     """Where a phase's state is saved and restored (advjax.checkpoint.PhaseStore)."""
 
     def restore(self, like: SeedState) -> SeedState | None: ...
-    def maybe_save(self, state: SeedState) -> None: ...
+    def due(self, max_step: int) -> bool: ...
     def save(self, state: SeedState, complete: bool) -> None: ...
 
 
@@ -249,11 +249,42 @@ def _pad_seeds(tree, n_pad: int):
     """Append n_pad copies of the last seed (dropped again after training)."""
     if n_pad == 0:
         return tree
-    return jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], n_pad, axis=0)]), tree)
+    return jax.tree.map(lambda a: np.concatenate([a, np.repeat(a[-1:], n_pad, axis=0)]), tree)
 
 
-def _first(tree, n: int):
-    return jax.tree.map(lambda a: a[:n], tree)
+def gather(tree):
+    """Host numpy copies of (possibly multi-process, sharded) arrays, on every process."""
+    from jax.experimental import multihost_utils
+
+    def one(a):
+        if isinstance(a, jax.Array) and not a.is_fully_addressable:
+            return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+        return np.asarray(a)
+
+    return jax.tree.map(one, tree)
+
+
+def distribute(tree, sharding: NamedSharding):
+    """Global arrays from host values that every process holds alike: each process
+    places the shards its own devices own (works across hosts and on one)."""
+    def one(a):
+        a = np.asarray(a)
+        return jax.make_array_from_callback(a.shape, sharding, lambda idx: a[idx])
+
+    return jax.tree.map(one, tree)
+
+
+def _rows(tree, sl: slice):
+    return jax.tree.map(lambda a: a[sl], tree)
+
+
+def _set_rows(tree, sl: slice, part):
+    def one(a, b):
+        a = np.array(a)
+        a[sl] = b
+        return a
+
+    return jax.tree.map(one, tree, part)
 
 
 def seed_groups(spec: PhaseSpec, n: int, n_local: int) -> tuple[int, int]:
@@ -303,58 +334,79 @@ def train(
     progress: Callable[[int, int, int], None] | None = None,
     store: Store | None = None,
     mesh: Mesh | None = None,
+    max_in_flight: int | None = None,
 ) -> Outcome:
     """Train every seed of `params0` (leading axis = seeds) on (x, y) to zero error.
 
     y carries the seed axis; x does when spec.x_batched, else it is shared by all seeds.
-    Seeds are split over the devices of `mesh` (default: all devices), padded to a
-    multiple of their count; each device loops over its own seeds until they are done.
-    `progress(n_done, n_seeds, max_step_so_far)` is called after each chunk. With a
-    `store`, the run continues from its newest save, saves between chunks as the store
-    decides and on Ctrl-C, and saves the final state marked complete. The store always
-    sees the unpadded state, so a save restores on any device count.
+    Seeds are split over the devices of `mesh` (default: all devices, of all processes
+    in a multi-process run), padded to a multiple of their count; each device loops over
+    its own seeds until they are done. At most `max_in_flight` seeds are on the devices
+    at once: larger seed sets run in batches, one after the other, through the same
+    compiled program. `progress(n_done, n_seeds, max_step_so_far)` is called after each
+    chunk. With a `store`, the run continues from its newest save, saves between chunks
+    as the store decides and on Ctrl-C, and saves the final state marked complete. The
+    store sees the whole unpadded state as host arrays, so a save restores on any
+    device or process count.
     """
     mesh = mesh or seed_mesh()
     n_seeds = batch_keys.shape[0]
-    n_groups, group = seed_groups(spec, x.shape[-2], -(-n_seeds // mesh.size))
-    n_pad = mesh.size * n_groups * group - n_seeds
+    flight = min(n_seeds, max_in_flight or n_seeds)
+    n_groups, group = seed_groups(spec, x.shape[-2], -(-flight // mesh.size))
+    width = mesh.size * n_groups * group  # seeds per program, padding included
     split = NamedSharding(mesh, P(SEED_AXIS))
     shared = NamedSharding(mesh, P())
-    place = lambda tree: jax.device_put(_pad_seeds(tree, n_pad), split)  # noqa: E731
 
+    params0, x, y, batch_keys = gather((params0, x, y, batch_keys))
     trainable = {k: v for k, v in params0.items() if k in spec.trainable}
-    frozen = place({k: v for k, v in params0.items() if k not in spec.trainable})
-    x = place(x) if spec.x_batched else jax.device_put(x, shared)
-    y = place(y)
-    lr, max_steps = jax.device_put((jnp.float32(lr), jnp.int32(max_steps)), shared)
-    state = compiled(_init_state, spec, trainable, batch_keys, lr)(trainable, batch_keys, lr)
-    restored = store.restore(state) if store is not None else None
-    state = place(restored if restored is not None else state)
-    run_chunk = compiled(_run_chunk_sharded, (spec, mesh, n_groups), state, frozen, x, y, lr, max_steps)
-    done = np.asarray(state.done)[:n_seeds]
-    was_complete = bool(done.all()) and restored is not None
+    frozen = {k: v for k, v in params0.items() if k not in spec.trainable}
+    lr, max_steps = np.float32(lr), np.int32(max_steps)
+    like = compiled(_init_state, spec, trainable, batch_keys, lr)(trainable, batch_keys, lr)
+    restored = store.restore(like) if store is not None else None
+    state = gather(restored if restored is not None else like)
+    was_complete = restored is not None and bool(state.done.all())
+    lr_g, max_steps_g = distribute((lr, max_steps), shared)
+    x_shared = None if spec.x_batched else distribute(x, shared)
+
+    def batch(tree, sl):  # one in-flight batch, padded to the program's seed count
+        part = _rows(tree, sl)
+        return distribute(_pad_seeds(part, width - (sl.stop - sl.start)), split)
+
     with deferred_interrupts() as interrupted:
-        while not done.all():
-            state = run_chunk(state, frozen, x, y, lr, max_steps)
-            done = np.asarray(state.done)[:n_seeds]  # waits for the chunk
-            if progress is not None:
-                progress(int(done.sum()), n_seeds, int(np.asarray(state.step).max()))
-            if interrupted():
-                if store is not None:
-                    store.save(_first(state, n_seeds), complete=False)
-                raise KeyboardInterrupt
-            if store is not None and not done.all():
-                store.maybe_save(_first(state, n_seeds))
-    state = _first(state, n_seeds)
+        for b0 in range(0, n_seeds, flight):
+            sl = slice(b0, min(b0 + flight, n_seeds))
+            if state.done[sl].all():
+                continue
+            live = batch(state, sl)
+            args = (batch(frozen, sl), batch(x, sl) if spec.x_batched else x_shared, batch(y, sl))
+            run_chunk = compiled(_run_chunk_sharded, (spec, mesh, n_groups), live, *args, lr_g, max_steps_g)
+            n_live = sl.stop - sl.start
+            while True:
+                live = run_chunk(live, *args, lr_g, max_steps_g)
+                done_steps = gather((live.done, live.step))  # waits for the chunk
+                state = state._replace(done=_set_rows(state.done, sl, done_steps[0][:n_live]))
+                if progress is not None:
+                    progress(int(state.done.sum()), n_seeds, int(done_steps[1].max()))
+                finished = bool(done_steps[0][:n_live].all())
+                if finished or interrupted() or (store is not None and store.due(int(done_steps[1].max()))):
+                    state = _set_rows(state, sl, _rows(gather(live), slice(0, n_live)))
+                if finished:
+                    break
+                if interrupted():
+                    if store is not None:
+                        store.save(state, complete=False)
+                    raise KeyboardInterrupt
+                if store is not None and store.due(int(done_steps[1].max())):
+                    store.save(state, complete=False)
     if store is not None and not was_complete:
         store.save(state, complete=True)
     if was_complete and progress is not None:
-        progress(n_seeds, n_seeds, int(np.asarray(state.step).max()))
+        progress(n_seeds, n_seeds, int(state.step.max()))
     return Outcome(
-        params={**_first(frozen, n_seeds), **state.params},
-        steps=np.asarray(state.step),
-        converged=np.asarray(state.converged),
-        diverged=np.asarray(state.diverged),
+        params={**frozen, **state.params},
+        steps=state.step,
+        converged=state.converged,
+        diverged=state.diverged,
     )
 
 

@@ -1,0 +1,93 @@
+"""Seeds across devices and processes, memory-bounded seed batches, merging split runs."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from advjax import run_sweep
+from advjax.merge import main as merge_main
+
+CLI = [sys.executable, "-m", "advjax.sweep"]
+BASE = ["--dataset", "circles", "--widths", "5,9", "--max-steps", "300", "--n-test", "300", "--quiet"]
+
+
+def sweep(args, out, env_extra=None, **kw):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([*CLI, *args, "--out", str(out)], env=env, capture_output=True, text=True, **kw)
+
+
+def test_four_devices_give_the_one_device_results(tmp_path):
+    args = [*BASE, "--seeds", "5"]  # 5 seeds over 4 devices: padded, then dropped
+    one = sweep([*args, "--cpu-devices", "1"], tmp_path / "one")
+    four = sweep(args, tmp_path / "four", {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+    assert one.returncode == 0 and four.returncode == 0, four.stderr
+    man = json.loads((tmp_path / "four" / "manifest.json").read_text())
+    assert len(man["device"]["devices"]) == 4
+    assert (tmp_path / "one" / "results.csv").read_bytes() == (tmp_path / "four" / "results.csv").read_bytes()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_give_the_one_process_results(tmp_path):
+    args = [*BASE, "--seeds", "3", "--cpu-devices", "1"]
+    port = _free_port()
+    procs = [subprocess.Popen([*CLI, *args, "--out", str(tmp_path / "two"), "--distributed",
+                               "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+                               "--process-id", str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
+    one = sweep(args, tmp_path / "one")
+    assert one.returncode == 0
+    man = json.loads((tmp_path / "two" / "manifest.json").read_text())
+    assert len(man["device"]["devices"]) == 2  # one device in each process
+    assert (tmp_path / "two" / "results.csv").read_bytes() == (tmp_path / "one" / "results.csv").read_bytes()
+    assert sorted(os.listdir(tmp_path / "two")) == ["checkpoints", "manifest.json", "results.csv"]
+
+
+def test_memory_budget_sets_the_seeds_in_flight_and_batches_change_nothing(tmp_path):
+    # MNIST at p = 1000: 3.2 MB of float32 parameters per seed, 8 copies in flight each.
+    args = ["--dataset", "mnist", "--widths", "1000", "--seeds", "6", "--max-steps", "3", "--experiments", "1,2",
+            "--n-test", "200", "--quiet", "--cpu-devices", "1"]
+    made = {}
+    for name, budget in (("small", "60MB"), ("big", "4GB")):
+        r = sweep([*args, "--memory-budget", budget], tmp_path / name)
+        assert r.returncode == 0, r.stderr
+        made[name] = json.loads((tmp_path / name / "manifest.json").read_text())
+        assert made[name]["peak_memory"]["host_peak_rss_bytes"] > 0
+    assert made["small"]["widths"]["1000"]["seeds_in_flight"] == 2  # 60 MB / (8 x 3.2 MB + data)
+    assert made["big"]["widths"]["1000"]["seeds_in_flight"] == 6
+    # three batches of two seeds give exactly the results of one batch of six
+    assert (tmp_path / "small" / "results.csv").read_text() == (tmp_path / "big" / "results.csv").read_text()
+
+
+def test_merge_split_runs_and_refuse_inconsistent_ones(tmp_path, capsys):
+    common = {"dataset": "gaussians", "seeds": 2, "max_steps": 100, "n_test": 200, "quiet": True}
+    run_sweep({**common, "widths": "4,6"}, str(tmp_path / "whole"))
+    run_sweep({**common, "widths": "6"}, str(tmp_path / "b"))
+    run_sweep({**common, "widths": "4"}, str(tmp_path / "a"))
+    assert merge_main([str(tmp_path / "b"), str(tmp_path / "a"), "--out", str(tmp_path / "m")]) == 0
+    assert (tmp_path / "m" / "results.csv").read_bytes() == (tmp_path / "whole" / "results.csv").read_bytes()
+    assert os.path.isdir(tmp_path / "m" / "checkpoints" / "p6" / "theta_adv")
+    run_sweep({**common, "widths": "8", "lr": 0.02}, str(tmp_path / "other"))
+    assert merge_main([str(tmp_path / "a"), str(tmp_path / "other"), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "--lr" in err and err.count("\n") == 1
+    assert merge_main([str(tmp_path / "a"), str(tmp_path / "whole"), "--out", str(tmp_path / "y")]) == 2
+    assert "width 4 is in both" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,msg", [(["--distributed", "--coordinator", "127.0.0.1:1"], "--distributed"),
+                                      (["--memory-budget", "lots"], "--memory-budget"),
+                                      (["--coordinator", "nohostport"], "--coordinator")])
+def test_bad_scaling_flags(argv, msg, tmp_path):
+    r = sweep([*BASE, *argv], tmp_path / "o")
+    assert r.returncode == 2 and msg in r.stderr and r.stderr.count("\n") == 1
