@@ -47,7 +47,7 @@ class SweepConfig:
     init: str = "torch"
     noise: float = 0.5  # circles: std of the radial noise
     t_max: float = 10.0  # spirals: t ~ U[0, t_max]
-    chunk_steps: int = 1000
+    chunk_steps: int = 100_000
     out: str | None = None
     quiet: bool = False
     resume: bool = False  # continue the sweep in --out from its checkpoints

@@ -522,7 +522,8 @@ HELP = {
     "init": "initialization: torch (default, nn.Linear's), lecun, he, xavier",
     "noise": "circles: std of the radial noise (default 0.5)",
     "t_max": "spirals: t ~ U[0, T_MAX], e.g. 10 (default) or 2pi",
-    "chunk_steps": "steps per compiled chunk between progress updates (default 1000)",
+    "chunk_steps": "most steps between progress updates and saves; chunks adapt to about 1 s each "
+                   "(default 100000)",
     "out": "output directory (default runs/<dataset>-<time>); must be new or empty",
     "quiet": "no progress lines",
     "resume": "continue the sweep in --out from its last checkpoints (same options)",

@@ -3,7 +3,8 @@
 A phase trains a batch of parameter sets (leading axis = seeds) on their labels until
 each reaches zero training error, diverges, or hits the step cap. Each seed carries its
 own step counter and `done` flag; a finished seed's parameters are never touched again
-while the others go on. Steps run in chunks of `chunk_steps` inside `lax.while_loop`,
+while the others go on. Steps run in chunks (at most `chunk_steps`, sized at run time
+to about a second) inside `lax.while_loop`,
 and the Python driver only looks at the done flags between chunks (progress, early end).
 
 Step semantics (exact): iteration k looks at the parameters after k updates. If they
@@ -48,7 +49,7 @@ class PhaseSpec:
     trainable: tuple[str, ...]  # layers updated; all others are frozen bit-for-bit
     batch_size: int | None = None  # None: full-batch gradient descent
     loss_reduction: str = "mean"
-    chunk_steps: int = 1000
+    chunk_steps: int = 100_000  # most steps in one call; calls adapt to ~CHUNK_SECONDS each
     x_batched: bool = True  # x carries a seed axis (False: one x shared by all seeds)
     group_elements: int = 1 << 20  # seeds run in cache-sized groups of about this many floats
 
@@ -140,8 +141,9 @@ def _step(spec: PhaseSpec, lr, max_steps, frozen, x_NxD, y_N, s: SeedState) -> S
     )
 
 
-def _run_chunk(spec, state, frozen, x, y, lr, max_steps):
-    """Up to chunk_steps iterations of every seed; ends early once all seeds are done.
+def _run_chunk(spec, state, frozen, x, y, lr, max_steps, chunk_len=None):
+    """Up to chunk_len (default spec.chunk_steps) iterations of every seed; ends early
+    once all seeds are done.
 
     The loop runs over the whole seed batch (a vmapped step inside one while_loop), not
     a vmapped while_loop: finished seeds are held by the step's own mask, and XLA need
@@ -154,7 +156,7 @@ def _run_chunk(spec, state, frozen, x, y, lr, max_steps):
 
     def cond(carry):
         i, s = carry
-        return (i < spec.chunk_steps) & ~jnp.all(s.done)
+        return (i < (spec.chunk_steps if chunk_len is None else chunk_len)) & ~jnp.all(s.done)
 
     def body(carry):
         i, s = carry
@@ -237,6 +239,7 @@ class Store(Protocol):
 
 
 SEED_AXIS = "seeds"
+CHUNK_SECONDS = 1.0
 
 
 def seed_mesh(devices=None) -> Mesh:
@@ -259,7 +262,7 @@ def gather(tree):
     def one(a):
         if isinstance(a, jax.Array) and not a.is_fully_addressable:
             return np.asarray(multihost_utils.process_allgather(a, tiled=True))
-        return np.asarray(a)
+        return a if isinstance(a, np.ndarray) else np.array(a)  # a writable host copy
 
     return jax.tree.map(one, tree)
 
@@ -279,8 +282,8 @@ def _rows(tree, sl: slice):
 
 
 def _set_rows(tree, sl: slice, part):
+    """Write a batch's rows into the host state, in place (no copy of all seeds)."""
     def one(a, b):
-        a = np.array(a)
         a[sl] = b
         return a
 
@@ -296,31 +299,31 @@ def seed_groups(spec: PhaseSpec, n: int, n_local: int) -> tuple[int, int]:
     return n_groups, -(-n_local // n_groups)
 
 
-def _run_chunk_grouped(spec, n_groups, state, frozen, x, y, lr, max_steps):
+def _run_chunk_grouped(spec, n_groups, state, frozen, x, y, lr, max_steps, chunk_len):
     """This device's seeds in n_groups groups, one after the other, so that a group's
     activations stay in cache (at p = 1000 on 2-D data this doubles CPU throughput)."""
     if n_groups == 1:
-        return _run_chunk(spec, state, frozen, x, y, lr, max_steps)
+        return _run_chunk(spec, state, frozen, x, y, lr, max_steps, chunk_len)
     split = lambda t: jax.tree.map(lambda a: a.reshape(n_groups, -1, *a.shape[1:]), t)  # noqa: E731
     xs = split(x) if spec.x_batched else jnp.zeros(n_groups)
 
     def group(args):
         s, f, xx, yy = args
-        return _run_chunk(spec, s, f, xx if spec.x_batched else x, yy, lr, max_steps)
+        return _run_chunk(spec, s, f, xx if spec.x_batched else x, yy, lr, max_steps, chunk_len)
 
     out = jax.lax.map(group, (split(state), split(frozen), xs, split(y)))
     return jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), out)
 
 
-def _run_chunk_sharded(static, state, frozen, x, y, lr, max_steps):
+def _run_chunk_sharded(static, state, frozen, x, y, lr, max_steps, chunk_len):
     spec, mesh, n_groups = static
     seeds = P(SEED_AXIS)
     local = jax.shard_map(
         functools.partial(_run_chunk_grouped, spec, n_groups), mesh=mesh,
-        in_specs=(seeds, seeds, seeds if spec.x_batched else P(), seeds, P(), P()),
+        in_specs=(seeds, seeds, seeds if spec.x_batched else P(), seeds, P(), P(), P()),
         out_specs=seeds, check_vma=False,
     )
-    return local(state, frozen, x, y, lr, max_steps)
+    return local(state, frozen, x, y, lr, max_steps, chunk_len)
 
 
 def train(
@@ -361,12 +364,15 @@ def train(
     trainable = {k: v for k, v in params0.items() if k in spec.trainable}
     frozen = {k: v for k, v in params0.items() if k not in spec.trainable}
     lr, max_steps = np.float32(lr), np.int32(max_steps)
-    like = compiled(_init_state, spec, trainable, batch_keys, lr)(trainable, batch_keys, lr)
+    # The state of every seed lives on the host; only the batch in flight is on devices.
+    like = gather(compiled(_init_state, spec, trainable, batch_keys, lr)(trainable, batch_keys, lr))
     restored = store.restore(like) if store is not None else None
-    state = gather(restored if restored is not None else like)
+    state = jax.tree.map(lambda a: a if a.flags.writeable else np.array(a),
+                         restored if restored is not None else like)
     was_complete = restored is not None and bool(state.done.all())
     lr_g, max_steps_g = distribute((lr, max_steps), shared)
     x_shared = None if spec.x_batched else distribute(x, shared)
+    chunk_len = min(spec.chunk_steps, 16)
 
     def batch(tree, sl):  # one in-flight batch, padded to the program's seed count
         part = _rows(tree, sl)
@@ -379,11 +385,16 @@ def train(
                 continue
             live = batch(state, sl)
             args = (batch(frozen, sl), batch(x, sl) if spec.x_batched else x_shared, batch(y, sl))
-            run_chunk = compiled(_run_chunk_sharded, (spec, mesh, n_groups), live, *args, lr_g, max_steps_g)
+            chunk = distribute(np.int32(chunk_len), shared)
+            run_chunk = compiled(_run_chunk_sharded, (spec, mesh, n_groups), live, *args, lr_g, max_steps_g, chunk)
             n_live = sl.stop - sl.start
             while True:
-                live = run_chunk(live, *args, lr_g, max_steps_g)
+                t0 = time.perf_counter()
+                live = run_chunk(live, *args, lr_g, max_steps_g, distribute(np.int32(chunk_len), shared))
                 done_steps = gather((live.done, live.step))  # waits for the chunk
+                # Aim at CHUNK_SECONDS a call: prompt progress and saves, little overhead.
+                ratio = CHUNK_SECONDS / max(time.perf_counter() - t0, 1e-3)
+                chunk_len = int(min(spec.chunk_steps, max(1, chunk_len * min(ratio, 4.0))))
                 state = state._replace(done=_set_rows(state.done, sl, done_steps[0][:n_live]))
                 if progress is not None:
                     progress(int(state.done.sum()), n_seeds, int(done_steps[1].max()))
