@@ -58,6 +58,19 @@ def seed_keys(seeds: list[int]) -> SeedKeys:
     return SeedKeys(fold(KEY_DATA), fold(KEY_LABELS), fold(KEY_INIT), fold(KEY_BATCHES))
 
 
+def draw_seeds(cfg: SweepConfig, ds: Dataset, seeds: list[int]):
+    """Keys, data, true labels (seed-batched) and random labels of every seed.
+
+    With fixed data (or a dataset that cannot be redrawn) one draw, the first seed's, is
+    shared by all seeds and x carries no seed axis (x_batched False)."""
+    keys = seed_keys(seeds)
+    x_batched = ds.redraws and not cfg.fix_data
+    split = jax.vmap(ds.draw)(keys.data) if x_batched else ds.draw(keys.data[0])
+    y_train = split.y_train if x_batched else jnp.broadcast_to(split.y_train, (len(seeds), ds.n_train))
+    y_rand = jax.vmap(lambda k: random_labels(k, ds.n_train, ds.n_classes))(keys.labels)
+    return keys, split, y_train, y_rand, x_batched
+
+
 class Progress:
     """One status line on stderr: seeds done per phase. Rewritten in place on a
     terminal, printed at most every 10 s otherwise (batch-job logs)."""
@@ -337,15 +350,7 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
     every = every_from_text(cfg.checkpoint_every)
 
     seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
-    keys = seed_keys(seeds)
-    x_batched = ds.redraws and not cfg.fix_data
-    if x_batched:
-        split = jax.vmap(ds.draw)(keys.data)
-        y_train = split.y_train
-    else:  # one draw (the first seed's) shared by all seeds, broadcast inside the program
-        split = ds.draw(keys.data[0])
-        y_train = jnp.broadcast_to(split.y_train, (len(seeds), ds.n_train))
-    y_rand = jax.vmap(lambda k: random_labels(k, ds.n_train, ds.n_classes))(keys.labels)
+    keys, split, y_train, y_rand, x_batched = draw_seeds(cfg, ds, seeds)
     settings = TrainSettings(
         lr=cfg.lr, max_steps=cfg.max_steps, batch_size=cfg.batch_size or None,
         loss_reduction=cfg.loss_reduction, chunk_steps=cfg.chunk_steps,
@@ -457,10 +462,7 @@ def final_params(out: str, width: int, experiment: str):
     cfg = from_dict({k: v for k, v in manifest["config"].items() if k in FIELDS}).resolve()
     ds = load_data(cfg)
     seeds = manifest["seeds"]
-    keys = seed_keys(seeds)
-    x_batched = ds.redraws and not cfg.fix_data
-    split = jax.vmap(ds.draw)(keys.data) if x_batched else ds.draw(keys.data[0])
-    y_train = split.y_train if x_batched else jnp.broadcast_to(split.y_train, (len(seeds), ds.n_train))
+    keys, split, y_train, y_rand, x_batched = draw_seeds(cfg, ds, seeds)
     x_train = split.x_train if x_batched else jnp.broadcast_to(split.x_train, (len(seeds), *split.x_train.shape))
 
     def store(prefix):
@@ -472,7 +474,7 @@ def final_params(out: str, width: int, experiment: str):
     model = MLP(width, ds.n_features, n_outputs(ds.n_classes), cfg.init)
     run = WidthRun(
         model=model, theta0=jax.vmap(model.init)(keys.init), x_train=split.x_train,
-        labels={"y": y_train, "y_rand": jax.vmap(lambda k: random_labels(k, ds.n_train, ds.n_classes))(keys.labels)},
+        labels={"y": y_train, "y_rand": y_rand},
         batch_keys=keys.batches, x_batched=x_batched,
         settings=TrainSettings(lr=cfg.lr, max_steps=cfg.max_steps, batch_size=cfg.batch_size or None,
                                loss_reduction=cfg.loss_reduction, chunk_steps=cfg.chunk_steps),
