@@ -20,8 +20,9 @@ from .train import Outcome, PhaseSpec, Store, train
 ALL_LAYERS = (FEATURES, READOUT)
 
 # Start transforms: applied to the previous phase's parameters (θ0 for a first phase).
+# They take seed-batched parameters; the layers they keep pass through uncopied.
 START_TRANSFORMS: dict[str, Callable[[dict], dict]] = {
-    "zero_readout": jax.vmap(zero_readout),
+    "zero_readout": zero_readout,
 }
 
 

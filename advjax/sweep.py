@@ -32,7 +32,7 @@ from .data import DataError, Dataset, make_dataset, random_labels
 from .devices import use_cpu_devices
 from .experiments import EXPERIMENTS, TrainSettings, WidthRun, intermediate_prefixes, prefix_name, run_phases
 from .model import MLP, n_outputs
-from .train import COMPILE_STATS, evaluate
+from .train import COMPILE_STATS, evaluate, gather
 
 COLUMNS = (
     "dataset", "width", "experiment", "seed", "train_acc", "test_acc", "train_loss",
@@ -153,8 +153,11 @@ def free_memory_bytes() -> int:
 def bytes_per_seed(model: MLP, n_train: int, x_batched: bool) -> int:
     """Device bytes one seed needs in flight: parameters, their update, gradients and
     selects (8 float32 copies), its own data, and the logits of an evaluation batch."""
-    n_params = model.n_in * model.width + model.width + model.width * model.n_out + model.n_out
-    return 4 * (8 * n_params + (n_train * model.n_in if x_batched else 0) + n_train * model.width)
+    return 4 * (8 * n_parameters(model) + (n_train * model.n_in if x_batched else 0) + n_train * model.width)
+
+
+def n_parameters(model: MLP) -> int:
+    return model.n_in * model.width + model.width + model.width * model.n_out + model.n_out
 
 
 def seeds_in_flight(cfg: SweepConfig, model: MLP, ds: Dataset, x_batched: bool) -> int:
@@ -162,7 +165,13 @@ def seeds_in_flight(cfg: SweepConfig, model: MLP, ds: Dataset, x_batched: bool) 
     fit --memory-budget (default: half the free memory), at least one per device."""
     if cfg.max_seeds_in_flight:
         return min(cfg.max_seeds_in_flight, cfg.seeds)
-    budget = parse_bytes(cfg.memory_budget) if cfg.memory_budget else free_memory_bytes() // 2
+    if cfg.memory_budget:
+        budget = parse_bytes(cfg.memory_budget)
+    else:
+        budget = free_memory_bytes()
+        if jax.local_devices()[0].platform == "cpu":  # the host also holds every seed's state:
+            budget -= 4 * cfg.seeds * n_parameters(model) * 4  # θ0, Θ_adv, the phase's start and state
+        budget //= 2
     fit = budget // bytes_per_seed(model, ds.n_train, x_batched)
     return int(min(cfg.seeds, max(jax.device_count(), fit)))
 
@@ -393,7 +402,7 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
 
         run = WidthRun(
             model=model,
-            theta0=jax.vmap(model.init)(keys.init),
+            theta0=gather(jax.vmap(model.init)(keys.init)),  # on the host, like every seed's state
             x_train=split.x_train,
             labels={"y": y_train, "y_rand": y_rand},
             batch_keys=keys.batches,
