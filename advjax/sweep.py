@@ -434,6 +434,7 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
                     "phase1_converged": bool(first.converged[i]) if first else None,
                     "phase1_train_acc": p1.train_acc[i] if first else None,
                 })
+            del outcomes, final, first  # only Θ_adv (in the memo) outlives its experiment
         total = time.perf_counter() - t0
         compile_s = COMPILE_STATS.seconds - compile_before
         requests = _CACHE_EVENTS["requests"] - disk_before["requests"]

@@ -179,6 +179,19 @@ def _init_state(spec, trainable, batch_keys, lr):
     )
 
 
+def host_init_state(trainable, batch_keys, lr) -> SeedState:
+    """_init_state as host arrays, without a device copy of every seed's parameters
+    (the params are copied once: the state is updated in place)."""
+    n = batch_keys.shape[0]
+    zeros = lambda dtype: np.zeros(n, dtype)  # noqa: E731
+    return SeedState(
+        params=jax.tree.map(np.array, trainable),
+        opt_state=gather(jax.vmap(make_optimizer(lr).init)(trainable)),  # nothing for plain SGD
+        step=zeros(np.int32), done=zeros(bool), converged=zeros(bool), diverged=zeros(bool),
+        batch_key=np.array(batch_keys),
+    )
+
+
 @dataclass
 class CompileStats:
     """Compile seconds and in-process cache hits, read by the sweep's manifest."""
@@ -365,7 +378,7 @@ def train(
     frozen = {k: v for k, v in params0.items() if k not in spec.trainable}
     lr, max_steps = np.float32(lr), np.int32(max_steps)
     # The state of every seed lives on the host; only the batch in flight is on devices.
-    like = gather(compiled(_init_state, spec, trainable, batch_keys, lr)(trainable, batch_keys, lr))
+    like = host_init_state(trainable, batch_keys, lr)
     restored = store.restore(like) if store is not None else None
     state = jax.tree.map(lambda a: a if a.flags.writeable else np.array(a),
                          restored if restored is not None else like)
