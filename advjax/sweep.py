@@ -150,6 +150,9 @@ def free_memory_bytes() -> int:
         return 8 * 2**30
 
 
+HOST_COPIES = 8  # float32 copies of every seed's parameters the host holds at peak (measured)
+
+
 def bytes_per_seed(model: MLP, n_train: int, x_batched: bool) -> int:
     """Device bytes one seed needs in flight: parameters, their update, gradients and
     selects (8 float32 copies), its own data, and the logits of an evaluation batch."""
@@ -170,7 +173,8 @@ def seeds_in_flight(cfg: SweepConfig, model: MLP, ds: Dataset, x_batched: bool) 
     else:
         budget = free_memory_bytes()
         if jax.local_devices()[0].platform == "cpu":  # the host also holds every seed's state:
-            budget -= 4 * cfg.seeds * n_parameters(model) * 4  # θ0, Θ_adv, the phase's start and state
+            # θ0, Θ_adv, a phase's start and state, and their save's copies (~8 measured)
+            budget -= HOST_COPIES * cfg.seeds * n_parameters(model) * 4
         budget //= 2
     fit = budget // bytes_per_seed(model, ds.n_train, x_batched)
     return int(min(cfg.seeds, max(jax.device_count(), fit)))
