@@ -165,23 +165,9 @@ def _run_chunk(spec, state, frozen, x, y, lr, max_steps, chunk_len=None):
     return jax.lax.while_loop(cond, body, (jnp.int32(0), state))[1]
 
 
-def _init_state(spec, trainable, batch_keys, lr):
-    opt = make_optimizer(lr)
-    n = batch_keys.shape[0]
-    return SeedState(
-        params=trainable,
-        opt_state=jax.vmap(opt.init)(trainable),
-        step=jnp.zeros(n, jnp.int32),
-        done=jnp.zeros(n, bool),
-        converged=jnp.zeros(n, bool),
-        diverged=jnp.zeros(n, bool),
-        batch_key=batch_keys,
-    )
-
-
 def host_init_state(trainable, batch_keys, lr) -> SeedState:
-    """_init_state as host arrays, without a device copy of every seed's parameters
-    (the params are copied once: the state is updated in place)."""
+    """Every seed's initial trainer state, as host arrays (the params are copied once:
+    the state is updated in place)."""
     n = batch_keys.shape[0]
     zeros = lambda dtype: np.zeros(n, dtype)  # noqa: E731
     return SeedState(

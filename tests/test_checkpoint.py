@@ -10,7 +10,6 @@ import textwrap
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -133,11 +132,11 @@ def test_checkpoint_from_four_devices_restores_on_one(tmp_path):
         from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
         from advjax.checkpoint import PhaseStore
         from advjax.model import MLP
-        from advjax.train import PhaseSpec, _init_state
+        from advjax.train import host_init_state
         assert jax.device_count() == 4
         model = MLP(6, 2, 1)
         params = jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(0), 8))
-        state = _init_state(None, params, jax.random.split(jax.random.PRNGKey(1), 8), jnp.float32(0.1))
+        state = host_init_state(params, jax.random.split(jax.random.PRNGKey(1), 8), 0.1)
         state = state._replace(step=jnp.arange(8, dtype=jnp.int32))
         mesh = Mesh(np.array(jax.devices()), ("seeds",))
         state = jax.device_put(state, NamedSharding(mesh, P("seeds")))
@@ -148,11 +147,11 @@ def test_checkpoint_from_four_devices_restores_on_one(tmp_path):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
     subprocess.run([sys.executable, "-c", script], env=env, check=True)
     from advjax.model import MLP
-    from advjax.train import _init_state
+    from advjax.train import host_init_state
 
     model = MLP(6, 2, 1)
-    like = _init_state(None, jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(5), 8)),
-                       jax.random.split(jax.random.PRNGKey(6), 8), jnp.float32(0.1))
+    like = jax.device_put(host_init_state(jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(5), 8)),
+                                          jax.random.split(jax.random.PRNGKey(6), 8), 0.1))
     restored = PhaseStore(str(tmp_path / "ck"), {"k": 1}).restore(like)
     ref = np.load(tmp_path / "ref.npz")
     leaves = jax.tree.leaves(restored)
