@@ -395,21 +395,23 @@ def train(
                 ratio = CHUNK_SECONDS / max(time.perf_counter() - t0, 1e-3)
                 chunk_len = int(min(spec.chunk_steps, max(1, chunk_len * min(ratio, 4.0))))
                 state = state._replace(done=_set_rows(state.done, sl, done_steps[0][:n_live]))
+                max_step = int(done_steps[1].max())
                 if progress is not None:
-                    progress(int(state.done.sum()), n_seeds, int(done_steps[1].max()))
-                finished = bool(done_steps[0][:n_live].all())
-                if finished or interrupted() or (store is not None and store.due(int(done_steps[1].max()))):
+                    progress(int(state.done.sum()), n_seeds, max_step)
+                finished, stop = bool(done_steps[0][:n_live].all()), interrupted()
+                save = store is not None and not finished and (stop or store.due(max_step))
+                if finished or save:  # bring the batch's full state back to the host
                     state = _set_rows(state, sl, _rows(gather(live), slice(0, n_live)))
+                if save:
+                    store.save(state, complete=False)
                 if finished:
                     break
-                if interrupted():
-                    if store is not None:
-                        store.save(state, complete=False)
+                if stop:
                     raise KeyboardInterrupt
-                if store is not None and store.due(int(done_steps[1].max())):
-                    store.save(state, complete=False)
-    if store is not None and not was_complete:
-        store.save(state, complete=True)
+        if store is not None and not was_complete:
+            store.save(state, complete=True)
+        if interrupted():  # arrived in the last chunk: the finished phase is saved first
+            raise KeyboardInterrupt
     if was_complete and progress is not None:
         progress(n_seeds, n_seeds, int(state.step.max()))
     return Outcome(
