@@ -27,7 +27,7 @@ from typing import Any
 import jax
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-phase training settings in the fingerprint
 THETA_ADV = "theta_adv"
 
 

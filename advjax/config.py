@@ -19,7 +19,7 @@ from .checkpoint import every_from_text
 from .data import BUILTIN, NPZ_KEYS, SYNTHETIC
 from .experiments import EXPERIMENTS, resolve_experiments
 from .model import INIT_SCHEMES
-from .train import LOSS_REDUCTIONS
+from .train import LOSS_REDUCTIONS, OPTIMIZERS
 
 
 class ConfigError(ValueError):
@@ -41,6 +41,11 @@ class SweepConfig:
     n_train: int | None = None
     n_test: int | None = None
     loss_reduction: str = "mean"
+    phase1_optimizer: str = "sgd"  # the random-label phase's optimizer: sgd (paper) or adam
+    phase1_lr: float | None = None  # the random-label phase's step size (None: --lr)
+    phase1_max_steps: int | None = None  # the random-label phase's step cap (None: --max-steps)
+    momentum: float = 0.0  # true-label phases: SGD momentum (Liu et al.'s explicit regularization)
+    weight_decay: float = 0.0  # true-label phases: L2 weight decay
     fix_data: bool | None = None  # None: fixed for MNIST (as in the paper), redrawn otherwise
     npz_keys: tuple[str, ...] = NPZ_KEYS
     mnist_path: str | None = None
@@ -66,11 +71,15 @@ class SweepConfig:
     def resolve(self) -> SweepConfig:
         """Fill the dataset-dependent defaults (paper section 3)."""
         mnist = self.dataset == "mnist"
+        lr = self.lr if self.lr is not None else (0.1 if mnist else 0.01)
+        max_steps = self.max_steps if self.max_steps is not None else DEFAULT_MAX_STEPS[mnist]
         return dataclasses.replace(
             self,
-            lr=self.lr if self.lr is not None else (0.1 if mnist else 0.01),
+            lr=lr,
             batch_size=self.batch_size if self.batch_size is not None else (32 if mnist else 0),
-            max_steps=self.max_steps if self.max_steps is not None else DEFAULT_MAX_STEPS[mnist],
+            max_steps=max_steps,
+            phase1_lr=self.phase1_lr if self.phase1_lr is not None else lr,
+            phase1_max_steps=self.phase1_max_steps if self.phase1_max_steps is not None else max_steps,
             fix_data=self.fix_data if self.fix_data is not None else mnist,
         )
 
@@ -189,12 +198,21 @@ def _validate(name: str, v):
             allowed = ", ".join(f"{n} ({name})" for n, name in
                                 zip(("1", "2", "3"), EXPERIMENTS))
             raise ConfigError("--experiments", f"unknown experiment {str(e)!r}; choose from {allowed}") from None
-    if name in ("max_steps", "cpu_devices", "max_seeds_in_flight", "num_processes"):
+    if name in ("max_steps", "phase1_max_steps", "cpu_devices", "max_seeds_in_flight", "num_processes"):
         return _int(name, v, 1, "a positive integer")
     if name == "chunk_steps":
         return _int(name, v, 1, "a positive integer")
-    if name == "lr":
+    if name in ("lr", "phase1_lr"):
         return _float(name, v, positive=True)
+    if name in ("momentum", "weight_decay"):
+        out = _float(name, v, nonneg=True)
+        if name == "momentum" and out >= 1:
+            raise ConfigError("--momentum", f"{v!r} is not in [0, 1)")
+        return out
+    if name == "phase1_optimizer":
+        if v not in OPTIMIZERS:
+            raise ConfigError(flag(name), f"{v!r} is not one of {', '.join(OPTIMIZERS)}")
+        return v
     if name == "batch_size":
         if str(v).strip().lower() == "full":
             return 0

@@ -55,6 +55,9 @@ class TrainSettings:
     loss_reduction: str
     chunk_steps: int
     max_in_flight: int | None = None  # seeds on the devices at once (None: all)
+    optimizer: str = "sgd"
+    momentum: float = 0.0
+    weight_decay: float = 0.0
 
 
 @dataclass
@@ -68,10 +71,14 @@ class WidthRun:
     labels: dict[str, jax.Array]  # "y", "y_rand": (seeds, n_train)
     batch_keys: jax.Array  # (seeds,): one per seed, folded with the phase's position
     x_batched: bool
-    settings: TrainSettings
+    settings: TrainSettings  # phases on the true labels
     progress: Callable[[str], Callable] | None = None  # phase label -> chunk callback
     store: Callable[[tuple[Phase, ...]], Store | None] | None = None  # phase prefix -> its checkpoints
     memo: dict[tuple[Phase, ...], Outcome] = field(default_factory=dict)
+    random_settings: TrainSettings | None = None  # phases on random labels (None: `settings`)
+
+    def settings_for(self, phase: Phase) -> TrainSettings:
+        return self.random_settings if phase.labels == "y_rand" and self.random_settings else self.settings
 
 
 def run_phases(phases: tuple[Phase, ...], run: WidthRun) -> list[Outcome]:
@@ -82,7 +89,7 @@ def run_phases(phases: tuple[Phase, ...], run: WidthRun) -> list[Outcome]:
         prefix = phases[: i + 1]
         if prefix not in run.memo:
             start = START_TRANSFORMS[phase.start](params) if phase.start else params
-            s = run.settings
+            s = run.settings_for(phase)
             spec = PhaseSpec(
                 model=run.model,
                 trainable=phase.trainable,
@@ -90,6 +97,9 @@ def run_phases(phases: tuple[Phase, ...], run: WidthRun) -> list[Outcome]:
                 loss_reduction=s.loss_reduction,
                 chunk_steps=s.chunk_steps,
                 x_batched=run.x_batched,
+                optimizer=s.optimizer,
+                momentum=s.momentum,
+                weight_decay=s.weight_decay,
             )
             keys = jax.vmap(lambda k: jax.random.fold_in(k, i))(run.batch_keys)  # noqa: B023
             label = f"phase {i + 1} ({phase.labels}{', ' + phase.start if phase.start else ''})"

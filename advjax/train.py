@@ -35,6 +35,7 @@ from jax.sharding import PartitionSpec as P
 from .model import MLP
 
 LOSS_REDUCTIONS = ("mean", "sum")
+OPTIMIZERS = ("sgd", "adam")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,9 @@ class PhaseSpec:
     chunk_steps: int = 100_000  # most steps in one call; calls adapt to ~CHUNK_SECONDS each
     x_batched: bool = True  # x carries a seed axis (False: one x shared by all seeds)
     group_elements: int = 1 << 20  # seeds run in cache-sized groups of about this many floats
+    optimizer: str = "sgd"  # "sgd" (the paper's) or "adam" (an option for the random-label phase)
+    momentum: float = 0.0  # heavy-ball momentum of sgd (torch.optim.SGD's convention)
+    weight_decay: float = 0.0  # L2 coefficient added to the gradient (torch.optim.SGD's weight_decay)
 
 
 class SeedState(NamedTuple):
@@ -91,9 +95,12 @@ def reduce_loss(losses_B: jax.Array, weights_B: jax.Array | None, reduction: str
     return total / jnp.sum(weights_B) if reduction == "mean" else total
 
 
-def make_optimizer(lr: jax.Array) -> optax.GradientTransformation:
-    """Plain (stochastic) gradient descent, as in the paper."""
-    return optax.sgd(lr)
+def make_optimizer(lr: jax.Array, spec: PhaseSpec | None = None) -> optax.GradientTransformation:
+    """Plain (stochastic) gradient descent as in the paper, unless the phase asks for
+    momentum, weight decay (both as torch.optim.SGD defines them) or Adam."""
+    spec = spec or PhaseSpec(model=None, trainable=())
+    base = optax.adam(lr) if spec.optimizer == "adam" else optax.sgd(lr, momentum=spec.momentum or None)
+    return optax.chain(optax.add_decayed_weights(spec.weight_decay), base) if spec.weight_decay else base
 
 
 def batch_indices(key: jax.Array, step: jax.Array, n: int, batch_size: int):
@@ -110,7 +117,7 @@ def batch_indices(key: jax.Array, step: jax.Array, n: int, batch_size: int):
 def _step(spec: PhaseSpec, lr, max_steps, frozen, x_NxD, y_N, s: SeedState) -> SeedState:
     """One iteration for one seed: check the current parameters, then update them
     unless the seed stops here (or stopped before)."""
-    model, opt = spec.model, make_optimizer(lr)
+    model, opt = spec.model, make_optimizer(lr, spec)
 
     def loss_fn(params, x, y, w):
         logits = model.apply({**frozen, **params}, x)
@@ -165,14 +172,14 @@ def _run_chunk(spec, state, frozen, x, y, lr, max_steps, chunk_len=None):
     return jax.lax.while_loop(cond, body, (jnp.int32(0), state))[1]
 
 
-def host_init_state(trainable, batch_keys, lr) -> SeedState:
+def host_init_state(trainable, batch_keys, lr, spec: PhaseSpec | None = None) -> SeedState:
     """Every seed's initial trainer state, as host arrays (the params are copied once:
     the state is updated in place)."""
     n = batch_keys.shape[0]
     zeros = lambda dtype: np.zeros(n, dtype)  # noqa: E731
     return SeedState(
         params=jax.tree.map(np.array, trainable),
-        opt_state=gather(jax.vmap(make_optimizer(lr).init)(trainable)),  # nothing for plain SGD
+        opt_state=gather(jax.vmap(make_optimizer(lr, spec).init)(trainable)),  # nothing for plain SGD
         step=zeros(np.int32), done=zeros(bool), converged=zeros(bool), diverged=zeros(bool),
         batch_key=np.array(batch_keys),
     )
@@ -364,7 +371,7 @@ def train(
     frozen = {k: v for k, v in params0.items() if k not in spec.trainable}
     lr, max_steps = np.float32(lr), np.int32(max_steps)
     # The state of every seed lives on the host; only the batch in flight is on devices.
-    like = host_init_state(trainable, batch_keys, lr)
+    like = host_init_state(trainable, batch_keys, lr, spec)
     restored = store.restore(like) if store is not None else None
     state = jax.tree.map(lambda a: a if a.flags.writeable else np.array(a),
                          restored if restored is not None else like)

@@ -46,6 +46,21 @@ def test_adv_from_gives_the_combined_runs_frozen_results(tmp_path):
     assert meta["complete"] and meta["fingerprint"]["width"] == 7 and meta["fingerprint"]["seeds"] == [0, 1, 2]
 
 
+def test_adam_theta_adv_is_reused_and_its_settings_are_checked(tmp_path, capsys):
+    adam = {**BASE, "widths": "6", "phase1_optimizer": "adam", "phase1_lr": 0.02, "phase1_max_steps": 3000}
+    run_sweep({**adam, "experiments": "2"}, str(tmp_path / "today"))
+    run_sweep({**adam, "experiments": "3", "adv_from": str(tmp_path / "today")}, str(tmp_path / "tomorrow"))
+    run_sweep({**adam, "experiments": "2,3"}, str(tmp_path / "both"))
+    combined = frozen_rows(tmp_path / "both" / "results.csv")
+    assert frozen_rows(tmp_path / "tomorrow" / "results.csv") == combined
+    meta = PhaseStore(str(tmp_path / "today/checkpoints/p6/theta_adv"), {}).read_meta()
+    assert meta["fingerprint"]["phases"][0]["optimizer"] == "adam" and meta["fingerprint"]["phases"][0]["lr"] == 0.02
+    # a Θ_adv trained with other phase-1 settings is refused, naming the flag
+    rc = main([*cli_args({**adam, "experiments": "3", "phase1_lr": 0.05}), "--adv-from", str(tmp_path / "today"),
+               "--out", str(tmp_path / "other")])
+    assert rc == 2 and "--adv-from" in capsys.readouterr().err
+
+
 def test_mismatched_missing_and_corrupt_checkpoints_are_refused(tmp_path, capsys):
     run_sweep({**BASE, "experiments": "2"}, str(tmp_path / "a"))
     cases = [

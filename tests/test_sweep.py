@@ -106,6 +106,11 @@ BAD = [
     (["--lr", "nan"], "--lr"),
     (["--experiments", "4"], "--experiments"),
     (["--loss-reduction", "max"], "--loss-reduction"),
+    (["--phase1-optimizer", "rmsprop"], "--phase1-optimizer"),
+    (["--phase1-lr", "0"], "--phase1-lr"),
+    (["--phase1-max-steps", "0"], "--phase1-max-steps"),
+    (["--momentum", "1"], "--momentum"),
+    (["--weight-decay", "-1"], "--weight-decay"),
     (["--config", "/no/such/file.toml"], "--config"),
     (["--dataset", "/no/such/data.npz"], "--dataset"),
 ]

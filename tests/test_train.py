@@ -213,3 +213,42 @@ def test_frozen_layers_do_not_move():
     for a, b in zip(jax.tree.leaves(theta0["hidden"]), jax.tree.leaves(out.params["hidden"])):
         assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
     assert not np.array_equal(np.asarray(theta0["readout"]["kernel"]), np.asarray(out.params["readout"]["kernel"]))
+
+
+def _hand_rolled(model, params, x, y, lr, n_steps, optimizer, momentum=0.0, weight_decay=0.0):
+    """torch.optim.SGD (momentum, weight_decay) and Adam written out by hand: the
+    parameters after n_steps full-batch updates."""
+    grad = jax.jit(jax.grad(jax_loss(model, "mean")))
+    theta, _ = jax.flatten_util.ravel_pytree(params)
+    unravel = jax.flatten_util.ravel_pytree(params)[1]
+    theta = np.asarray(theta, np.float64)
+    buf, m, v = np.zeros_like(theta), np.zeros_like(theta), np.zeros_like(theta)
+    for t in range(1, n_steps + 1):
+        g = np.asarray(jax.flatten_util.ravel_pytree(grad(unravel(theta.astype(np.float32)), x, y))[0], np.float64)
+        g = g + weight_decay * theta
+        if optimizer == "adam":
+            m = 0.9 * m + 0.1 * g
+            v = 0.999 * v + 0.001 * g * g
+            theta = theta - lr * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+        else:
+            buf = momentum * buf + g if t > 1 else g
+            theta = theta - lr * (buf if momentum else g)
+    return unravel(theta.astype(np.float32))
+
+
+@pytest.mark.parametrize("optimizer,momentum,weight_decay", [("sgd", 0.9, 0.0), ("sgd", 0.0, 0.01),
+                                                             ("sgd", 0.5, 0.1), ("adam", 0.0, 0.0)])
+def test_momentum_weight_decay_and_adam_match_the_textbook_updates(optimizer, momentum, weight_decay):
+    import jax.flatten_util  # noqa: F401
+
+    model = MLP(width=8, n_in=2, n_out=1)
+    xs, ys = _data(2, n=30, maker=spirals_points)
+    theta0 = jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(3), 2))
+    spec = PhaseSpec(model, ALL, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay)
+    out = train(spec, theta0, xs, ys, jax.random.split(jax.random.PRNGKey(4), 2), lr=0.01, max_steps=20)
+    assert (out.steps == 20).all() and not out.converged.any()  # spirals are not fitted in 20 steps
+    for i in range(2):
+        seed = lambda t, i=i: jax.tree.map(lambda leaf: leaf[i], t)  # noqa: E731
+        ref = _hand_rolled(model, seed(theta0), xs[i], ys[i], 0.01, 20, optimizer, momentum, weight_decay)
+        for a, b in zip(jax.tree.leaves(seed(out.params)), jax.tree.leaves(ref)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
