@@ -66,7 +66,7 @@ class WidthRun:
     (x_train only when x_batched)."""
 
     model: MLP
-    theta0: dict
+    theta0: dict | Callable[[], dict]  # or a function that makes it (called per first phase, then let go)
     x_train: jax.Array
     labels: dict[str, jax.Array]  # "y", "y_rand": (seeds, n_train)
     batch_keys: jax.Array  # (seeds,): one per seed, folded with the phase's position
@@ -84,11 +84,15 @@ class WidthRun:
 def run_phases(phases: tuple[Phase, ...], run: WidthRun) -> list[Outcome]:
     """Outcomes of each phase of an experiment, reusing any prefix already computed."""
     outcomes: list[Outcome] = []
-    params = run.theta0
+    params = None
     for i, phase in enumerate(phases):
         prefix = phases[: i + 1]
         if prefix not in run.memo:
+            fresh = i == 0 and callable(run.theta0)  # θ0 made for this phase alone: train in place
+            if i == 0:
+                params = run.theta0() if fresh else run.theta0
             start = START_TRANSFORMS[phase.start](params) if phase.start else params
+            del params
             s = run.settings_for(phase)
             spec = PhaseSpec(
                 model=run.model,
@@ -107,8 +111,9 @@ def run_phases(phases: tuple[Phase, ...], run: WidthRun) -> list[Outcome]:
             run.memo[prefix] = train(
                 spec, start, run.x_train, run.labels[phase.labels], keys,
                 s.lr, s.max_steps, progress=callback, store=run.store(prefix) if run.store else None,
-                max_in_flight=s.max_in_flight,
+                max_in_flight=s.max_in_flight, donate=fresh and not phase.start,
             )
+            del start
         outcomes.append(run.memo[prefix])
         params = run.memo[prefix].params
     return outcomes

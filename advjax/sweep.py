@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import functools
 import io
 import json
 import os
@@ -32,7 +33,7 @@ from .data import DataError, Dataset, make_dataset, random_labels
 from .devices import use_cpu_devices
 from .experiments import EXPERIMENTS, TrainSettings, WidthRun, intermediate_prefixes, prefix_name, run_phases
 from .model import MLP, n_outputs
-from .train import COMPILE_STATS, evaluate, gather
+from .train import COMPILE_STATS, evaluate, init_params
 
 COLUMNS = (
     "dataset", "width", "experiment", "seed", "train_acc", "test_acc", "train_loss",
@@ -150,13 +151,19 @@ def free_memory_bytes() -> int:
         return 8 * 2**30
 
 
-HOST_COPIES = 8  # float32 copies of every seed's parameters the host holds at peak (measured)
+# float32 copies of every seed's parameters the host holds at peak, measured on MNIST
+# p = 1000 (PERFORMANCE.md, "Memory"): Θ_adv, the phase's state, and ~1.3 for an Orbax save.
+HOST_COPIES = 4
+# per seed in flight, on the device: its parameters in and out of a chunk, their update
+# and gradient (~3 measured on CPU; 4 leaves a margin)
+DEVICE_COPIES = 4
 
 
 def bytes_per_seed(model: MLP, n_train: int, x_batched: bool) -> int:
-    """Device bytes one seed needs in flight: parameters, their update, gradients and
-    selects (8 float32 copies), its own data, and the logits of an evaluation batch."""
-    return 4 * (8 * n_parameters(model) + (n_train * model.n_in if x_batched else 0) + n_train * model.width)
+    """Device bytes one seed needs in flight: copies of its parameters, its own data, and
+    the hidden activations of its training set."""
+    return 4 * (DEVICE_COPIES * n_parameters(model) + (n_train * model.n_in if x_batched else 0)
+                + n_train * model.width)
 
 
 def n_parameters(model: MLP) -> int:
@@ -173,7 +180,7 @@ def seeds_in_flight(cfg: SweepConfig, model: MLP, ds: Dataset, x_batched: bool) 
     else:
         budget = free_memory_bytes()
         if jax.local_devices()[0].platform == "cpu":  # the host also holds every seed's state:
-            # θ0, Θ_adv, a phase's start and state, and their save's copies (~8 measured)
+            # Θ_adv, a phase's state, and a save's copies
             budget -= HOST_COPIES * cfg.seeds * n_parameters(model) * 4
         budget //= 2
     fit = budget // bytes_per_seed(model, ds.n_train, x_batched)
@@ -417,9 +424,10 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
                 sync_processes("advjax-adopted")
             return own
 
+        in_flight = seeds_in_flight(cfg, model, ds, x_batched)
         run = WidthRun(
             model=model,
-            theta0=gather(jax.vmap(model.init)(keys.init)),  # on the host, like every seed's state
+            theta0=functools.partial(init_params, model, keys.init, in_flight),  # host arrays, made when needed
             x_train=split.x_train,
             labels={"y": y_train, "y_rand": y_rand},
             batch_keys=keys.batches,
@@ -429,7 +437,6 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
             progress=lambda label, w=width: progress.phase(f"[{ds.name} p={w}] {label}"),
             store=store,
         )
-        in_flight = seeds_in_flight(cfg, model, ds, x_batched)
         run.settings = dataclasses.replace(settings, max_in_flight=in_flight)
         run.random_settings = dataclasses.replace(random_settings, max_in_flight=in_flight)
         width_stats[str(width)] = {"seeds_in_flight": in_flight}

@@ -172,13 +172,14 @@ def _run_chunk(spec, state, frozen, x, y, lr, max_steps, chunk_len=None):
     return jax.lax.while_loop(cond, body, (jnp.int32(0), state))[1]
 
 
-def host_init_state(trainable, batch_keys, lr, spec: PhaseSpec | None = None) -> SeedState:
-    """Every seed's initial trainer state, as host arrays (the params are copied once:
-    the state is updated in place)."""
+def host_init_state(trainable, batch_keys, lr, spec: PhaseSpec | None = None, donate: bool = False) -> SeedState:
+    """Every seed's initial trainer state, as host arrays. The state is updated in place,
+    so the params are copied once, unless `donate` hands over writable host arrays."""
     n = batch_keys.shape[0]
     zeros = lambda dtype: np.zeros(n, dtype)  # noqa: E731
+    own = lambda a: a if donate and isinstance(a, np.ndarray) and a.flags.writeable else np.array(a)  # noqa: E731
     return SeedState(
-        params=jax.tree.map(np.array, trainable),
+        params=jax.tree.map(own, trainable),
         opt_state=gather(jax.vmap(make_optimizer(lr, spec).init)(trainable)),  # nothing for plain SGD
         step=zeros(np.int32), done=zeros(bool), converged=zeros(bool), diverged=zeros(bool),
         batch_key=np.array(batch_keys),
@@ -246,6 +247,19 @@ class Store(Protocol):
 
 SEED_AXIS = "seeds"
 CHUNK_SECONDS = 1.0
+
+
+def init_params(model: MLP, keys: jax.Array, batch: int) -> dict:
+    """Every seed's initial parameters as host arrays, made `batch` seeds at a time so
+    that the device never holds the init's intermediates for all seeds at once."""
+    keys = np.asarray(keys)
+    shapes = jax.eval_shape(jax.vmap(model.init), keys)
+    out = jax.tree.map(lambda s: np.empty(s.shape, s.dtype), shapes)
+    init = jax.jit(jax.vmap(model.init))
+    for a in range(0, len(keys), batch):
+        part = init(keys[a: a + batch])
+        jax.tree.map(lambda o, p, a=a: o.__setitem__(slice(a, a + len(p)), np.asarray(p)), out, part)
+    return out
 
 
 def seed_mesh(devices=None) -> Mesh:
@@ -344,6 +358,7 @@ def train(
     store: Store | None = None,
     mesh: Mesh | None = None,
     max_in_flight: int | None = None,
+    donate: bool = False,
 ) -> Outcome:
     """Train every seed of `params0` (leading axis = seeds) on (x, y) to zero error.
 
@@ -356,7 +371,8 @@ def train(
     chunk. With a `store`, the run continues from its newest save, saves between chunks
     as the store decides and on Ctrl-C, and saves the final state marked complete. The
     store sees the whole unpadded state as host arrays, so a save restores on any
-    device or process count.
+    device or process count. With `donate`, host numpy params0 become the state and are
+    overwritten (one copy of every seed's parameters less).
     """
     mesh = mesh or seed_mesh()
     n_seeds = batch_keys.shape[0]
@@ -371,7 +387,7 @@ def train(
     frozen = {k: v for k, v in params0.items() if k not in spec.trainable}
     lr, max_steps = np.float32(lr), np.int32(max_steps)
     # The state of every seed lives on the host; only the batch in flight is on devices.
-    like = host_init_state(trainable, batch_keys, lr, spec)
+    like = host_init_state(trainable, batch_keys, lr, spec, donate=donate)
     restored = store.restore(like) if store is not None else None
     state = jax.tree.map(lambda a: a if a.flags.writeable else np.array(a),
                          restored if restored is not None else like)
