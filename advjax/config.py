@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from .checkpoint import every_from_text
 from .data import BUILTIN, NPZ_KEYS, SYNTHETIC
-from .experiments import EXPERIMENTS, resolve_experiments
+from .experiments import EXPERIMENT_NUMBERS, EXPERIMENTS, PAPER_EXPERIMENTS, TEACHER_ONLY, resolve_experiments
 from .model import INIT_SCHEMES
 from .train import LOSS_REDUCTIONS, OPTIMIZERS
 
@@ -34,7 +34,7 @@ class SweepConfig:
     widths: tuple[int, ...] = (10, 100, 1000)
     seeds: int = 10
     seed: int = 0
-    experiments: tuple[str, ...] = tuple(EXPERIMENTS)
+    experiments: tuple[str, ...] = PAPER_EXPERIMENTS
     max_steps: int | None = None  # per phase; None: the dataset's default
     lr: float | None = None
     batch_size: int | None = None  # 0 means full batch
@@ -46,6 +46,13 @@ class SweepConfig:
     phase1_max_steps: int | None = None  # the random-label phase's step cap (None: --max-steps)
     momentum: float = 0.0  # true-label phases: SGD momentum (Liu et al.'s explicit regularization)
     weight_decay: float = 0.0  # true-label phases: L2 weight decay
+    shrink: float = 0.4  # shrink_perturb: λ in λ·Θ_adv + σ·θ_fresh (Ash & Adams 2020)
+    perturb: float = 0.1  # shrink_perturb: σ
+    input_dim: int = 20  # teacher: input dimension d
+    teacher_width: int = 4  # teacher: hidden units of the teacher network
+    measures: bool = True  # norms, distance, margin, sharpness, active ReLUs, 2-D boundary/regions
+    hessian_iters: int = 32  # Lanczos steps for the sharpness
+    grid: int = 256  # 2-D measures: lattice points per side
     fix_data: bool | None = None  # None: fixed for MNIST (as in the paper), redrawn otherwise
     npz_keys: tuple[str, ...] = NPZ_KEYS
     mnist_path: str | None = None
@@ -195,15 +202,20 @@ def _validate(name: str, v):
         try:
             return resolve_experiments(v if isinstance(v, str) else _list(v))
         except ValueError as e:
-            allowed = ", ".join(f"{n} ({name})" for n, name in
-                                zip(("1", "2", "3"), EXPERIMENTS))
+            numbers = {name: n for n, name in EXPERIMENT_NUMBERS.items()}
+            allowed = ", ".join(f"{numbers[name]} ({name})" if name in numbers else name for name in EXPERIMENTS)
             raise ConfigError("--experiments", f"unknown experiment {str(e)!r}; choose from {allowed}") from None
-    if name in ("max_steps", "phase1_max_steps", "cpu_devices", "max_seeds_in_flight", "num_processes"):
+    if name in ("max_steps", "phase1_max_steps", "input_dim", "teacher_width", "hessian_iters", "cpu_devices",
+                "max_seeds_in_flight", "num_processes"):
         return _int(name, v, 1, "a positive integer")
     if name == "chunk_steps":
         return _int(name, v, 1, "a positive integer")
     if name in ("lr", "phase1_lr"):
         return _float(name, v, positive=True)
+    if name == "grid":
+        return _int(name, v, 2, "an integer >= 2")
+    if name in ("shrink", "perturb"):
+        return _float(name, v, nonneg=True)
     if name in ("momentum", "weight_decay"):
         out = _float(name, v, nonneg=True)
         if name == "momentum" and out >= 1:
@@ -227,7 +239,7 @@ def _validate(name: str, v):
         if v not in INIT_SCHEMES:
             raise ConfigError("--init", f"{v!r} is not one of {', '.join(INIT_SCHEMES)}")
         return v
-    if name in ("fix_data", "quiet", "resume", "keep_params", "distributed"):
+    if name in ("fix_data", "quiet", "resume", "keep_params", "distributed", "measures"):
         return _bool(name, v)
     if name == "npz_keys":
         keys = tuple(_list(v))
@@ -265,6 +277,14 @@ def from_dict(values: dict, source: str = "") -> SweepConfig:
     cfg = SweepConfig(**{k: v for k, v in clean.items() if v is not None})
     if cfg.mnist_path is not None and cfg.dataset != "mnist":
         raise ConfigError("--mnist-path", "applies only with --dataset mnist")
+    if str(values.get("experiments", "")).strip() == "all" and cfg.dataset != "teacher":
+        cfg = dataclasses.replace(cfg, experiments=tuple(e for e in cfg.experiments if e not in TEACHER_ONLY))
+    teacher_only = [e for e in cfg.experiments if e in TEACHER_ONLY]
+    if teacher_only and cfg.dataset != "teacher":
+        raise ConfigError("--experiments", f"{teacher_only[0]} needs the teacher's features: use --dataset teacher")
+    for name in ("input_dim", "teacher_width"):
+        if cfg.dataset != "teacher" and getattr(cfg, name) != FIELDS[name].default:
+            raise ConfigError(flag(name), "applies only with --dataset teacher")
     if cfg.dataset in SYNTHETIC and cfg.npz_keys != NPZ_KEYS:
         raise ConfigError("--npz-keys", "applies only with --dataset FILE.npz")
     return cfg

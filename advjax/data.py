@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 SYNTHETIC = ("gaussians", "circles", "spirals")
-BUILTIN = (*SYNTHETIC, "mnist")
+BUILTIN = (*SYNTHETIC, "teacher", "mnist")
 
 # The bundled 5,000 MNIST digits come sorted by class. A fixed permutation (this seed,
 # never the sweep's) splits them once into a training pool and a held-out test set.
@@ -109,6 +109,7 @@ class Dataset:
     n_test: int
     draw: Callable[[jax.Array], Split]
     redraws: bool = True
+    teacher: Callable[[jax.Array], dict] | None = None  # data key -> the teacher's features, if any
 
 
 def synthetic(
@@ -125,6 +126,38 @@ def synthetic(
         return Split(*points(k_train, n_train), *points(k_test, n_test))
 
     return Dataset(name, 2, 2, n_train, n_test, draw)
+
+
+def teacher_features(key: jax.Array, n_in: int, teacher_width: int) -> dict:
+    """The teacher's hidden layer (as N_p's "hidden" layer): unit-norm directions
+    w_j ~ uniform on the sphere, zero bias, and readout signs a_j = ±1 (alternating)."""
+    w = jax.random.normal(jax.random.fold_in(key, 0), (n_in, teacher_width))
+    w = w / jnp.linalg.norm(w, axis=0, keepdims=True)
+    return {"kernel": w, "bias": jnp.zeros(teacher_width), "signs": jnp.where(jnp.arange(teacher_width) % 2, -1.0, 1.0)}
+
+
+def teacher_points(key: jax.Array, n: int, teacher: dict) -> tuple[jax.Array, jax.Array]:
+    """x ~ N(0, I_d); y = 1[Σ_j a_j relu(w_j·x) > 0]. With alternating signs the sum is
+    centred, so the classes are balanced up to sampling noise (paper section 4's
+    teacher-student task)."""
+    x = jax.random.normal(key, (n, teacher["kernel"].shape[0]))
+    f = jax.nn.relu(x @ teacher["kernel"] + teacher["bias"]) @ teacher["signs"]
+    return x, (f > 0).astype(jnp.int32)
+
+
+def teacher_student(n_train: int, n_test: int, n_in: int = 20, teacher_width: int = 4) -> Dataset:
+    """Labels from a random teacher: a one-hidden-layer ReLU network of teacher_width
+    units on d = n_in Gaussian inputs. Each data key draws its own teacher."""
+
+    def teacher(key: jax.Array) -> dict:
+        return teacher_features(jax.random.fold_in(key, 2), n_in, teacher_width)
+
+    def draw(key: jax.Array) -> Split:
+        t = teacher(key)
+        k_train, k_test = jax.random.split(key)
+        return Split(*teacher_points(k_train, n_train, t), *teacher_points(k_test, n_test, t))
+
+    return Dataset("teacher", n_in, 2, n_train, n_test, draw, teacher=teacher)
 
 
 def from_pool(
@@ -255,10 +288,14 @@ def make_dataset(
     t_max: float = 10.0,
     mnist_path: str | None = None,
     npz_keys: tuple[str, ...] = NPZ_KEYS,
+    input_dim: int = 20,
+    teacher_width: int = 4,
 ) -> Dataset:
     """Resolve a dataset name (or .npz path) and sizes to a `Dataset`."""
     if name in SYNTHETIC:
         return synthetic(name, n_train or 100, n_test or 10_000, noise=noise, t_max=t_max)
+    if name == "teacher":
+        return teacher_student(n_train or 100, n_test or 10_000, n_in=input_dim, teacher_width=teacher_width)
     if name == "mnist":
         arrays = mnist_idx(mnist_path) if mnist_path else mnist_bundled()
         return from_pool("mnist", *arrays, n_train or 128, n_test)

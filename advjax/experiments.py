@@ -13,16 +13,87 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import jax
+import numpy as np
 
 from .model import FEATURES, MLP, READOUT, zero_readout
 from .train import Outcome, PhaseSpec, Store, train
 
 ALL_LAYERS = (FEATURES, READOUT)
 
-# Start transforms: applied to the previous phase's parameters (θ0 for a first phase).
-# They take seed-batched parameters; the layers they keep pass through uncopied.
-START_TRANSFORMS: dict[str, Callable[[dict], dict]] = {
-    "zero_readout": zero_readout,
+# Start transforms make a phase's start from the previous phase's parameters (θ0 for a
+# first phase) and the width's run (θ0, a fresh init, the teacher, shrink/perturb).
+# They take and give seed-batched parameters; layers they keep pass through uncopied.
+def _zero_readout(prev: dict, run: WidthRun) -> dict:
+    return zero_readout(prev)
+
+
+def _norms(tree) -> np.ndarray:
+    """Euclidean norm of a seed-batched tree, per seed."""
+    return np.sqrt(sum(np.sum(np.square(np.asarray(a, np.float64)).reshape(len(a), -1), axis=1)
+                       for a in jax.tree.leaves(tree)))
+
+
+def _scale(tree, factor: np.ndarray):
+    return jax.tree.map(lambda a: (np.asarray(a) * factor.reshape(-1, *[1] * (np.ndim(a) - 1))).astype(a.dtype),
+                        tree)
+
+
+def _norm_matched_layer(prev: dict, run: WidthRun) -> dict:
+    """θ0, each layer rescaled to the norm of the same layer of `prev` (Θ_adv)."""
+    theta0 = run.initial()
+    return {k: _scale(theta0[k], _norms(prev[k]) / _norms(theta0[k])) for k in theta0}
+
+
+def _norm_matched_global(prev: dict, run: WidthRun) -> dict:
+    """θ0 rescaled as a whole to the norm of `prev` (Θ_adv)."""
+    theta0 = run.initial()
+    return _scale(theta0, _norms(prev) / _norms(theta0))
+
+
+def _shrink_perturb(prev: dict, run: WidthRun) -> dict:
+    """λ·prev + σ·θ_fresh (Ash & Adams 2020), θ_fresh a new random init of every seed."""
+    fresh = run.fresh()
+    return jax.tree.map(lambda a, b: (run.shrink * np.asarray(a) + run.perturb * np.asarray(b)).astype(a.dtype),
+                        prev, fresh)
+
+
+def _teacher_features(prev: dict, run: WidthRun) -> dict:
+    """The teacher's features as the first min(p, k) hidden units (others silent: zero
+    weights and bias), readout 0."""
+    t = _teacher(run)
+    hidden = jax.tree.map(np.zeros_like, prev[FEATURES])
+    k = min(hidden["kernel"].shape[-1], t["kernel"].shape[-1])
+    hidden["kernel"][..., :k] = t["kernel"][..., :k]
+    hidden["bias"][..., :k] = t["bias"][..., :k]
+    return zero_readout({**prev, FEATURES: hidden})
+
+
+def _orthogonal_features(prev: dict, run: WidthRun) -> dict:
+    """`prev`'s hidden directions (θ0's) with their components along the teacher's
+    directions removed, each rescaled to its old norm; biases kept; readout 0."""
+    w_t = _teacher(run)["kernel"]  # (S, d, k)
+    q, _ = np.linalg.qr(w_t)  # orthonormal basis of the teacher's span
+    w = np.asarray(prev[FEATURES]["kernel"], np.float64)  # (S, d, p)
+    w_perp = w - q @ (np.swapaxes(q, 1, 2) @ w)
+    w_perp *= np.linalg.norm(w, axis=1, keepdims=True) / np.maximum(np.linalg.norm(w_perp, axis=1, keepdims=True),
+                                                                     1e-30)
+    hidden = {**prev[FEATURES], "kernel": w_perp.astype(np.float32)}
+    return zero_readout({**prev, FEATURES: hidden})
+
+
+def _teacher(run: WidthRun) -> dict:
+    if run.teacher is None:
+        raise ValueError("this experiment needs the teacher-student dataset (--dataset teacher)")
+    return jax.tree.map(np.asarray, run.teacher())
+
+
+START_TRANSFORMS: dict[str, Callable[[dict, WidthRun], dict]] = {
+    "zero_readout": _zero_readout,
+    "norm_layer": _norm_matched_layer,
+    "norm_global": _norm_matched_global,
+    "shrink_perturb": _shrink_perturb,
+    "teacher_features": _teacher_features,
+    "orthogonal_features": _orthogonal_features,
 }
 
 
@@ -43,8 +114,21 @@ EXPERIMENTS: dict[str, tuple[Phase, ...]] = {
     "adversarial": (PHASE_RANDOM, PHASE_TRUE),
     # 3: from Θ_adv, first layer frozen, readout reset to 0 and trained alone on (X, y).
     "frozen": (PHASE_RANDOM, Phase("y", start="zero_readout", trainable=(READOUT,))),
+    # Hypothesis 1 (the norm): θ0 rescaled to Θ_adv's norm, per layer or as a whole, on (X, y).
+    "norm_matched_layer": (PHASE_RANDOM, Phase("y", start="norm_layer")),
+    "norm_matched_global": (PHASE_RANDOM, Phase("y", start="norm_global")),
+    # An escape from Θ_adv: shrink and perturb it (Ash & Adams 2020), then train on (X, y).
+    "shrink_perturb": (PHASE_RANDOM, Phase("y", start="shrink_perturb")),
+    # Section 4's random-features model: only the readout (from 0) is trained, on random
+    # features (θ0's); `frozen` is the same on adversarial features (Θ_adv's).
+    "random_features": (Phase("y", start="zero_readout", trainable=(READOUT,)),),
+    # ... and, on --dataset teacher, on the teacher's features or on θ0's made orthogonal to them.
+    "teacher_features": (Phase("y", start="teacher_features", trainable=(READOUT,)),),
+    "orthogonal_features": (Phase("y", start="orthogonal_features", trainable=(READOUT,)),),
 }
 EXPERIMENT_NUMBERS = {"1": "baseline", "2": "adversarial", "3": "frozen"}
+PAPER_EXPERIMENTS = tuple(EXPERIMENT_NUMBERS.values())  # the default
+TEACHER_ONLY = ("teacher_features", "orthogonal_features")
 
 
 @dataclass(frozen=True)
@@ -76,6 +160,13 @@ class WidthRun:
     store: Callable[[tuple[Phase, ...]], Store | None] | None = None  # phase prefix -> its checkpoints
     memo: dict[tuple[Phase, ...], Outcome] = field(default_factory=dict)
     random_settings: TrainSettings | None = None  # phases on random labels (None: `settings`)
+    fresh: Callable[[], dict] | None = None  # a second, independent init of every seed (shrink_perturb)
+    teacher: Callable[[], dict] | None = None  # the teacher's features of every seed (--dataset teacher)
+    shrink: float = 0.4  # shrink_perturb's λ
+    perturb: float = 0.1  # shrink_perturb's σ
+
+    def initial(self) -> dict:
+        return self.theta0() if callable(self.theta0) else self.theta0
 
     def settings_for(self, phase: Phase) -> TrainSettings:
         return self.random_settings if phase.labels == "y_rand" and self.random_settings else self.settings
@@ -90,8 +181,8 @@ def run_phases(phases: tuple[Phase, ...], run: WidthRun) -> list[Outcome]:
         if prefix not in run.memo:
             fresh = i == 0 and callable(run.theta0)  # θ0 made for this phase alone: train in place
             if i == 0:
-                params = run.theta0() if fresh else run.theta0
-            start = START_TRANSFORMS[phase.start](params) if phase.start else params
+                params = run.initial()
+            start = START_TRANSFORMS[phase.start](params, run) if phase.start else params
             del params
             s = run.settings_for(phase)
             spec = PhaseSpec(
@@ -119,6 +210,13 @@ def run_phases(phases: tuple[Phase, ...], run: WidthRun) -> list[Outcome]:
     return outcomes
 
 
+def last_start(phases: tuple[Phase, ...], run: WidthRun) -> dict:
+    """The parameters the last phase of `phases` started from (its earlier phases must
+    be in the memo): what a solution's distance travelled is measured from."""
+    prev = run.memo[phases[:-1]].params if len(phases) > 1 else run.initial()
+    return START_TRANSFORMS[phases[-1].start](prev, run) if phases[-1].start else prev
+
+
 def intermediate_prefixes(names) -> set[tuple[Phase, ...]]:
     """Phase prefixes whose end starts a later phase (Θ_adv): the ones worth keeping."""
     return {EXPERIMENTS[n][:i] for n in names for i in range(1, len(EXPERIMENTS[n]))}
@@ -138,8 +236,10 @@ def prefix_name(prefix: tuple[Phase, ...]) -> str:
 
 
 def resolve_experiments(spec: str | list) -> tuple[str, ...]:
-    """'1,3' or 'baseline,frozen' (or a list) -> experiment names, in the order given."""
+    """'1,3' or 'baseline,frozen' (or a list, or 'all') -> experiment names, in the order given."""
     items = spec.split(",") if isinstance(spec, str) else [str(v) for v in spec]
+    if [i.strip() for i in items] == ["all"]:
+        return tuple(EXPERIMENTS)
     names = []
     for item in (i.strip() for i in items):
         name = EXPERIMENT_NUMBERS.get(item, item)

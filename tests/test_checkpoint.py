@@ -17,7 +17,8 @@ from advjax import run_sweep
 from advjax.checkpoint import PhaseStore
 from advjax.sweep import main
 
-BASE = {"dataset": "gaussians", "widths": "5,7", "seeds": 3, "max_steps": 400, "n_test": 300, "quiet": True}
+BASE = {"dataset": "gaussians", "widths": "5,7", "seeds": 3, "max_steps": 400, "n_test": 300, "quiet": True,
+        "measures": False}
 CLI = [sys.executable, "-m", "advjax.sweep"]
 
 
@@ -25,7 +26,7 @@ def cli_args(cfg):
     args = []
     for k, v in cfg.items():
         name = f"--{k.replace('_', '-')}"
-        args += [name] if v is True else [name, str(v)]
+        args += [name] if v is True else [f"--no-{name[2:]}"] if v is False else [name, str(v)]
     return args
 
 

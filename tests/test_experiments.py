@@ -43,7 +43,7 @@ def test_frozen_keeps_first_layer_bit_for_bit_and_starts_from_zero_readout():
     frozen = run_phases(EXPERIMENTS["frozen"], run)[-1]
     assert bits(frozen.params["hidden"]) == bits(theta_adv["hidden"])
     assert (frozen.steps > 0).all() and frozen.converged.all()
-    start = START_TRANSFORMS["zero_readout"](theta_adv)
+    start = START_TRANSFORMS["zero_readout"](theta_adv, run)
     assert all(not np.any(np.asarray(a)) for a in jax.tree.leaves(start["readout"]))
     assert bits(start["hidden"]) == bits(theta_adv["hidden"])
     # With a cap of 0 steps, phase 2 returns its start: the zeroed readout.

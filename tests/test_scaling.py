@@ -12,7 +12,7 @@ from advjax import run_sweep
 from advjax.merge import main as merge_main
 
 CLI = [sys.executable, "-m", "advjax.sweep"]
-BASE = ["--dataset", "circles", "--widths", "5,9", "--max-steps", "300", "--n-test", "300", "--quiet"]
+BASE = ["--dataset", "circles", "--widths", "5,9", "--max-steps", "300", "--n-test", "300", "--quiet", "--no-measures"]
 
 
 def sweep(args, out, env_extra=None, **kw):
@@ -56,7 +56,7 @@ def test_two_processes_give_the_one_process_results(tmp_path):
 def test_memory_budget_sets_the_seeds_in_flight_and_bounds_peak_memory(tmp_path):
     # MNIST at p = 1000: 3.2 MB of float32 parameters per seed.
     args = ["--dataset", "mnist", "--widths", "1000", "--max-steps", "3", "--experiments", "1,2",
-            "--n-test", "200", "--quiet", "--cpu-devices", "1"]
+            "--n-test", "200", "--quiet", "--cpu-devices", "1", "--no-measures"]
     made = {}
     for name, seeds, budget in (("one", 1, "4GB"), ("small", 12, "60MB"), ("big", 12, "4GB")):
         r = sweep([*args, "--seeds", str(seeds), "--memory-budget", budget], tmp_path / name)
@@ -75,7 +75,7 @@ def test_memory_budget_sets_the_seeds_in_flight_and_bounds_peak_memory(tmp_path)
 
 
 def test_merge_split_runs_and_refuse_inconsistent_ones(tmp_path, capsys):
-    common = {"dataset": "gaussians", "seeds": 2, "max_steps": 100, "n_test": 200, "quiet": True}
+    common = {"dataset": "gaussians", "seeds": 2, "max_steps": 100, "n_test": 200, "quiet": True, "measures": False}
     run_sweep({**common, "widths": "4,6"}, str(tmp_path / "whole"))
     run_sweep({**common, "widths": "6"}, str(tmp_path / "b"))
     run_sweep({**common, "widths": "4"}, str(tmp_path / "a"))

@@ -12,7 +12,7 @@ from advjax import run_sweep
 from advjax.sweep import main
 
 TINY = {"dataset": "gaussians", "widths": "6,9", "seeds": 3, "max_steps": 300, "n_test": 500,
-        "quiet": True}
+        "quiet": True, "measures": False}
 
 
 def read_rows(path):
@@ -21,7 +21,7 @@ def read_rows(path):
 
 
 def test_outputs_and_columns(tmp_path):
-    rows = run_sweep(TINY, str(tmp_path / "a"))
+    rows = run_sweep({**TINY, "measures": True}, str(tmp_path / "a"))
     assert len(rows) == 2 * 3 * 3  # widths × experiments × seeds
     on_disk = read_rows(tmp_path / "a" / "results.csv")
     assert len(on_disk) == len(rows)
@@ -33,6 +33,9 @@ def test_outputs_and_columns(tmp_path):
     # adversarial and frozen share phase 1 (the same Θ_adv) seed by seed
     p1 = {(r["width"], r["seed"], r["experiment"]): r["phase1_steps"] for r in on_disk}
     assert all(p1[(w, s, "adversarial")] == p1[(w, s, "frozen")] for w, s, _ in p1)
+    # frozen starts from Θ_adv's features and a zero readout, and moves only the readout
+    for r in (r for r in on_disk if r["experiment"] == "frozen"):
+        assert float(r["distance"]) == pytest.approx(float(r["norm_readout"]), rel=1e-4)
     man = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert man["config"]["lr"] == 0.01 and man["config"]["batch_size"] == 0
     assert set(man["versions"]) >= {"jax", "jaxlib", "optax", "flax", "numpy"}
