@@ -25,9 +25,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-COLORS = {"baseline": "black", "adversarial": "red", "frozen": "blue"}
-LABELS = {"baseline": "1: baseline", "adversarial": "2: adversarial", "frozen": "3: frozen features"}
-COMPARISONS = (("adversarial", "baseline"), ("frozen", "adversarial"))
+PAPER = ("baseline", "adversarial", "frozen")  # the paper's colors: black, red, blue
+COLORS = {"baseline": "black", "adversarial": "red", "frozen": "blue",
+          "norm_matched_layer": "tab:green", "norm_matched_global": "tab:olive", "shrink_perturb": "tab:orange",
+          "random_features": "tab:purple", "teacher_features": "tab:cyan", "orthogonal_features": "tab:brown"}
+LABELS = {"baseline": "1: baseline", "adversarial": "2: adversarial", "frozen": "3: frozen features",
+          "norm_matched_layer": "θ0 at Θ_adv's norm (per layer)", "norm_matched_global": "θ0 at Θ_adv's norm (whole)",
+          "shrink_perturb": "shrink-perturb Θ_adv", "random_features": "random features (θ0's)",
+          "teacher_features": "teacher features", "orthogonal_features": "features orthogonal to the teacher"}
+COMPARISONS = (("adversarial", "baseline"), ("frozen", "adversarial"), ("norm_matched_layer", "baseline"),
+               ("norm_matched_global", "baseline"), ("shrink_perturb", "adversarial"),
+               ("random_features", "frozen"), ("teacher_features", "random_features"),
+               ("orthogonal_features", "random_features"))
+MEASURES = {"sharpness": "sharpness (top Hessian eigenvalue)", "norm_total": "parameter norm",
+            "distance": "distance from the phase's start", "margin": "min training margin",
+            "active_fraction": "fraction of active ReLUs", "boundary_length": "decision boundary length",
+            "linear_regions": "linear regions met (grid)"}
 
 
 @dataclass
@@ -53,7 +66,19 @@ class Run:
             parts.append(f"tmax{c['t_max']:.2f}")
         if c.get("fix_data") and self.dataset != "mnist":
             parts.append("fixed")
+        if c.get("momentum"):
+            parts.append(f"mom{c['momentum']:g}")
+        if c.get("weight_decay"):
+            parts.append(f"wd{c['weight_decay']:g}")
         return "-".join(parts)
+
+    @property
+    def experiments(self) -> list[str]:
+        return [e for e in COLORS if any(r["experiment"] == e for r in self.rows)]
+
+    @property
+    def measured(self) -> list[str]:
+        return [m for m in MEASURES if any(r.get(m) is not None for r in self.rows)]
 
 
 class FigureError(ValueError):
@@ -154,15 +179,17 @@ def _plt():
     return plt
 
 
-def panel_metric(ax, run: Run, metric: str, summary: str, title: str | None = None) -> None:
+def panel_metric(ax, run: Run, metric: str, summary: str, title: str | None = None,
+                 experiments=PAPER) -> None:
     """One panel: metric vs width for each experiment. summary: 'mean' (± 1 std) or
     'median' (with the interquartile range)."""
-    for exp in COLORS:
+    for exp in experiments:
         groups = by_width(run.rows, exp)
         if not groups:
             continue
         widths = np.array(list(groups))
-        vals = [np.array([float(r[metric]) for r in g]) for g in groups.values()]
+        vals = [np.array([float(r[metric]) if r[metric] is not None else np.nan for r in g]) for g in groups.values()]
+        vals = [v[np.isfinite(v)] if np.isfinite(v).any() else v for v in vals]
         if summary == "mean":
             mid = np.array([v.mean() for v in vals])
             lo, hi = mid - [v.std() for v in vals], mid + [v.std() for v in vals]
@@ -178,10 +205,10 @@ def panel_metric(ax, run: Run, metric: str, summary: str, title: str | None = No
                 ax.annotate(f"{b}/{len(g)}", (w, m), textcoords="offset points", xytext=(5, 4), fontsize=7,
                             color=COLORS[exp])
     ax.set_xscale("log")
-    if metric == "steps":
+    if metric in ("steps", "sharpness", "linear_regions", "norm_total", "distance"):
         ax.set_yscale("log")
     ax.set_xlabel("width p")
-    ax.set_ylabel({"test_acc": "test accuracy", "steps": "steps to zero training error"}[metric])
+    ax.set_ylabel({"test_acc": "test accuracy", "steps": "steps to zero training error", **MEASURES}[metric])
     n_seeds = len({r["seed"] for r in run.rows})
     ax.set_title(title or f"{run.label} ({n_seeds} seeds)", fontsize=10)
     ax.grid(alpha=0.3, which="both")
@@ -200,6 +227,24 @@ def _figure(panels, metric, summary, path, suptitle):
     return path
 
 
+def _grid_figure(run: Run, metrics: list[str], path: str, suptitle: str) -> str:
+    """Every experiment of a run, one panel per metric, median and IQR."""
+    plt = _plt()
+    cols = min(4, len(metrics))
+    rows = -(-len(metrics) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.8 * rows), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics):
+        panel_metric(ax, run, metric, "median", title=metric, experiments=run.experiments)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.axis("off")
+    axes[0][0].legend(fontsize=7, loc="best")
+    fig.suptitle(suptitle + "  (median and IQR; open marker k/n: k of n seeds stopped at the step cap)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def decision_boundaries(runs: list[Run], width: int, path: str, seed: int | None = None) -> str | None:
     """Fig. 2: the three experiments' learned functions at width p, rows = 2-D datasets."""
     from .sweep import final_params
@@ -210,7 +255,7 @@ def decision_boundaries(runs: list[Run], width: int, path: str, seed: int | None
         if width not in {r["width"] for r in run.rows}:
             continue
         try:
-            found.append((run, {e: final_params(run.path, width, e) for e in COLORS}))
+            found.append((run, {e: final_params(run.path, width, e) for e in PAPER}))
         except (FileNotFoundError, ValueError):
             continue
     if not found:
@@ -218,7 +263,7 @@ def decision_boundaries(runs: list[Run], width: int, path: str, seed: int | None
     plt = _plt()
     fig, axes = plt.subplots(len(found), 3, figsize=(11, 3.6 * len(found)), squeeze=False)
     for row, (run, by_exp) in zip(axes, found):
-        for ax, exp in zip(row, COLORS):
+        for ax, exp in zip(row, PAPER):
             params, x, y, s = by_exp[exp]
             i = 0 if seed is None else s.index(seed)
             xi, yi = np.asarray(x[i]), np.asarray(y[i])
@@ -245,17 +290,29 @@ def _logits(params: dict, i: int, x: np.ndarray) -> np.ndarray:
     return (h @ np.asarray(params["readout"]["kernel"][i]) + np.asarray(params["readout"]["bias"][i]))[:, 0]
 
 
+def _paper_panels(run: Run, out: str) -> list[str]:
+    return [
+        _figure([(run, None)], "test_acc", "mean", os.path.join(out, f"accuracy_{run.label}.png"),
+                f"Test accuracy vs width, mean ± 1 std: {run.label}"),
+        _figure([(run, None)], "test_acc", "median", os.path.join(out, f"accuracy_median_{run.label}.png"),
+                f"Test accuracy vs width, median and IQR: {run.label}"),
+        _figure([(run, None)], "steps", "median", os.path.join(out, f"steps_{run.label}.png"),
+                f"Steps to zero training error (last phase), median and IQR: {run.label}"),
+    ]
+
+
 def draw_all(runs: list[Run], out: str, boundary_width: int = 500) -> list[str]:
     os.makedirs(out, exist_ok=True)
     made = []
     for run in runs:
-        made.append(_figure([(run, None)], "test_acc", "mean", os.path.join(out, f"accuracy_{run.label}.png"),
-                            f"Test accuracy vs width, mean ± 1 std: {run.label}"))
-        made.append(_figure([(run, None)], "test_acc", "median",
-                            os.path.join(out, f"accuracy_median_{run.label}.png"),
-                            f"Test accuracy vs width, median and IQR: {run.label}"))
-        made.append(_figure([(run, None)], "steps", "median", os.path.join(out, f"steps_{run.label}.png"),
-                            f"Steps to zero training error (last phase), median and IQR: {run.label}"))
+        if set(run.experiments) & set(PAPER):
+            made += _paper_panels(run, out)
+        if set(run.experiments) - set(PAPER):
+            made.append(_grid_figure(run, ["test_acc", "steps"], os.path.join(out, f"experiments_{run.label}.png"),
+                                     f"Test accuracy and steps of every experiment: {run.label}"))
+        if run.measured:
+            made.append(_grid_figure(run, run.measured, os.path.join(out, f"measures_{run.label}.png"),
+                                     f"Measures of the final solutions: {run.label}"))
     named = {r.label: r for r in runs}
 
     def pick(*labels):

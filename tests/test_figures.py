@@ -14,10 +14,13 @@ def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("runs")
     common = {"widths": "4,6", "seeds": 3, "max_steps": 60, "n_test": 200, "quiet": True, "keep_params": True}
     made = {}
-    for name, extra in {"gaussians": {}, "circles": {}, "spirals": {},
-                        "spirals2pi": {"dataset": "spirals", "t_max": "2pi"},
-                        "spirals2pi_fixed": {"dataset": "spirals", "t_max": "2pi", "fix_data": True},
-                        "mnist": {"dataset": "mnist", "max_steps": 15, "n_test": 100}}.items():
+    off = {"measures": False}  # measured only where a test looks at the measures
+    for name, extra in {"gaussians": {"grid": 32, "hessian_iters": 8}, "circles": off, "spirals": off,
+                        "spirals2pi": {"dataset": "spirals", "t_max": "2pi", **off},
+                        "spirals2pi_fixed": {"dataset": "spirals", "t_max": "2pi", "fix_data": True, **off},
+                        "mnist": {"dataset": "mnist", "max_steps": 15, "n_test": 100, "hessian_iters": 8},
+                        "teacher": {"experiments": "random_features,teacher_features,orthogonal_features",
+                                    "keep_params": False}}.items():
         cfg = {**common, "dataset": name, **extra}
         run_sweep(cfg, str(base / name))
         made[name] = str(base / name)
@@ -46,7 +49,15 @@ def test_every_panel_is_drawn(runs, tmp_path, capsys):
             assert (out / f"{kind}_{label}.png").stat().st_size > 5_000
     sig = (out / "significance.csv").read_text().splitlines()
     assert sig[0].startswith("run,width,comparison,n,mean_diff")
-    assert len(sig) == 1 + 6 * 2 * 2  # runs x widths x comparisons
+    assert len(sig) == 1 + 6 * 2 * 2 + 2 * 2  # runs x widths x comparisons, + the teacher's two
+    # issue 5: every experiment of a run in one panel; the measures, one panel each
+    w, h = png_size(out / "experiments_teacher.png")  # test accuracy and steps
+    assert abs(w / h - 2 * 4.6 / 3.8) < 0.15 and not (out / "accuracy_teacher.png").exists()
+    w, h = png_size(out / "measures_gaussians.png")  # 7 measures with the 2-D ones: 4 columns, 2 rows
+    assert abs(w / h - (4.6 * 4) / (3.8 * 2)) < 0.15
+    w, h = png_size(out / "measures_mnist.png")  # 5 measures: 4 columns, 2 rows
+    assert abs(w / h - (4.6 * 4) / (3.8 * 2)) < 0.15
+    assert not (out / "experiments_gaussians.png").exists()
 
 
 def test_bad_run_dir(tmp_path, capsys):
