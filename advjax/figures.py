@@ -219,10 +219,15 @@ def _figure(panels, metric, summary, path, suptitle):
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
     for ax, (run, title) in zip(axes[0], panels):
         panel_metric(ax, run, metric, summary, title)
+    return _finish(plt, fig, axes, suptitle, path, dpi=120)
+
+
+def _finish(plt, fig, axes, suptitle: str, path: str, dpi: int) -> str:
+    """Legend in the first panel, the cap note in the title, saved and closed."""
     axes[0][0].legend(fontsize=8, loc="best")
     fig.suptitle(suptitle + "  (open marker k/n: k of n seeds stopped at the step cap)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
@@ -237,12 +242,7 @@ def _grid_figure(run: Run, metrics: list[str], path: str, suptitle: str) -> str:
         panel_metric(ax, run, metric, "median", title=metric, experiments=run.experiments)
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
-    axes[0][0].legend(fontsize=7, loc="best")
-    fig.suptitle(suptitle + "  (median and IQR; open marker k/n: k of n seeds stopped at the step cap)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, axes, suptitle + ", median and IQR", path, dpi=110)
 
 
 def decision_boundaries(runs: list[Run], width: int, path: str, seed: int | None = None) -> str | None:
