@@ -49,15 +49,20 @@ def digest(fingerprint: dict) -> str:
     return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def differences(found: dict, wanted: dict) -> list[str]:
-    """Human-readable list of the fields where two fingerprints differ."""
-    out = []
-    for key in sorted(set(found) | set(wanted)):
-        a, b = found.get(key, "<absent>"), wanted.get(key, "<absent>")
-        if a != b:
-            short = lambda v: (json.dumps(v)[:60] + "...") if len(json.dumps(v)) > 63 else json.dumps(v)  # noqa: E731
-            out.append(f"{key} (checkpoint {short(a)}, this sweep {short(b)})")
-    return out
+def differences(found, wanted, where: str = "") -> list[str]:
+    """Human-readable list of the fields where two fingerprints differ, nested fields
+    named by their path (e.g. phases[0].lr)."""
+    if isinstance(found, dict) and isinstance(wanted, dict):
+        return [d for key in sorted(set(found) | set(wanted))
+                for d in differences(found.get(key, "<absent>"), wanted.get(key, "<absent>"),
+                                     f"{where}.{key}" if where else key)]
+    if isinstance(found, list) and isinstance(wanted, list) and len(found) == len(wanted) and any(
+            isinstance(v, (dict, list)) for v in found):
+        return [d for i, (a, b) in enumerate(zip(found, wanted)) for d in differences(a, b, f"{where}[{i}]")]
+    if found == wanted:
+        return []
+    short = lambda v: (json.dumps(v)[:60] + "...") if len(json.dumps(v)) > 63 else json.dumps(v)  # noqa: E731
+    return [f"{where} (checkpoint {short(found)}, this sweep {short(wanted)})"]
 
 
 def _like(tree):
