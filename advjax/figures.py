@@ -301,7 +301,7 @@ def _paper_panels(run: Run, out: str) -> list[str]:
     ]
 
 
-def draw_all(runs: list[Run], out: str, boundary_width: int = 500) -> list[str]:
+def draw_all(runs: list[Run], out: str, boundary_width: int = 500, composites: bool = True) -> list[str]:
     os.makedirs(out, exist_ok=True)
     made = []
     for run in runs:
@@ -313,6 +313,8 @@ def draw_all(runs: list[Run], out: str, boundary_width: int = 500) -> list[str]:
         if run.measured:
             made.append(_grid_figure(run, run.measured, os.path.join(out, f"measures_{run.label}.png"),
                                      f"Measures of the final solutions: {run.label}"))
+    if not composites:
+        return made
     named = {r.label: r for r in runs}
 
     def pick(*labels):
@@ -343,13 +345,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("runs", nargs="+", metavar="RUN_DIR")
     ap.add_argument("--out", default="figures", help="directory for the PNGs and significance.csv")
     ap.add_argument("--boundary-width", type=int, default=500, help="width of Fig. 2's decision boundaries")
+    ap.add_argument("--no-composites", dest="composites", action="store_false",
+                    help="only the per-run figures, not the paper's fig1-fig6 (e.g. for runs of other experiments)")
     args = ap.parse_args(argv)
     try:
         runs = [load_run(p) for p in args.runs]
     except FigureError as e:
         print(f"advjax.figures: error: {e}", file=sys.stderr)
         return 2
-    made = draw_all(runs, args.out, args.boundary_width)
+    made = draw_all(runs, args.out, args.boundary_width, args.composites)
     sig = significance(runs)
     write_significance(sig, os.path.join(args.out, "significance.csv"))
     print(significance_text(sig))

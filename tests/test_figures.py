@@ -60,6 +60,15 @@ def test_every_panel_is_drawn(runs, tmp_path, capsys):
     assert not (out / "experiments_gaussians.png").exists()
 
 
+def test_no_composites_draws_the_runs_alone(runs, tmp_path, capsys):
+    out = tmp_path / "alone"
+    assert figures_main([runs["mnist"], runs["teacher"], "--out", str(out), "--no-composites"]) == 0
+    capsys.readouterr()
+    made = sorted(p.name for p in out.iterdir())
+    assert "fig1.png" not in made and "fig3.png" not in made
+    assert {"accuracy_mnist.png", "measures_mnist.png", "experiments_teacher.png", "significance.csv"} <= set(made)
+
+
 def test_bad_run_dir(tmp_path, capsys):
     assert figures_main([str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "not a sweep output directory" in capsys.readouterr().err
