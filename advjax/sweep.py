@@ -501,9 +501,10 @@ def width_run(cfg: SweepConfig, ds: Dataset, model: MLP, keys: SeedKeys, split, 
     n = len(keys.data)
     teacher = None
     if ds.teacher is not None:
-        def teacher():
-            t = jax.vmap(ds.teacher)(keys.data) if x_batched else ds.teacher(keys.data[0])
-            return jax.tree.map(lambda a: np.asarray(jnp.broadcast_to(a, (n, *a.shape[-a.ndim + x_batched:]))), t)
+        def teacher():  # seed-batched, like the data it labels
+            if x_batched:
+                return jax.tree.map(np.asarray, jax.vmap(ds.teacher)(keys.data))
+            return jax.tree.map(lambda a: np.broadcast_to(a, (n, *a.shape)), ds.teacher(keys.data[0]))
     return WidthRun(
         model=model,
         theta0=functools.partial(init_params, model, keys.init, in_flight),
