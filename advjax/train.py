@@ -257,8 +257,8 @@ def init_params(model: MLP, keys: jax.Array, batch: int) -> dict:
     out = jax.tree.map(lambda s: np.empty(s.shape, s.dtype), shapes)
     init = jax.jit(jax.vmap(model.init))
     for a in range(0, len(keys), batch):
-        part = init(keys[a: a + batch])
-        jax.tree.map(lambda o, p, a=a: o.__setitem__(slice(a, a + len(p)), np.asarray(p)), out, part)
+        for whole, part in zip(jax.tree.leaves(out), jax.tree.leaves(init(keys[a: a + batch]))):
+            whole[a: a + len(part)] = np.asarray(part)
     return out
 
 
