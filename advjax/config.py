@@ -277,11 +277,14 @@ def from_dict(values: dict, source: str = "") -> SweepConfig:
     cfg = SweepConfig(**{k: v for k, v in clean.items() if v is not None})
     if cfg.mnist_path is not None and cfg.dataset != "mnist":
         raise ConfigError("--mnist-path", "applies only with --dataset mnist")
-    if str(values.get("experiments", "")).strip() == "all" and cfg.dataset != "teacher":
+    if [str(v).strip() for v in _list(values.get("experiments", ""))] == ["all"] and cfg.dataset != "teacher":
         cfg = dataclasses.replace(cfg, experiments=tuple(e for e in cfg.experiments if e not in TEACHER_ONLY))
     teacher_only = [e for e in cfg.experiments if e in TEACHER_ONLY]
     if teacher_only and cfg.dataset != "teacher":
         raise ConfigError("--experiments", f"{teacher_only[0]} needs the teacher's features: use --dataset teacher")
+    if "orthogonal_features" in cfg.experiments and cfg.teacher_width >= cfg.input_dim:
+        raise ConfigError("--teacher-width", f"{cfg.teacher_width} teacher units span all of R^{cfg.input_dim}: "
+                          "orthogonal_features needs --teacher-width below --input-dim")
     for name in ("input_dim", "teacher_width"):
         if cfg.dataset != "teacher" and getattr(cfg, name) != FIELDS[name].default:
             raise ConfigError(flag(name), "applies only with --dataset teacher")

@@ -72,7 +72,7 @@ def _orthogonal_features(prev: dict, run: WidthRun) -> dict:
     """`prev`'s hidden directions (θ0's) with their components along the teacher's
     directions removed, each rescaled to its old norm; biases kept; readout 0."""
     w_t = _teacher(run)["kernel"]  # (S, d, k)
-    q, _ = np.linalg.qr(w_t)  # orthonormal basis of the teacher's span
+    q, _ = np.linalg.qr(np.asarray(w_t, np.float64))  # orthonormal basis of the teacher's span (k < d)
     w = np.asarray(prev[FEATURES]["kernel"], np.float64)  # (S, d, p)
     w_perp = w - q @ (np.swapaxes(q, 1, 2) @ w)
     w_perp *= np.linalg.norm(w, axis=1, keepdims=True) / np.maximum(np.linalg.norm(w_perp, axis=1, keepdims=True),

@@ -48,6 +48,7 @@ class Run:
     path: str
     manifest: dict
     rows: list[dict]
+    name: str | None = None  # set when two runs would share a label: the run directory's name
 
     @property
     def config(self) -> dict:
@@ -60,6 +61,8 @@ class Run:
     @property
     def label(self) -> str:
         """e.g. spirals, spirals-tmax6.28-fixed, mnist."""
+        if self.name:
+            return self.name
         c = self.config
         parts = [os.path.splitext(self.dataset)[0]]
         if self.dataset == "spirals" and abs(c["t_max"] - 10.0) > 1e-9:
@@ -350,6 +353,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         runs = [load_run(p) for p in args.runs]
+        labels = [r.label for r in runs]
+        for r in runs:  # runs that differ in settings the label does not show: name them by directory
+            if labels.count(r.label) > 1:
+                r.name = os.path.basename(os.path.normpath(r.path))
+        if len({r.label for r in runs}) < len(runs):
+            raise FigureError("two run directories have the same name and settings; give one another name")
     except FigureError as e:
         print(f"advjax.figures: error: {e}", file=sys.stderr)
         return 2

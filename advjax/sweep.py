@@ -33,6 +33,7 @@ from .data import DataError, Dataset, make_dataset, random_labels
 from .devices import use_cpu_devices
 from .experiments import (
     EXPERIMENTS,
+    PAPER_EXPERIMENTS,
     TrainSettings,
     WidthRun,
     intermediate_prefixes,
@@ -171,11 +172,18 @@ HOST_COPIES = 4
 DEVICE_COPIES = 4
 
 
-def bytes_per_seed(model: MLP, n_train: int, x_batched: bool) -> int:
-    """Device bytes one seed needs in flight: copies of its parameters, its own data, and
-    the hidden activations of its training set."""
-    return 4 * (DEVICE_COPIES * n_parameters(model) + (n_train * model.n_in if x_batched else 0)
+def bytes_per_seed(model: MLP, n_train: int, x_batched: bool, opt_copies: int = 0) -> int:
+    """Device bytes one seed needs in flight: copies of its parameters (and of its
+    optimizer state, in and out of a chunk), its own data, and the hidden activations of
+    its training set."""
+    return 4 * ((DEVICE_COPIES + 2 * opt_copies) * n_parameters(model) + (n_train * model.n_in if x_batched else 0)
                 + n_train * model.width)
+
+
+def optimizer_copies(cfg: SweepConfig) -> int:
+    """Parameter-sized optimizer state per seed in the most demanding phase: Adam's two
+    moments, or momentum's trace."""
+    return max(2 if cfg.phase1_optimizer == "adam" else 0, 1 if cfg.momentum else 0)
 
 
 def n_parameters(model: MLP) -> int:
@@ -192,10 +200,13 @@ def seeds_in_flight(cfg: SweepConfig, model: MLP, ds: Dataset, x_batched: bool) 
     else:
         budget = free_memory_bytes()
         if jax.local_devices()[0].platform == "cpu":  # the host also holds every seed's state:
-            # Θ_adv, a phase's state, and a save's copies
-            budget -= HOST_COPIES * cfg.seeds * n_parameters(model) * 4
+            # Θ_adv, a phase's state, and a save's copies; one more for a start that a
+            # transform makes (norm-matched, shrink-perturb), and the optimizer's state
+            extra = 1 if set(cfg.experiments) - set(PAPER_EXPERIMENTS) else 0
+            copies = HOST_COPIES + extra + optimizer_copies(cfg)
+            budget -= copies * cfg.seeds * n_parameters(model) * 4
         budget //= 2
-    fit = budget // bytes_per_seed(model, ds.n_train, x_batched)
+    fit = budget // bytes_per_seed(model, ds.n_train, x_batched, optimizer_copies(cfg))
     return int(min(cfg.seeds, max(jax.device_count(), fit)))
 
 

@@ -69,6 +69,17 @@ def test_no_composites_draws_the_runs_alone(runs, tmp_path, capsys):
     assert {"accuracy_mnist.png", "measures_mnist.png", "experiments_teacher.png", "significance.csv"} <= set(made)
 
 
+def test_runs_with_the_same_label_are_named_by_directory(runs, tmp_path, capsys):
+    import shutil
+
+    other = tmp_path / "mnist-again"
+    shutil.copytree(runs["mnist"], other)
+    out = tmp_path / "both"
+    assert figures_main([runs["mnist"], str(other), "--out", str(out), "--no-composites"]) == 0
+    capsys.readouterr()
+    assert (out / "accuracy_mnist.png").exists() and (out / "accuracy_mnist-again.png").exists()
+
+
 def test_bad_run_dir(tmp_path, capsys):
     assert figures_main([str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "not a sweep output directory" in capsys.readouterr().err

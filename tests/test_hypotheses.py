@@ -128,8 +128,21 @@ def test_every_experiment_runs_from_the_cli_and_fills_its_columns(tmp_path, data
     (["--shrink", "-1"], "--shrink"),
     (["--grid", "1"], "--grid"),
     (["--experiments", "nope"], "--experiments"),
+    (["--dataset", "teacher", "--input-dim", "3", "--teacher-width", "3", "--experiments", "orthogonal_features"],
+     "--teacher-width"),
 ])
 def test_bad_hypothesis_flags_are_one_line_errors(argv, flag, tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path / "o"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and flag in err
+
+
+def test_all_in_a_config_file_means_every_experiment_the_dataset_allows(tmp_path):
+    from advjax.config import from_dict, load_toml
+
+    f = tmp_path / "all.toml"
+    f.write_text('dataset = "gaussians"\nexperiments = ["all"]\n')
+    cfg = from_dict(load_toml(str(f)))
+    assert set(cfg.experiments) == set(EXPERIMENTS) - {"teacher_features", "orthogonal_features"}
+    f.write_text('dataset = "teacher"\nexperiments = "all"\n')
+    assert set(from_dict(load_toml(str(f))).experiments) == set(EXPERIMENTS)
