@@ -144,7 +144,7 @@ def _torch_model(torch, model, params_i):
     with torch.no_grad():
         for layer, name in ((net[0], "hidden"), (net[2], "readout")):
             layer.weight.copy_(torch.from_numpy(np.ascontiguousarray(params_i[name]["kernel"].T)))
-            layer.bias.copy_(torch.from_numpy(np.asarray(params_i[name]["bias"])))
+            layer.bias.copy_(torch.from_numpy(np.array(params_i[name]["bias"])))
     return net
 
 
