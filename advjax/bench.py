@@ -143,7 +143,7 @@ def _torch_model(torch, model, params_i):
                               torch.nn.Linear(model.width, model.n_out))
     with torch.no_grad():
         for layer, name in ((net[0], "hidden"), (net[2], "readout")):
-            layer.weight.copy_(torch.from_numpy(np.ascontiguousarray(params_i[name]["kernel"].T)))
+            layer.weight.copy_(torch.from_numpy(np.array(params_i[name]["kernel"]).T.copy()))
             layer.bias.copy_(torch.from_numpy(np.array(params_i[name]["bias"])))
     return net
 
