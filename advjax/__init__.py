@@ -3,8 +3,8 @@ Ravichandran et al., "Learning from setbacks")."""
 
 __version__ = "0.1.0"
 
-from .config import ConfigError, SweepConfig  # noqa: E402
 from .data import DataError, make_dataset  # noqa: E402
+from .options import ConfigError, SweepConfig  # noqa: E402
 
 
 def run_sweep(config, out=None) -> list[dict]:

@@ -16,6 +16,7 @@ the seeds spread over several devices restores on another device count.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -27,7 +28,7 @@ from typing import Any
 import jax
 import numpy as np
 
-FORMAT_VERSION = 2  # 2: per-phase training settings in the fingerprint
+FORMAT_VERSION = 3  # 2: per-phase training settings in the fingerprint; 3: data by content (sha256)
 THETA_ADV = "theta_adv"
 
 
@@ -38,6 +39,16 @@ class CheckpointError(ValueError):
     def __init__(self, flag: str, message: str):
         super().__init__(f"{flag}: {message}")
         self.flag = flag
+
+
+class WriteError(OSError):
+    """A save that could not be written (disk full, I/O error). The last complete save
+    is kept, so `--resume` continues once the cause is gone."""
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e).splitlines()[0][:120] if str(e) else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def _quiet_orbax() -> None:
@@ -84,30 +95,34 @@ class PhaseStore:
         self.fingerprint = fingerprint
         self.every = every
         self.flag = flag
-        self._mgr = None
         self._last_time = time.monotonic()
         self._last_step = 0
         self._n_saves = 0
 
     # -- low level -----------------------------------------------------------------
-    def _manager(self, create: bool = True):
+    @contextlib.contextmanager
+    def _manager(self, create: bool = False):
+        """An Orbax CheckpointManager for one operation, closed afterwards on every path
+        (an open one leaves background threads that print tracebacks at exit)."""
         import orbax.checkpoint as ocp
 
         _quiet_orbax()
-        if self._mgr is None:
-            # Every process reads checkpoints on its own and only process 0 writes them,
-            # so each process's manager syncs with no other.
-            me = jax.process_index()
-            if create and me == 0:
-                os.makedirs(self.directory, exist_ok=True)
-            extra = {}
-            if jax.process_count() > 1:
-                extra["multiprocessing_options"] = ocp.options.MultiprocessingOptions(
-                    primary_host=me, active_processes={me})
-            opts = ocp.CheckpointManagerOptions(max_to_keep=2, create=False, enable_async_checkpointing=False,
-                                                cleanup_tmp_directories=True, **extra)
-            self._mgr = ocp.CheckpointManager(self.directory, options=opts, item_names=("state", "meta"))
-        return self._mgr
+        # Every process reads checkpoints on its own and only process 0 writes them,
+        # so each process's manager syncs with no other.
+        me = jax.process_index()
+        if create and me == 0:
+            os.makedirs(self.directory, exist_ok=True)
+        extra = {}
+        if jax.process_count() > 1:
+            extra["multiprocessing_options"] = ocp.options.MultiprocessingOptions(
+                primary_host=me, active_processes={me})
+        opts = ocp.CheckpointManagerOptions(max_to_keep=2, create=False, enable_async_checkpointing=False,
+                                            cleanup_tmp_directories=create, **extra)
+        mgr = ocp.CheckpointManager(self.directory, options=opts, item_names=("state", "meta"))
+        try:
+            yield mgr
+        finally:
+            mgr.close()
 
     def exists(self) -> bool:
         return os.path.isdir(self.directory) and any(
@@ -118,18 +133,18 @@ class PhaseStore:
         import orbax.checkpoint as ocp
 
         try:
-            mgr = self._manager(create=False)
-            step = mgr.latest_step()
-            if step is None:
-                raise FileNotFoundError("no completed save")
-            meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
-            self._n_saves = step + 1
-            return meta
-        except CheckpointError:
-            raise
+            with self._manager() as mgr:
+                step = mgr.latest_step()
+                if step is None:
+                    raise FileNotFoundError("no completed save")
+                meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
         except Exception as e:  # orbax raises many types for a damaged directory
-            raise CheckpointError(self.flag, f"checkpoint {self.directory} is unreadable ({type(e).__name__}: "
-                                  f"{str(e).splitlines()[0][:120] if str(e) else 'corrupt'})") from None
+            raise CheckpointError(self.flag, f"checkpoint {self.directory} is unreadable ({_reason(e)})") from None
+        if not isinstance(meta, dict) or not isinstance(meta.get("fingerprint"), dict):
+            raise CheckpointError(self.flag, f"checkpoint {self.directory} is unreadable (its meta is not a "
+                                  "fingerprinted record)")
+        self._n_saves = step + 1
+        return meta
 
     def check(self, meta: dict) -> None:
         found = meta.get("fingerprint", {})
@@ -148,12 +163,11 @@ class PhaseStore:
         meta = self.read_meta()
         self.check(meta)
         try:
-            mgr = self._manager(create=False)
-            state = mgr.restore(mgr.latest_step(),
-                                args=ocp.args.Composite(state=ocp.args.StandardRestore(_like(like)))).state
+            with self._manager() as mgr:
+                state = mgr.restore(mgr.latest_step(),
+                                    args=ocp.args.Composite(state=ocp.args.StandardRestore(_like(like)))).state
         except Exception as e:
-            raise CheckpointError(self.flag, f"checkpoint {self.directory} is unreadable ({type(e).__name__}: "
-                                  f"{str(e).splitlines()[0][:120] if str(e) else 'corrupt'})") from None
+            raise CheckpointError(self.flag, f"checkpoint {self.directory} is unreadable ({_reason(e)})") from None
         if jax.tree.structure(state) != jax.tree.structure(like):
             raise CheckpointError(self.flag, f"checkpoint {self.directory} holds another state layout")
         self._last_step = int(np.asarray(state.step).max())
@@ -176,10 +190,14 @@ class PhaseStore:
             "converged": np.asarray(state.converged).tolist(),
             "diverged": np.asarray(state.diverged).tolist(),
         }
-        mgr = self._manager()
-        mgr.save(self._n_saves, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                         meta=ocp.args.JsonSave(meta)), force=True)
-        mgr.wait_until_finished()
+        try:
+            with self._manager(create=True) as mgr:
+                mgr.save(self._n_saves, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                                 meta=ocp.args.JsonSave(meta)), force=True)
+                mgr.wait_until_finished()
+        except Exception as e:  # ENOSPC, EIO, ...: Orbax wraps them in many types
+            raise WriteError(f"cannot save checkpoint {self.directory} ({_reason(e)}); the last complete save "
+                             "is kept: free the space and add --resume") from None
         self._n_saves += 1
         self._last_time = time.monotonic()
         self._last_step = int(np.asarray(state.step).max())
@@ -203,24 +221,25 @@ class PhaseStore:
         if not meta.get("complete"):
             raise CheckpointError(other.flag, f"checkpoint {other.directory} is not finished; "
                                   "resume that sweep first")
-        mgr = other._manager(create=False)
-        step = str(mgr.latest_step())
+        with other._manager() as mgr:
+            step = str(mgr.latest_step())
         os.makedirs(self.directory, exist_ok=True)
         shutil.copytree(os.path.join(other.directory, step), os.path.join(self.directory, "0"))
-        self._mgr = None
 
+    def verify(self) -> dict:
+        """Check, before anything is written, that a finished checkpoint is there, fits
+        and can be read whole (its state too); returns its meta."""
+        import orbax.checkpoint as ocp
 
-def every_from_text(text: str) -> tuple[str, float] | None:
-    """'500' -> every 500 steps; '60s' / '5m' -> by wall time; '0' -> only at the end."""
-    t = text.strip().lower()
-    if t in ("0", "off", "never"):
-        return None
-    if t.endswith("s") or t.endswith("m"):
-        seconds = float(t[:-1]) * (60 if t.endswith("m") else 1)
-        if seconds <= 0:
-            raise ValueError(text)
-        return ("seconds", seconds)
-    steps = int(t)
-    if steps <= 0:
-        raise ValueError(text)
-    return ("steps", steps)
+        if not self.exists():
+            raise CheckpointError(self.flag, f"no checkpoint at {self.directory}")
+        meta = self.read_meta()
+        self.check(meta)
+        if not meta.get("complete"):
+            raise CheckpointError(self.flag, f"checkpoint {self.directory} is not finished; resume that sweep first")
+        try:
+            with self._manager() as mgr:
+                mgr.restore(mgr.latest_step(), args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+        except Exception as e:
+            raise CheckpointError(self.flag, f"checkpoint {self.directory} is unreadable ({_reason(e)})") from None
+        return meta

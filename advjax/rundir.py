@@ -1,0 +1,110 @@
+"""A sweep's output directory (--out): checked before anything is written, locked while
+a sweep runs in it, and cleaned of a killed run's temporary files.
+
+The lock is an OS file lock (`flock`) on OUT/.lock, held by process 0 for the whole
+run. The kernel drops it when the process ends, however it ends, so a killed sweep
+never leaves a stale lock; the file itself stays and says who held it last.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import glob
+import json
+import os
+import socket
+import time
+
+from .options import ConfigError
+
+LOCK_NAME = ".lock"
+
+
+def entries(out: str) -> list[str]:
+    """What the directory holds, the lock file aside."""
+    return [e for e in os.listdir(out) if e != LOCK_NAME]
+
+
+def check_writable(out: str) -> None:
+    """--out must be a directory or a path that can become one; nothing is created."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ConfigError("--out", f"{out} exists and is not a directory")
+    probe = os.path.abspath(out)
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise ConfigError("--out", f"{out} cannot be made: {probe} is a file, not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError("--out", f"{out} cannot be written: no write permission in {probe}")
+
+
+def holder(out: str) -> str:
+    """Who holds (or last held) the lock, in words."""
+    try:
+        with open(os.path.join(out, LOCK_NAME)) as f:
+            info = json.load(f)
+        return f"pid {info['pid']} on {info['host']} (since {info['since']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+class RunLock:
+    """An exclusive flock on OUT/.lock. `probe()` checks without creating anything;
+    `acquire()` creates the file if needed, takes the lock and records the holder."""
+
+    def __init__(self, out: str):
+        self.out = out
+        self.path = os.path.join(out, LOCK_NAME)
+        self.fd: int | None = None
+
+    def _take(self, fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+    def probe(self) -> None:
+        """ConfigError if another process holds the lock now; writes nothing."""
+        if not os.path.exists(self.path):
+            return
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            if not self._take(fd):
+                raise ConfigError("--out", f"{self.out} is in use by a sweep still running: {holder(self.out)}; "
+                                  "wait for it to end, or choose another --out")
+        finally:
+            os.close(fd)  # closing releases a lock taken only to look
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if not self._take(fd):
+            os.close(fd)
+            raise ConfigError("--out", f"{self.out} is in use by a sweep still running: {holder(self.out)}; "
+                              "wait for it to end, or choose another --out")
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                 "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}).encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def remove_stray_temporaries(out: str) -> list[str]:
+    """Delete the `*.tmp<pid>` files that a run killed in the middle of a write left."""
+    stray = glob.glob(os.path.join(out, "*.tmp[0-9]*"))
+    for path in stray:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+    return stray
