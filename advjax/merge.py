@@ -17,6 +17,7 @@ import shutil
 import sys
 
 from .options import FIELDS, ConfigError, from_dict
+from .rundir import check_writable
 from .sweep import read_results, rows_to_csv, write_atomic
 
 
@@ -47,6 +48,7 @@ def merge(run_dirs: list[str], out: str) -> list[dict]:
             if w in seen:
                 raise ConfigError("RUN_DIR", f"width {w} is in both {seen[w]} and {d}")
             seen[w] = d
+    check_writable(out)
     if os.path.isdir(out) and os.listdir(out):
         raise ConfigError("--out", f"{out} exists and is not empty")
     os.makedirs(out, exist_ok=True)
