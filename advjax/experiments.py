@@ -156,7 +156,7 @@ class WidthRun:
     batch_keys: jax.Array  # (seeds,): one per seed, folded with the phase's position
     x_batched: bool
     settings: TrainSettings  # phases on the true labels
-    progress: Callable[[str], Callable] | None = None  # phase label -> chunk callback
+    progress: Callable[[str, int], Callable] | None = None  # (phase in words, step cap) -> chunk callback
     store: Callable[[tuple[Phase, ...]], Store | None] | None = None  # phase prefix -> its checkpoints
     memo: dict[tuple[Phase, ...], Outcome] = field(default_factory=dict)
     random_settings: TrainSettings | None = None  # phases on random labels (None: `settings`)
@@ -172,8 +172,31 @@ class WidthRun:
         return self.random_settings if phase.labels == "y_rand" and self.random_settings else self.settings
 
 
-def run_phases(phases: tuple[Phase, ...], run: WidthRun) -> list[Outcome]:
-    """Outcomes of each phase of an experiment, reusing any prefix already computed."""
+START_WORDS = {
+    "zero_readout": "readout reset to 0",
+    "norm_layer": "θ0 at Θ_adv's layer norms",
+    "norm_global": "θ0 at Θ_adv's norm",
+    "shrink_perturb": "shrink-perturbed Θ_adv",
+    "teacher_features": "the teacher's features",
+    "orthogonal_features": "features orthogonal to the teacher",
+}
+
+
+def describe(phases: tuple[Phase, ...], i: int, name: str = "") -> str:
+    """Phase i of an experiment in the README's words, e.g. 'frozen · phase 2, true
+    labels, readout reset to 0, training readout only'."""
+    phase = phases[i]
+    words = [f"phase {i + 1}", "random labels" if phase.labels == "y_rand" else "true labels"]
+    if phase.start:
+        words.append(START_WORDS.get(phase.start, phase.start))
+    if phase.trainable != ALL_LAYERS:
+        words.append(f"training {' and '.join(phase.trainable)} only")
+    return (f"{name} · " if name else "") + ", ".join(words)
+
+
+def run_phases(phases: tuple[Phase, ...], run: WidthRun, name: str = "") -> list[Outcome]:
+    """Outcomes of each phase of an experiment, reusing any prefix already computed
+    (`name`, the experiment's, labels its progress)."""
     outcomes: list[Outcome] = []
     params = None
     for i, phase in enumerate(phases):
@@ -197,8 +220,7 @@ def run_phases(phases: tuple[Phase, ...], run: WidthRun) -> list[Outcome]:
                 weight_decay=s.weight_decay,
             )
             keys = jax.vmap(lambda k: jax.random.fold_in(k, i))(run.batch_keys)  # noqa: B023
-            label = f"phase {i + 1} ({phase.labels}{', ' + phase.start if phase.start else ''})"
-            callback = run.progress(label) if run.progress else None
+            callback = run.progress(describe(phases, i, name), s.max_steps) if run.progress else None
             run.memo[prefix] = train(
                 spec, start, run.x_train, run.labels[phase.labels], keys,
                 s.lr, s.max_steps, progress=callback, store=run.store(prefix) if run.store else None,

@@ -293,6 +293,24 @@ def _logits(params: dict, i: int, x: np.ndarray) -> np.ndarray:
     return (h @ np.asarray(params["readout"]["kernel"][i]) + np.asarray(params["readout"]["bias"][i]))[:, 0]
 
 
+SUMMARY_INCHES, SUMMARY_DPI = (10.0, 4.0), 100  # summary.png is 1000 x 400 pixels
+
+
+def draw_summary(run: Run, path: str) -> str:
+    """The picture every sweep leaves (OUT/summary.png): test accuracy (mean ± 1 std) and
+    steps of the last phase (median and IQR) vs width, for each experiment it ran."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=SUMMARY_INCHES, squeeze=False)
+    panel_metric(axes[0][0], run, "test_acc", "mean", "test accuracy, mean ± 1 std", run.experiments)
+    panel_metric(axes[0][1], run, "steps", "median", "steps of the last phase, median and IQR", run.experiments)
+    widths = sorted({r["width"] for r in run.rows})
+    for ax in axes[0]:  # the widths run, as plain numbers
+        ax.set_xticks(widths, [str(w) for w in widths])
+        ax.set_xticks([], minor=True)
+    n_seeds = len({r["seed"] for r in run.rows})
+    return _finish(plt, fig, axes, f"{run.label}, {n_seeds} seeds", path, dpi=SUMMARY_DPI)
+
+
 def _paper_panels(run: Run, out: str) -> list[str]:
     return [
         _figure([(run, None)], "test_acc", "mean", os.path.join(out, f"accuracy_{run.label}.png"),

@@ -332,6 +332,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("out", None, text, "output directory (default runs/<dataset>-<time>); must be new or empty",
            runtime=True, type=str | None),
     Option("quiet", False, boolean, "no progress lines", runtime=True, type=bool),
+    Option("figure", True, boolean, "draw OUT/summary.png (test accuracy and steps vs width) when the sweep ends "
+           "(default on)", runtime=True, type=bool),
     Option("resume", False, boolean, "continue the sweep in --out from its last checkpoints (same options)",
            runtime=True, type=bool),
     Option("adv_from", None, text, "reuse the Θ_adv checkpoints of an earlier sweep's output directory",

@@ -56,6 +56,7 @@ from .options import (
     parse_args,
     parse_bytes,
 )
+from .progress import Progress
 from .rundir import RunLock, check_writable, entries, remove_stray_temporaries
 from .train import COMPILE_STATS, evaluate, init_params
 
@@ -96,31 +97,6 @@ def draw_seeds(cfg: SweepConfig, ds: Dataset, seeds: list[int]):
     y_train = split.y_train if x_batched else jnp.broadcast_to(split.y_train, (len(seeds), ds.n_train))
     y_rand = jax.vmap(lambda k: random_labels(k, ds.n_train, ds.n_classes))(keys.labels)
     return keys, split, y_train, y_rand, x_batched
-
-
-class Progress:
-    """One status line on stderr: seeds done per phase. Rewritten in place on a
-    terminal, printed at most every 10 s otherwise (batch-job logs)."""
-
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
-        self.tty = sys.stderr.isatty()
-        self.last = 0.0
-
-    def phase(self, prefix: str):
-        def update(n_done: int, n: int, step: int):
-            if self.quiet:
-                return
-            line = f"{prefix}: {n_done}/{n} seeds done, step {step}"
-            now = time.monotonic()
-            if self.tty:
-                end = "\n" if n_done == n else ""
-                print(f"\r\033[K{line}", end=end, file=sys.stderr, flush=True)
-            elif n_done == n or now - self.last > 10:
-                print(line, file=sys.stderr, flush=True)
-                self.last = now
-
-        return update
 
 
 def _fmt(v) -> str:
@@ -524,10 +500,35 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
                 raise ConfigError("--out", f"{out} was filled by another sweep meanwhile; choose a new directory")
             remove_stray_temporaries(out)
         keys, split, y_train, y_rand, x_batched = draw_seeds(cfg, ds, seeds)
-        return _sweep_widths(cfg, ds, out, writer, seeds, keys, split, y_train, y_rand, x_batched, keep, every,
-                             progress, cache_dir, rows, width_stats)
+        rows = Rows(_sweep_widths(cfg, ds, out, writer, seeds, keys, split, y_train, y_rand, x_batched, keep, every,
+                                  progress, cache_dir, rows, width_stats))
+        rows.out = out
+        if writer and cfg.figure:
+            rows.figure = summary_figure(out)
+        return rows
     finally:
+        progress.close()
         lock.release()
+
+
+class Rows(list):
+    """The rows of results.csv (dicts), with where they are: `out`, the run directory,
+    and `figure`, its summary.png (None if not drawn)."""
+
+    out: str | None = None
+    figure: str | None = None
+
+
+def summary_figure(out: str) -> str | None:
+    """OUT/summary.png from the run's results.csv; a failure to draw only warns (the
+    results are on disk already)."""
+    from .figures import draw_summary, load_run
+
+    try:
+        return draw_summary(load_run(out), os.path.join(out, "summary.png"))
+    except Exception as e:  # noqa: BLE001 - a picture must never cost the run
+        print(f"advjax.sweep: warning: summary.png not drawn ({type(e).__name__}: {e})", file=sys.stderr)
+        return None
 
 
 def check_adv_from(cfg: SweepConfig, ds: Dataset, seeds: list[int], keep, out: str, finished: set[int]) -> None:
@@ -585,10 +586,10 @@ def _sweep_widths(cfg, ds, out, writer, seeds, keys, split, y_train, y_rand, x_b
 
         in_flight = seeds_in_flight(cfg, model, ds, x_batched)
         run = width_run(cfg, ds, model, keys, split, y_train, y_rand, x_batched, in_flight, store)
-        run.progress = lambda label, w=width: progress.phase(f"[{ds.name} p={w}] {label}")
+        run.progress = lambda label, cap, w=width: progress.phase(f"[{ds.name} p={w}] {label}", cap)
         width_stats[str(width)] = {"seeds_in_flight": in_flight}
         for name in cfg.experiments:
-            outcomes = run_phases(EXPERIMENTS[name], run)
+            outcomes = run_phases(EXPERIMENTS[name], run, name)
             final = outcomes[-1]
             m = evaluate_in_batches(model, final.params, split, y_train, x_batched, in_flight)
             measured = (measure_in_batches(cfg, model, last_start(EXPERIMENTS[name], run), final.params, split,
@@ -762,6 +763,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     print(summary_table(rows))
     print(f"results: {os.path.join(out, 'results.csv')}")
+    if rows.figure:
+        print(f"summary figure: {rows.figure}")
     return 0
 
 

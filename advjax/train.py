@@ -354,7 +354,7 @@ def train(
     batch_keys: jax.Array,
     lr: float,
     max_steps: int,
-    progress: Callable[[int, int, int], None] | None = None,
+    progress: Callable[[int, int, int, int], None] | None = None,
     store: Store | None = None,
     mesh: Mesh | None = None,
     max_in_flight: int | None = None,
@@ -367,9 +367,10 @@ def train(
     in a multi-process run), padded to a multiple of their count; each device loops over
     its own seeds until they are done. At most `max_in_flight` seeds are on the devices
     at once: larger seed sets run in batches, one after the other, through the same
-    compiled program. `progress(n_done, n_seeds, max_step_so_far)` is called after each
-    chunk. With a `store`, the run continues from its newest save, saves between chunks
-    as the store decides and on Ctrl-C, and saves the final state marked complete. The
+    compiled program. `progress(n_done, n_seeds, max_step_so_far, seed_steps)` is called
+    after each chunk (seed_steps: updates applied so far, summed over seeds). With a
+    `store`, the run continues from its newest save, saves between chunks as the store
+    decides and on Ctrl-C, and saves the final state marked complete. The
     store sees the whole unpadded state as host arrays, so a save restores on any
     device or process count. With `donate`, host numpy params0 become the state and are
     overwritten (one copy of every seed's parameters less).
@@ -406,6 +407,7 @@ def train(
             if state.done[sl].all():
                 continue
             live = batch(state, sl)
+            steps_elsewhere = int(state.step.sum()) - int(state.step[sl].sum())
             args = (batch(frozen, sl), batch(x, sl) if spec.x_batched else x_shared, batch(y, sl))
             chunk = distribute(np.int32(chunk_len), shared)
             run_chunk = compiled(_run_chunk_sharded, (spec, mesh, n_groups), live, *args, lr_g, max_steps_g, chunk)
@@ -420,7 +422,8 @@ def train(
                 state = state._replace(done=_set_rows(state.done, sl, done_steps[0][:n_live]))
                 max_step = int(done_steps[1].max())
                 if progress is not None:
-                    progress(int(state.done.sum()), n_seeds, max_step)
+                    progress(int(state.done.sum()), n_seeds, max_step,
+                             steps_elsewhere + int(done_steps[1][:n_live].sum()))
                 finished, stop = bool(done_steps[0][:n_live].all()), interrupted()
                 save = store is not None and not finished and (stop or store.due(max_step))
                 if finished or save:  # bring the batch's full state back to the host
@@ -436,7 +439,7 @@ def train(
         if interrupted():  # arrived in the last chunk: the finished phase is saved first
             raise KeyboardInterrupt
     if was_complete and progress is not None:
-        progress(n_seeds, n_seeds, int(state.step.max()))
+        progress(n_seeds, n_seeds, int(state.step.max()), int(state.step.sum()))
     return Outcome(
         params={**frozen, **state.params},
         steps=state.step,
