@@ -707,20 +707,29 @@ def final_params(out: str, width: int, experiment: str):
     return jax.tree.map(np.asarray, final.params), np.asarray(x_train), np.asarray(y_train), seeds
 
 
+def summary_rows(rows: list[dict]) -> list[dict]:
+    """Per (width, experiment): test accuracy mean and std, median steps, the fraction
+    converged in the last phase and in phase 1 (None where there is no phase 1)."""
+    out = []
+    for width, exp in dict.fromkeys((r["width"], r["experiment"]) for r in rows):
+        sel = [r for r in rows if r["width"] == width and r["experiment"] == exp]
+        acc = np.array([float(r["test_acc"]) for r in sel])
+        p1 = [r["phase1_converged"] for r in sel if r["phase1_converged"] is not None]
+        out.append({"width": width, "experiment": exp, "n": len(sel), "test_acc_mean": float(acc.mean()),
+                    "test_acc_std": float(acc.std()), "median_steps": float(np.median([r["steps"] for r in sel])),
+                    "converged": float(np.mean([r["converged"] for r in sel])),
+                    "phase1_converged": float(np.mean(p1)) if p1 else None})
+    return out
+
+
 def summary_table(rows: list[dict]) -> str:
     """width × experiment: test accuracy mean ± std, median steps, fraction converged."""
     lines = [f"{'width':>6}  {'experiment':<20} {'test acc (mean ± std)':>22}  "
              f"{'median steps':>12}  {'converged':>9}  {'phase 1 conv.':>13}"]
-    keys = list(dict.fromkeys((r["width"], r["experiment"]) for r in rows))
-    for width, exp in keys:
-        sel = [r for r in rows if r["width"] == width and r["experiment"] == exp]
-        acc = np.array([float(r["test_acc"]) for r in sel])
-        steps = np.median([r["steps"] for r in sel])
-        conv = np.mean([r["converged"] for r in sel])
-        p1 = [r["phase1_converged"] for r in sel if r["phase1_converged"] is not None]
-        p1s = f"{np.mean(p1):>13.0%}" if p1 else f"{'-':>13}"
-        lines.append(f"{width:>6}  {exp:<20} {acc.mean():>13.4f} ± {acc.std():.4f}  "
-                     f"{steps:>12.0f}  {conv:>9.0%}  {p1s}")
+    for r in summary_rows(rows):
+        p1s = f"{r['phase1_converged']:>13.0%}" if r["phase1_converged"] is not None else f"{'-':>13}"
+        lines.append(f"{r['width']:>6}  {r['experiment']:<20} {r['test_acc_mean']:>13.4f} ± {r['test_acc_std']:.4f}  "
+                     f"{r['median_steps']:>12.0f}  {r['converged']:>9.0%}  {p1s}")
     return "\n".join(lines)
 
 
