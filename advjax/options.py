@@ -447,7 +447,7 @@ def from_dict(values: dict, source: str = "", strict: bool = True):
 
 
 def _is_all(values: dict) -> bool:
-    v = values.get("experiments", values.get("experiments".replace("_", "-")))
+    v = values["experiments"]
     return [str(p).strip() for p in (v if isinstance(v, (list, tuple)) else str(v).split(","))] == ["all"]
 
 
