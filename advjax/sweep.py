@@ -238,12 +238,15 @@ def check_memory(cfg: SweepConfig, ds: Dataset, x_batched: bool) -> None:
     add("--n-test" if ds.n_test >= width else "--widths", 12 * ds.n_test * (width + n_out))  # one seed's evaluation
     if cfg.measures and d == 2:
         add("--grid", 8 * cfg.grid**2 * (n_out + 3), 1)
+    one_seed = bytes_per_seed(model, ds.n_train, x_batched, optimizer_copies(cfg))
+    if jax.local_devices()[0].platform == "cpu":  # the seeds in flight (one per device at least) are host memory too
+        data_heavy = ds.n_train * (width + d) > DEVICE_COPIES * n_params
+        add("--n-train" if data_heavy else "--widths", jax.local_device_count() * one_seed)
     need = sum(terms.values())
     if need > have:
         culprit = max(terms, key=terms.get)
         raise ConfigError(culprit, f"this sweep needs about {_gb(need)} of host memory ({_gb(terms[culprit])} "
                           f"from {culprit}), and {_gb(have)} is available; lower {culprit}")
-    one_seed = bytes_per_seed(model, ds.n_train, x_batched, optimizer_copies(cfg))
     budget = parse_bytes(cfg.memory_budget) if cfg.memory_budget else free_memory_bytes()
     if one_seed > budget:
         which = "--memory-budget" if cfg.memory_budget else "--widths"
