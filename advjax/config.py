@@ -17,8 +17,17 @@ from dataclasses import dataclass
 
 from .checkpoint import every_from_text
 from .data import BUILTIN, NPZ_KEYS, SYNTHETIC
-from .experiments import EXPERIMENT_NUMBERS, EXPERIMENTS, PAPER_EXPERIMENTS, TEACHER_ONLY, resolve_experiments
-from .model import INIT_SCHEMES
+from .experiments import (
+    EXPERIMENT_NUMBERS,
+    EXPERIMENTS,
+    PAPER_EXPERIMENTS,
+    PER_LAYER,
+    TEACHER_ONLY,
+    experiment_names,
+    layers_needed,
+    resolve_experiments,
+)
+from .model import INIT_SCHEMES, MODEL_KINDS, make_model
 from .train import LOSS_REDUCTIONS, OPTIMIZERS
 
 
@@ -35,6 +44,8 @@ class SweepConfig:
     seeds: int = 10
     seed: int = 0
     experiments: tuple[str, ...] = PAPER_EXPERIMENTS
+    model: str = "mlp"  # the model's kind (advjax.model.MODEL_KINDS)
+    depth: int = 1  # hidden layers; depth 1 is the paper's N_p
     max_steps: int | None = None  # per phase; None: the dataset's default
     lr: float | None = None
     batch_size: int | None = None  # 0 means full batch
@@ -198,12 +209,19 @@ def _validate(name: str, v):
         return str(v)
     if name == "seed":
         return _int(name, v, 0, "a non-negative integer")
+    if name == "model":
+        if v not in MODEL_KINDS:
+            raise ConfigError("--model", f"unknown model {v!r}; choose one of {', '.join(MODEL_KINDS)}")
+        return v
+    if name == "depth":
+        return _int(name, v, 1, "a number of hidden layers >= 1 (e.g. 1 to 4)")
     if name == "experiments":
         try:
             return resolve_experiments(v if isinstance(v, str) else _list(v))
         except ValueError as e:
             numbers = {name: n for n, name in EXPERIMENT_NUMBERS.items()}
             allowed = ", ".join(f"{numbers[name]} ({name})" if name in numbers else name for name in EXPERIMENTS)
+            allowed += ", " + ", ".join(f"{kind}_K (K a layer)" for kind in PER_LAYER) + ", or all"
             raise ConfigError("--experiments", f"unknown experiment {str(e)!r}; choose from {allowed}") from None
     if name in ("max_steps", "phase1_max_steps", "input_dim", "teacher_width", "hessian_iters", "cpu_devices",
                 "max_seeds_in_flight", "num_processes"):
@@ -277,11 +295,20 @@ def from_dict(values: dict, source: str = "") -> SweepConfig:
     cfg = SweepConfig(**{k: v for k, v in clean.items() if v is not None})
     if cfg.mnist_path is not None and cfg.dataset != "mnist":
         raise ConfigError("--mnist-path", "applies only with --dataset mnist")
-    if [str(v).strip() for v in _list(values.get("experiments", ""))] == ["all"] and cfg.dataset != "teacher":
-        cfg = dataclasses.replace(cfg, experiments=tuple(e for e in cfg.experiments if e not in TEACHER_ONLY))
+    n_layers = len(make_model(cfg.model, 1, 1, 1, depth=cfg.depth).layers)
+    if cfg.experiments == ("all",):
+        cfg = dataclasses.replace(cfg, experiments=experiment_names(n_layers, teacher=cfg.dataset == "teacher"))
     teacher_only = [e for e in cfg.experiments if e in TEACHER_ONLY]
     if teacher_only and cfg.dataset != "teacher":
         raise ConfigError("--experiments", f"{teacher_only[0]} needs the teacher's features: use --dataset teacher")
+    if teacher_only and n_layers != 2:
+        raise ConfigError("--experiments", f"{teacher_only[0]} needs one feature layer: use --depth 1")
+    for e in cfg.experiments:
+        if layers_needed(e) > n_layers:
+            kind = e.rpartition("_")[0]
+            top = n_layers - 1 if kind == "freeze" else n_layers
+            raise ConfigError("--experiments", f"{e} needs more layers than --depth {cfg.depth} gives; "
+                              f"{kind}_1 .. {kind}_{top} are allowed")
     if "orthogonal_features" in cfg.experiments and cfg.teacher_width >= cfg.input_dim:
         raise ConfigError("--teacher-width", f"{cfg.teacher_width} teacher units span all of R^{cfg.input_dim}: "
                           "orthogonal_features needs --teacher-width below --input-dim")
