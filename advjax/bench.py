@@ -79,7 +79,7 @@ def run_advjax(name, width, n_seeds, steps):
 
     _, n, _, batch, lr = WORKLOADS[name]
     model, x, y, theta0, bkeys = workload_data(name, n_seeds, width)
-    spec = PhaseSpec(model, ("hidden", "readout"), batch_size=batch, chunk_steps=max(1, min(steps, 1000)),
+    spec = PhaseSpec(model, model.layers, batch_size=batch, chunk_steps=max(1, min(steps, 1000)),
                      x_batched=x.ndim == 3)
     before = COMPILE_STATS.seconds
     train(spec, theta0, x, y, bkeys, lr, 1)  # compiles (the cap is a traced argument)
@@ -138,14 +138,15 @@ def run_jax_per_seed(name, width, n_seeds, steps):
 # -- (b) and (c): PyTorch ---------------------------------------------------------------------------------
 
 def _torch_model(torch, model, params_i):
-    """nn.Sequential with θ0 copied in (torch's Linear stores weights as (out, in))."""
-    net = torch.nn.Sequential(torch.nn.Linear(model.n_in, model.width), torch.nn.ReLU(),
-                              torch.nn.Linear(model.width, model.n_out))
+    """nn.Sequential of the model's layers, ReLU between them, with θ0 copied in
+    (torch's Linear stores weights as (out, in))."""
+    linears = [torch.nn.Linear(*np.shape(params_i[name]["kernel"])) for name in model.layers]
     with torch.no_grad():
-        for layer, name in ((net[0], "hidden"), (net[2], "readout")):
+        for layer, name in zip(linears, model.layers):
             layer.weight.copy_(torch.from_numpy(np.array(params_i[name]["kernel"]).T.copy()))
             layer.bias.copy_(torch.from_numpy(np.array(params_i[name]["bias"])))
-    return net
+    parts = [m for linear in linears[:-1] for m in (linear, torch.nn.ReLU())]
+    return torch.nn.Sequential(*parts, linears[-1])
 
 
 def _torch_loss(torch, logits, y):
@@ -283,7 +284,7 @@ def agreement(name: str, width: int, steps: int) -> dict:
     # (a): the loss trajectory from the engine run step by step (caps 0, 1, 2, ...)
     seed0 = jax.tree.map(lambda a: a[0], theta0)
     ours_losses = []
-    spec = PhaseSpec(model, ("hidden", "readout"), batch_size=batch, chunk_steps=steps, x_batched=False)
+    spec = PhaseSpec(model, model.layers, batch_size=batch, chunk_steps=steps, x_batched=False)
     out = train(spec, theta0, x, y, bkeys, lr, steps)
     ours_steps = int(out.steps[0])
     for cap in range(min(steps, 30) + 1):

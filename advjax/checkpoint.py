@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 from typing import Any
 
@@ -54,6 +55,25 @@ def _reason(e: BaseException) -> str:
 def _quiet_orbax() -> None:
     for name in ("absl", "orbax", "orbax.checkpoint"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    if not getattr(sys.unraisablehook, "_advjax", False):
+        sys.unraisablehook = _drop_late_orbax_callbacks(sys.unraisablehook)
+
+
+def _drop_late_orbax_callbacks(previous):
+    """An unraisable-exception hook that drops one kind only: when an Orbax read fails
+    (a damaged checkpoint), tensorstore's other reads of it still complete afterwards
+    and their callbacks try to wake the asyncio loop that Orbax has already closed.
+    The failure itself is reported (CheckpointError, one line); this is its echo, which
+    would print a traceback after that line. Everything else goes to `previous`."""
+
+    def hook(unraisable):
+        exc = unraisable.exc_value
+        if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
+            return
+        previous(unraisable)
+
+    hook._advjax = True
+    return hook
 
 
 def digest(fingerprint: dict) -> str:
@@ -243,3 +263,43 @@ class PhaseStore:
         except Exception as e:
             raise CheckpointError(self.flag, f"checkpoint {self.directory} is unreadable ({_reason(e)})") from None
         return meta
+
+
+# -- final parameters of an experiment (--keep-params), for figures ----------------------------------
+
+def final_path(out: str, width: int, experiment: str) -> str:
+    """Where a sweep in `out` keeps an experiment's final parameters (--keep-params)."""
+    return os.path.join(out, "checkpoints", f"p{width}", "final", f"{experiment}.npz")
+
+
+def save_final(path: str, params: dict, model_options: dict, seeds: list[int], x_train, y_train) -> None:
+    """Every layer's final parameters (seed-batched) with the model that applies them and
+    the training data they were fitted to, in one .npz (written atomically)."""
+    if jax.process_index() != 0:
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    flat = {"params/" + "/".join(str(getattr(k, "key", k)) for k in keys): np.asarray(v)
+            for keys, v in jax.tree_util.tree_flatten_with_path(params)[0]}
+    meta = {"model": model_options, "seeds": list(seeds)}
+    tmp = f"{path}.tmp{os.getpid()}.npz"
+    np.savez(tmp, meta=np.array(json.dumps(meta)), x_train=np.asarray(x_train), y_train=np.asarray(y_train), **flat)
+    os.replace(tmp, path)
+
+
+def restore_final(path: str) -> tuple[dict, dict, list[int], np.ndarray, np.ndarray]:
+    """(params, model options, seeds, x_train, y_train) saved by `save_final`.
+    x_train carries the seed axis when the seeds had their own data. FileNotFoundError
+    if the sweep kept no parameters there."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no final parameters (was the sweep run with --keep-params?)")
+    with np.load(path, allow_pickle=False) as f:
+        meta = json.loads(str(f["meta"]))
+        params: dict = {}
+        for name in f.files:
+            if name.startswith("params/"):
+                *layers, leaf = name.split("/")[1:]
+                node = params
+                for layer in layers:
+                    node = node.setdefault(layer, {})
+                node[leaf] = f[name]
+        return params, meta["model"], meta["seeds"], f["x_train"], f["y_train"]

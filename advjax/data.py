@@ -133,7 +133,7 @@ def synthetic(
 
 
 def teacher_features(key: jax.Array, n_in: int, teacher_width: int) -> dict:
-    """The teacher's hidden layer (as N_p's "hidden" layer): unit-norm directions
+    """The teacher's feature layer (shaped as a student's first layer): unit-norm directions
     w_j ~ uniform on the sphere, zero bias, and readout signs a_j = ±1 (alternating)."""
     w = jax.random.normal(jax.random.fold_in(key, 0), (n_in, teacher_width))
     w = w / jnp.linalg.norm(w, axis=0, keepdims=True)

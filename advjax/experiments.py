@@ -1,10 +1,13 @@
 """An experiment is a composition of phases (paper section 3.1).
 
 A phase says which labels it trains on, how its start is made from the end of the
-phase before (or from θ0 for the first phase), and which layers it trains. Every phase
-runs through the one trainer, `train.train`. Phases that two experiments share (phase 1
-of `adversarial` and `frozen`: θ0 trained on y_rand, i.e. Θ_adv) are computed once per
-width through a memo keyed by the phase prefix.
+phase before (or from θ0 for the first phase), which layers it trains and with which
+optimizer. Every phase runs through the one trainer, `train.train`. Phases that two
+experiments share (phase 1 of `adversarial` and `frozen`: θ0 trained on y_rand, i.e.
+Θ_adv) are computed once per width through a memo keyed by the phase prefix.
+
+Layers are the model's (`model.layers`, the last the readout): experiments that act on
+one layer, `freeze_k` and `reinit_k`, exist for every k the model has.
 """
 
 from __future__ import annotations
@@ -15,16 +18,15 @@ from dataclasses import dataclass, field
 import jax
 import numpy as np
 
-from .model import FEATURES, MLP, READOUT, zero_readout
+from .model import Model, feature_layers, readout, zero_readout
 from .train import Outcome, PhaseSpec, Store, train
 
-ALL_LAYERS = (FEATURES, READOUT)
 
 # Start transforms make a phase's start from the previous phase's parameters (θ0 for a
 # first phase) and the width's run (θ0, a fresh init, the teacher, shrink/perturb).
 # They take and give seed-batched parameters; layers they keep pass through uncopied.
-def _zero_readout(prev: dict, run: WidthRun) -> dict:
-    return zero_readout(prev)
+def _zero_readout(prev: dict, run: WidthRun, phase: Phase | None = None) -> dict:
+    return zero_readout(run.model, prev)
 
 
 def _norms(tree) -> np.ndarray:
@@ -38,47 +40,56 @@ def _scale(tree, factor: np.ndarray):
                         tree)
 
 
-def _norm_matched_layer(prev: dict, run: WidthRun) -> dict:
+def _norm_matched_layer(prev: dict, run: WidthRun, phase: Phase | None = None) -> dict:
     """θ0, each layer rescaled to the norm of the same layer of `prev` (Θ_adv)."""
     theta0 = run.initial()
     return {k: _scale(theta0[k], _norms(prev[k]) / _norms(theta0[k])) for k in theta0}
 
 
-def _norm_matched_global(prev: dict, run: WidthRun) -> dict:
+def _norm_matched_global(prev: dict, run: WidthRun, phase: Phase | None = None) -> dict:
     """θ0 rescaled as a whole to the norm of `prev` (Θ_adv)."""
     theta0 = run.initial()
     return _scale(theta0, _norms(prev) / _norms(theta0))
 
 
-def _shrink_perturb(prev: dict, run: WidthRun) -> dict:
+def _shrink_perturb(prev: dict, run: WidthRun, phase: Phase | None = None) -> dict:
     """λ·prev + σ·θ_fresh (Ash & Adams 2020), θ_fresh a new random init of every seed."""
     fresh = run.fresh()
     return jax.tree.map(lambda a, b: (run.shrink * np.asarray(a) + run.perturb * np.asarray(b)).astype(a.dtype),
                         prev, fresh)
 
 
-def _teacher_features(prev: dict, run: WidthRun) -> dict:
-    """The teacher's features as the first min(p, k) hidden units (others silent: zero
-    weights and bias), readout 0."""
+def _reinit_layer(prev: dict, run: WidthRun, phase: Phase | None = None) -> dict:
+    """`prev` (Θ_adv) with one layer, phase.start_layer, replaced by the same layer of a
+    fresh init (the `fresh` key stream, as shrink_perturb's θ_fresh); every other layer
+    passes through untouched."""
+    return {**prev, phase.start_layer: run.fresh()[phase.start_layer]}
+
+
+def _teacher_features(prev: dict, run: WidthRun, phase: Phase | None = None) -> dict:
+    """The teacher's features as the first min(p, k) units of the (only) feature layer
+    (others silent: zero weights and bias), readout 0."""
     t = _teacher(run)
-    hidden = jax.tree.map(np.zeros_like, prev[FEATURES])
-    k = min(hidden["kernel"].shape[-1], t["kernel"].shape[-1])
-    hidden["kernel"][..., :k] = t["kernel"][..., :k]
-    hidden["bias"][..., :k] = t["bias"][..., :k]
-    return zero_readout({**prev, FEATURES: hidden})
+    first = run.model.layers[0]
+    units = jax.tree.map(np.zeros_like, prev[first])
+    k = min(units["kernel"].shape[-1], t["kernel"].shape[-1])
+    units["kernel"][..., :k] = t["kernel"][..., :k]
+    units["bias"][..., :k] = t["bias"][..., :k]
+    return zero_readout(run.model, {**prev, first: units})
 
 
-def _orthogonal_features(prev: dict, run: WidthRun) -> dict:
-    """`prev`'s hidden directions (θ0's) with their components along the teacher's
+def _orthogonal_features(prev: dict, run: WidthRun, phase: Phase | None = None) -> dict:
+    """`prev`'s feature directions (θ0's) with their components along the teacher's
     directions removed, each rescaled to its old norm; biases kept; readout 0."""
+    first = run.model.layers[0]
     w_t = _teacher(run)["kernel"]  # (S, d, k)
     q, _ = np.linalg.qr(np.asarray(w_t, np.float64))  # orthonormal basis of the teacher's span (k < d)
-    w = np.asarray(prev[FEATURES]["kernel"], np.float64)  # (S, d, p)
+    w = np.asarray(prev[first]["kernel"], np.float64)  # (S, d, p)
     w_perp = w - q @ (np.swapaxes(q, 1, 2) @ w)
     w_perp *= np.linalg.norm(w, axis=1, keepdims=True) / np.maximum(np.linalg.norm(w_perp, axis=1, keepdims=True),
                                                                      1e-30)
-    hidden = {**prev[FEATURES], "kernel": w_perp.astype(np.float32)}
-    return zero_readout({**prev, FEATURES: hidden})
+    units = {**prev[first], "kernel": w_perp.astype(np.float32)}
+    return zero_readout(run.model, {**prev, first: units})
 
 
 def _teacher(run: WidthRun) -> dict:
@@ -87,52 +98,141 @@ def _teacher(run: WidthRun) -> dict:
     return jax.tree.map(np.asarray, run.teacher())
 
 
-START_TRANSFORMS: dict[str, Callable[[dict, WidthRun], dict]] = {
+START_TRANSFORMS: dict[str, Callable[[dict, WidthRun, Phase], dict]] = {
     "zero_readout": _zero_readout,
     "norm_layer": _norm_matched_layer,
     "norm_global": _norm_matched_global,
     "shrink_perturb": _shrink_perturb,
+    "reinit": _reinit_layer,
     "teacher_features": _teacher_features,
     "orthogonal_features": _orthogonal_features,
 }
 
 
 @dataclass(frozen=True)
+class Optimizer:
+    """How a phase trains: optax's sgd (with torch.optim.SGD's momentum and L2 weight
+    decay) or adam, its step size and its step cap."""
+
+    name: str = "sgd"
+    lr: float = 0.01
+    max_steps: int = 100_000
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+
+
+@dataclass(frozen=True)
 class Phase:
     labels: str  # "y" (true labels) or "y_rand" (random labels)
     start: str | None = None  # a START_TRANSFORMS name, or None: start where the last phase ended
-    trainable: tuple[str, ...] = ALL_LAYERS
+    trainable: tuple[str, ...] | None = None  # layers trained (None: every layer); the others are frozen
+    optimizer: Optimizer | None = None  # None: the run's default settings
+    start_layer: str | None = None  # the layer a start transform acts on (reinit)
 
 
 PHASE_TRUE = Phase("y")
 PHASE_RANDOM = Phase("y_rand")  # phase 1 of Liu et al.: its end is Θ_adv
 
-EXPERIMENTS: dict[str, tuple[Phase, ...]] = {
-    # 1: train θ0 on (X, y).
-    "baseline": (PHASE_TRUE,),
-    # 2: θ0 on (X, y_rand) to zero error -> Θ_adv; then Θ_adv on (X, y).
-    "adversarial": (PHASE_RANDOM, PHASE_TRUE),
-    # 3: from Θ_adv, first layer frozen, readout reset to 0 and trained alone on (X, y).
-    "frozen": (PHASE_RANDOM, Phase("y", start="zero_readout", trainable=(READOUT,))),
-    # Hypothesis 1 (the norm): θ0 rescaled to Θ_adv's norm, per layer or as a whole, on (X, y).
-    "norm_matched_layer": (PHASE_RANDOM, Phase("y", start="norm_layer")),
-    "norm_matched_global": (PHASE_RANDOM, Phase("y", start="norm_global")),
-    # An escape from Θ_adv: shrink and perturb it (Ash & Adams 2020), then train on (X, y).
-    "shrink_perturb": (PHASE_RANDOM, Phase("y", start="shrink_perturb")),
-    # Section 4's random-features model: only the readout (from 0) is trained, on random
-    # features (θ0's); `frozen` is the same on adversarial features (Θ_adv's).
-    "random_features": (Phase("y", start="zero_readout", trainable=(READOUT,)),),
-    # ... and, on --dataset teacher, on the teacher's features or on θ0's made orthogonal to them.
-    "teacher_features": (Phase("y", start="teacher_features", trainable=(READOUT,)),),
-    "orthogonal_features": (Phase("y", start="orthogonal_features", trainable=(READOUT,)),),
+# name -> what it is (README's experiment table has the details). `freeze_k`, `reinit_k`
+# exist for each layer k of the model, see `experiment_names`.
+EXPERIMENTS: dict[str, str] = {
+    "baseline": "θ0 on (X, y)",
+    "adversarial": "θ0 on (X, y_rand) -> Θ_adv; Θ_adv on (X, y)",
+    "frozen": "from Θ_adv: every feature layer frozen, readout reset to 0 and trained alone on (X, y)",
+    "norm_matched_layer": "θ0, each layer at the norm of Θ_adv's same layer, on (X, y)",
+    "norm_matched_global": "θ0 at Θ_adv's total norm, on (X, y)",
+    "shrink_perturb": "λ·Θ_adv + σ·θ_fresh on (X, y)",
+    "random_features": "θ0's features frozen, readout from 0 trained alone on (X, y)",
+    "teacher_features": "the teacher's features, readout from 0 trained alone (--dataset teacher, depth 1)",
+    "orthogonal_features": "θ0's features orthogonal to the teacher's, readout alone (--dataset teacher, depth 1)",
+}
+PER_LAYER = {
+    "freeze": "from Θ_adv: layers 1..k frozen, the rest trained on (X, y) (k = 1 .. number of feature layers)",
+    "reinit": "Θ_adv with layer k alone re-initialised (fresh init), all trained on (X, y) (k = 1 .. readout)",
 }
 EXPERIMENT_NUMBERS = {"1": "baseline", "2": "adversarial", "3": "frozen"}
 PAPER_EXPERIMENTS = tuple(EXPERIMENT_NUMBERS.values())  # the default
 TEACHER_ONLY = ("teacher_features", "orthogonal_features")
 
 
+def per_layer(name: str) -> tuple[str, int] | None:
+    """'freeze_2' -> ('freeze', 2); None for a name of no layer."""
+    kind, _, k = name.rpartition("_")
+    if kind in PER_LAYER and k.isdigit() and int(k) >= 1 and str(int(k)) == k:
+        return kind, int(k)
+    return None
+
+
+def layers_needed(name: str) -> int:
+    """How many layers (the readout included) a model needs for this experiment."""
+    kind_k = per_layer(name)
+    if kind_k is None:
+        return 2
+    kind, k = kind_k
+    return k + 1 if kind == "freeze" else k  # freeze_k leaves something to train: layer k+1
+
+
+def experiment_names(n_layers: int, teacher: bool = False) -> tuple[str, ...]:
+    """Every experiment a model of n_layers layers (readout included) can run: `all`."""
+    names = [n for n in EXPERIMENTS if teacher or n not in TEACHER_ONLY]
+    if teacher and n_layers > 2:
+        names = [n for n in names if n not in TEACHER_ONLY]
+    names += [f"freeze_{k}" for k in range(1, n_layers)]
+    names += [f"reinit_{k}" for k in range(1, n_layers + 1)]
+    return tuple(names)
+
+
+def experiment(name: str, model: Model, on_y: Optimizer | None = None,
+               on_y_rand: Optimizer | None = None) -> tuple[Phase, ...]:
+    """The phases of experiment `name` for `model`. Phases on the true labels train with
+    `on_y`, phases on the random labels with `on_y_rand` (None: the run's settings), so
+    "Adam in phase 1 only" or "weight decay after Θ_adv only" is a phase definition."""
+    y = Phase("y", optimizer=on_y)
+    y_rand = Phase("y_rand", optimizer=on_y_rand)
+
+    def then(**kw) -> Phase:
+        return Phase("y", optimizer=on_y, **kw)
+
+    readout_only = (readout(model),)
+    fixed = {
+        "baseline": (y,),
+        # 2: θ0 on (X, y_rand) to zero error -> Θ_adv; then Θ_adv on (X, y).
+        "adversarial": (y_rand, y),
+        # 3: from Θ_adv, every feature layer frozen, readout reset to 0 and trained alone.
+        "frozen": (y_rand, then(start="zero_readout", trainable=readout_only)),
+        # Hypothesis 1 (the norm): θ0 rescaled to Θ_adv's norm, per layer or as a whole.
+        "norm_matched_layer": (y_rand, then(start="norm_layer")),
+        "norm_matched_global": (y_rand, then(start="norm_global")),
+        # An escape from Θ_adv: shrink and perturb it (Ash & Adams 2020).
+        "shrink_perturb": (y_rand, then(start="shrink_perturb")),
+        # Section 4's random-features model: only the readout (from 0) is trained, on random
+        # features (θ0's); `frozen` is the same on adversarial features (Θ_adv's).
+        "random_features": (then(start="zero_readout", trainable=readout_only),),
+        # ... and, on --dataset teacher, on the teacher's features or on θ0's made orthogonal to them.
+        "teacher_features": (then(start="teacher_features", trainable=readout_only),),
+        "orthogonal_features": (then(start="orthogonal_features", trainable=readout_only),),
+    }
+    if name in fixed:
+        if name in TEACHER_ONLY and len(feature_layers(model)) != 1:
+            raise ValueError(f"{name} needs one feature layer (depth 1); the model has {len(feature_layers(model))}")
+        return fixed[name]
+    kind_k = per_layer(name)
+    if kind_k is None:
+        raise ValueError(f"unknown experiment {name!r}")
+    kind, k = kind_k
+    layers = model.layers
+    if k > len(layers) - (kind == "freeze"):
+        top = len(layers) - (kind == "freeze")
+        raise ValueError(f"{name} needs layer {k}; the model has {kind}_1 .. {kind}_{top}")
+    if kind == "freeze":  # layers 1..k of Θ_adv frozen, the rest trained from Θ_adv
+        return (y_rand, then(trainable=layers[k:]))
+    return (y_rand, then(start="reinit", start_layer=layers[k - 1]))
+
+
 @dataclass(frozen=True)
 class TrainSettings:
+    """What every phase of a width shares, and the optimizer of phases that carry none."""
+
     lr: float
     max_steps: int
     batch_size: int | None
@@ -143,24 +243,28 @@ class TrainSettings:
     momentum: float = 0.0
     weight_decay: float = 0.0
 
+    def optimizer_of(self, phase: Phase) -> Optimizer:
+        if phase.optimizer is not None:
+            return phase.optimizer
+        return Optimizer(self.optimizer, self.lr, self.max_steps, self.momentum, self.weight_decay)
+
 
 @dataclass
 class WidthRun:
     """Everything the phases of one width need; arrays carry the seed axis first
     (x_train only when x_batched)."""
 
-    model: MLP
+    model: Model
     theta0: dict | Callable[[], dict]  # or a function that makes it (called per first phase, then let go)
     x_train: jax.Array
     labels: dict[str, jax.Array]  # "y", "y_rand": (seeds, n_train)
     batch_keys: jax.Array  # (seeds,): one per seed, folded with the phase's position
     x_batched: bool
-    settings: TrainSettings  # phases on the true labels
+    settings: TrainSettings
     progress: Callable[[str, int], Callable] | None = None  # (phase in words, step cap) -> chunk callback
     store: Callable[[tuple[Phase, ...]], Store | None] | None = None  # phase prefix -> its checkpoints
     memo: dict[tuple[Phase, ...], Outcome] = field(default_factory=dict)
-    random_settings: TrainSettings | None = None  # phases on random labels (None: `settings`)
-    fresh: Callable[[], dict] | None = None  # a second, independent init of every seed (shrink_perturb)
+    fresh: Callable[[], dict] | None = None  # a second, independent init of every seed (shrink_perturb, reinit)
     teacher: Callable[[], dict] | None = None  # the teacher's features of every seed (--dataset teacher)
     shrink: float = 0.4  # shrink_perturb's λ
     perturb: float = 0.1  # shrink_perturb's σ
@@ -168,8 +272,10 @@ class WidthRun:
     def initial(self) -> dict:
         return self.theta0() if callable(self.theta0) else self.theta0
 
-    def settings_for(self, phase: Phase) -> TrainSettings:
-        return self.random_settings if phase.labels == "y_rand" and self.random_settings else self.settings
+
+def start_of(phase: Phase, prev: dict, run: WidthRun) -> dict:
+    """A phase's start: its transform of `prev`, or `prev` itself."""
+    return START_TRANSFORMS[phase.start](prev, run, phase) if phase.start else prev
 
 
 START_WORDS = {
@@ -177,6 +283,7 @@ START_WORDS = {
     "norm_layer": "θ0 at Θ_adv's layer norms",
     "norm_global": "θ0 at Θ_adv's norm",
     "shrink_perturb": "shrink-perturbed Θ_adv",
+    "reinit": "re-initialised",
     "teacher_features": "the teacher's features",
     "orthogonal_features": "features orthogonal to the teacher",
 }
@@ -188,8 +295,8 @@ def describe(phases: tuple[Phase, ...], i: int, name: str = "") -> str:
     phase = phases[i]
     words = [f"phase {i + 1}", "random labels" if phase.labels == "y_rand" else "true labels"]
     if phase.start:
-        words.append(START_WORDS.get(phase.start, phase.start))
-    if phase.trainable != ALL_LAYERS:
+        words.append(START_WORDS.get(phase.start, phase.start) + (f" {phase.start_layer}" if phase.start_layer else ""))
+    if phase.trainable is not None:
         words.append(f"training {' and '.join(phase.trainable)} only")
     return (f"{name} · " if name else "") + ", ".join(words)
 
@@ -205,25 +312,25 @@ def run_phases(phases: tuple[Phase, ...], run: WidthRun, name: str = "") -> list
             fresh = i == 0 and callable(run.theta0)  # θ0 made for this phase alone: train in place
             if i == 0:
                 params = run.initial()
-            start = START_TRANSFORMS[phase.start](params, run) if phase.start else params
+            start = start_of(phase, params, run)
             del params
-            s = run.settings_for(phase)
+            s, opt = run.settings, run.settings.optimizer_of(phase)
             spec = PhaseSpec(
                 model=run.model,
-                trainable=phase.trainable,
+                trainable=phase.trainable or run.model.layers,
                 batch_size=s.batch_size,
                 loss_reduction=s.loss_reduction,
                 chunk_steps=s.chunk_steps,
                 x_batched=run.x_batched,
-                optimizer=s.optimizer,
-                momentum=s.momentum,
-                weight_decay=s.weight_decay,
+                optimizer=opt.name,
+                momentum=opt.momentum,
+                weight_decay=opt.weight_decay,
             )
             keys = jax.vmap(lambda k: jax.random.fold_in(k, i))(run.batch_keys)  # noqa: B023
-            callback = run.progress(describe(phases, i, name), s.max_steps) if run.progress else None
+            callback = run.progress(describe(phases, i, name), opt.max_steps) if run.progress else None
             run.memo[prefix] = train(
                 spec, start, run.x_train, run.labels[phase.labels], keys,
-                s.lr, s.max_steps, progress=callback, store=run.store(prefix) if run.store else None,
+                opt.lr, opt.max_steps, progress=callback, store=run.store(prefix) if run.store else None,
                 max_in_flight=s.max_in_flight, donate=fresh and not phase.start,
             )
             del start
@@ -236,40 +343,42 @@ def last_start(phases: tuple[Phase, ...], run: WidthRun) -> dict:
     """The parameters the last phase of `phases` started from (its earlier phases must
     be in the memo): what a solution's distance travelled is measured from."""
     prev = run.memo[phases[:-1]].params if len(phases) > 1 else run.initial()
-    return START_TRANSFORMS[phases[-1].start](prev, run) if phases[-1].start else prev
+    return start_of(phases[-1], prev, run)
 
 
-def intermediate_prefixes(names) -> set[tuple[Phase, ...]]:
-    """Phase prefixes whose end starts a later phase (Θ_adv): the ones worth keeping."""
-    return {EXPERIMENTS[n][:i] for n in names for i in range(1, len(EXPERIMENTS[n]))}
+def intermediate_prefixes(plans) -> set[tuple[Phase, ...]]:
+    """Phase prefixes whose end starts a later phase (Θ_adv): the ones worth keeping.
+    `plans`: the phases of each experiment (an iterable of phase tuples)."""
+    return {phases[:i] for phases in plans for i in range(1, len(phases))}
 
 
 def prefix_name(prefix: tuple[Phase, ...]) -> str:
     """Directory name of a phase prefix's checkpoints, e.g. theta_adv, y_rand+y."""
-    if prefix == (PHASE_RANDOM,):
+    if len(prefix) == 1 and prefix[0].labels == "y_rand" and not prefix[0].start and prefix[0].trainable is None:
         return "theta_adv"
     parts = []
     for p in prefix:
-        part = p.labels + (f".{p.start}" if p.start else "")
-        if p.trainable != ALL_LAYERS:
+        part = p.labels + (f".{p.start}" if p.start else "") + (f"-{p.start_layer}" if p.start_layer else "")
+        if p.trainable is not None:
             part += ".train-" + "-".join(p.trainable)
         parts.append(part)
     return "+".join(parts)
 
 
 def resolve_experiments(spec: str | list) -> tuple[str, ...]:
-    """'1,3' or 'baseline,frozen' (or a list, or 'all') -> experiment names, in the order given."""
+    """'1,3' or 'baseline,frozen,freeze_2' (or a list, or 'all') -> experiment names, in
+    the order given. 'all' is ('all',): what it means depends on the model and dataset
+    (`experiment_names`). Per-layer names are checked against the model later."""
     items = spec.split(",") if isinstance(spec, str) else [str(v) for v in spec]
     if [i.strip() for i in items] == ["all"]:
-        return tuple(EXPERIMENTS)
+        return ("all",)
     names = []
     for item in (i.strip() for i in items):
         name = EXPERIMENT_NUMBERS.get(item, item)
-        if name not in EXPERIMENTS:
+        if name not in EXPERIMENTS and per_layer(name) is None:
             raise ValueError(item)
         if name not in names:
             names.append(name)
     if not names:
         raise ValueError("")
     return tuple(names)
-

@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import sys
 from dataclasses import dataclass
 
+import jax
 import numpy as np
+
+from .checkpoint import final_path, restore_final
+from .model import model_from_options
+from .results import read_manifest, read_results
 
 PAPER = ("baseline", "adversarial", "frozen")  # the paper's colors: black, red, blue
 COLORS = {"baseline": "black", "adversarial": "red", "frozen": "blue",
@@ -37,6 +41,34 @@ COMPARISONS = (("adversarial", "baseline"), ("frozen", "adversarial"), ("norm_ma
                ("norm_matched_global", "baseline"), ("shrink_perturb", "adversarial"),
                ("random_features", "frozen"), ("teacher_features", "random_features"),
                ("orthogonal_features", "random_features"))
+
+
+def color(exp: str) -> str:
+    """An experiment's color: the paper's, or for per-layer experiments (freeze_k,
+    reinit_k) a shade per layer k (greens for freeze, purples for reinit)."""
+    if exp in COLORS:
+        return COLORS[exp]
+    kind, _, k = exp.rpartition("_")
+    shades = {"freeze": ("#238b45", "#41ab5d", "#74c476", "#a1d99b"), "reinit": ("#54278f", "#756bb1", "#9e9ac8",
+                                                                                 "#bcbddc", "#dadaeb")}
+    return shades[kind][(int(k) - 1) % len(shades[kind])] if kind in shades and k.isdigit() else "gray"
+
+
+def label(exp: str) -> str:
+    kind, _, k = exp.rpartition("_")
+    if kind == "freeze" and k.isdigit():
+        return f"Θ_adv, layers 1..{k} frozen"
+    if kind == "reinit" and k.isdigit():
+        return f"Θ_adv, layer {k} re-initialised"
+    return LABELS.get(exp, exp)
+
+
+def comparisons(experiments: list[str]) -> list[tuple[str, str]]:
+    """COMPARISONS, and each per-layer experiment against adversarial (the same Θ_adv)."""
+    per_layer = [(e, "adversarial") for e in experiments if e.rpartition("_")[0] in ("freeze", "reinit")]
+    return [*COMPARISONS, *per_layer]
+
+
 MEASURES = {"sharpness": "sharpness (top Hessian eigenvalue)", "norm_total": "parameter norm",
             "distance": "distance from the phase's start", "margin": "min training margin",
             "active_fraction": "fraction of active ReLUs", "boundary_length": "decision boundary length",
@@ -73,11 +105,18 @@ class Run:
             parts.append(f"mom{c['momentum']:g}")
         if c.get("weight_decay"):
             parts.append(f"wd{c['weight_decay']:g}")
+        if c.get("model", "mlp") != "mlp":
+            parts.append(c["model"])
+        if c.get("depth", 1) != 1:
+            parts.append(f"depth{c['depth']}")
         return "-".join(parts)
 
     @property
     def experiments(self) -> list[str]:
-        return [e for e in COLORS if any(r["experiment"] == e for r in self.rows)]
+        """The run's experiments: the known ones in COLORS's order, then the others
+        (per-layer ones, e.g. freeze_2, reinit_3) in the order the run has them."""
+        found = list(dict.fromkeys(r["experiment"] for r in self.rows))
+        return [e for e in COLORS if e in found] + [e for e in found if e not in COLORS]
 
     @property
     def measured(self) -> list[str]:
@@ -89,11 +128,8 @@ class FigureError(ValueError):
 
 
 def load_run(path: str) -> Run:
-    from .sweep import read_results
-
     try:
-        with open(os.path.join(path, "manifest.json")) as f:
-            manifest = json.load(f)
+        manifest = read_manifest(path)
         rows = read_results(os.path.join(path, "results.csv"))
     except (OSError, ValueError) as e:
         raise FigureError(f"{path}: not a sweep output directory ({e})") from None
@@ -138,7 +174,7 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> dict:
 def significance(runs: list[Run]) -> list[dict]:
     rows = []
     for run in runs:
-        for first, second in COMPARISONS:
+        for first, second in comparisons(run.experiments):
             xa, xb = by_width(run.rows, first), by_width(run.rows, second)
             for width in sorted(set(xa) & set(xb)):
                 ra = {r["seed"]: r for r in xa[width]}
@@ -200,13 +236,13 @@ def panel_metric(ax, run: Run, metric: str, summary: str, title: str | None = No
             mid = np.array([np.median(v) for v in vals])
             lo, hi = np.array([np.percentile(v, 25) for v in vals]), np.array([np.percentile(v, 75) for v in vals])
         bad = np.array([sum(unconverged(r) for r in g) for g in groups.values()])
-        ax.errorbar(widths, mid, yerr=[mid - lo, hi - mid], color=COLORS[exp], label=LABELS[exp], capsize=3,
+        ax.errorbar(widths, mid, yerr=[mid - lo, hi - mid], color=color(exp), label=label(exp), capsize=3,
                     marker="o", markersize=4, linewidth=1.2)
         for w, m, b, g in zip(widths, mid, bad, groups.values()):
             if b:  # open marker and count: some seeds stopped at the step cap
-                ax.plot([w], [m], marker="o", markersize=9, markerfacecolor="none", markeredgecolor=COLORS[exp])
+                ax.plot([w], [m], marker="o", markersize=9, markerfacecolor="none", markeredgecolor=color(exp))
                 ax.annotate(f"{b}/{len(g)}", (w, m), textcoords="offset points", xytext=(5, 4), fontsize=7,
-                            color=COLORS[exp])
+                            color=color(exp))
     ax.set_xscale("log")
     if metric in ("steps", "sharpness", "linear_regions", "norm_total", "distance"):
         ax.set_yscale("log")
@@ -249,17 +285,16 @@ def _grid_figure(run: Run, metrics: list[str], path: str, suptitle: str) -> str:
 
 
 def decision_boundaries(runs: list[Run], width: int, path: str, seed: int | None = None) -> str | None:
-    """Fig. 2: the three experiments' learned functions at width p, rows = 2-D datasets."""
-    from .sweep import final_params
-
+    """Fig. 2: the three experiments' learned functions at width p, rows = 2-D datasets,
+    from the final parameters a sweep kept (--keep-params), through the model's apply."""
     found = []
     named = {r.label: r for r in runs}
     for run in (named[lb] for lb in ("gaussians", "circles", "spirals") if lb in named):
         if width not in {r["width"] for r in run.rows}:
             continue
         try:
-            found.append((run, {e: final_params(run.path, width, e) for e in PAPER}))
-        except (FileNotFoundError, ValueError):
+            found.append((run, {e: restore_final(final_path(run.path, width, e)) for e in PAPER}))
+        except (FileNotFoundError, ValueError, KeyError):
             continue
     if not found:
         return None
@@ -267,18 +302,18 @@ def decision_boundaries(runs: list[Run], width: int, path: str, seed: int | None
     fig, axes = plt.subplots(len(found), 3, figsize=(11, 3.6 * len(found)), squeeze=False)
     for row, (run, by_exp) in zip(axes, found):
         for ax, exp in zip(row, PAPER):
-            params, x, y, s = by_exp[exp]
+            params, options, s, x, y = by_exp[exp]
             i = 0 if seed is None else s.index(seed)
-            xi, yi = np.asarray(x[i]), np.asarray(y[i])
+            xi, yi = np.asarray(x[i] if x.ndim == 3 else x), np.asarray(y[i])
             lo, hi = xi.min(0) - 1, xi.max(0) + 1
             g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], 300), np.linspace(lo[1], hi[1], 300))
             grid = np.stack([g0.ravel(), g1.ravel()], 1).astype(np.float32)
-            z = _logits(params, i, grid).reshape(g0.shape)
+            z = _logits(options, jax.tree.map(lambda a, i=i: a[i], params), grid).reshape(g0.shape)
             ax.contourf(g0, g1, z > 0, levels=[-0.5, 0.5, 1.5], colors=["#f3d6d6", "#d6dcf3"], alpha=0.8)
             ax.contour(g0, g1, z, levels=[0], colors="k", linewidths=0.8)
             ax.scatter(xi[:, 0], xi[:, 1], c=np.where(yi == 1, "navy", "darkred"), s=8)
             r = [q for q in run.rows if q["width"] == width and q["experiment"] == exp and q["seed"] == s[i]][0]
-            ax.set_title(f"{run.label}: {LABELS[exp]}\nseed {s[i]}, test acc {r['test_acc']:.3f}", fontsize=9)
+            ax.set_title(f"{run.label}: {label(exp)}\nseed {s[i]}, test acc {r['test_acc']:.3f}", fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
     fig.suptitle(f"Decision boundaries at p = {width}", fontsize=11)
@@ -288,9 +323,9 @@ def decision_boundaries(runs: list[Run], width: int, path: str, seed: int | None
     return path
 
 
-def _logits(params: dict, i: int, x: np.ndarray) -> np.ndarray:
-    h = np.maximum(x @ np.asarray(params["hidden"]["kernel"][i]) + np.asarray(params["hidden"]["bias"][i]), 0)
-    return (h @ np.asarray(params["readout"]["kernel"][i]) + np.asarray(params["readout"]["bias"][i]))[:, 0]
+def _logits(model_options: dict, params: dict, x: np.ndarray) -> np.ndarray:
+    """One seed's logit (binary tasks) on points x, through the model's own apply."""
+    return np.asarray(model_from_options(model_options).apply(params, x))[:, 0]
 
 
 SUMMARY_INCHES, SUMMARY_DPI = (10.0, 4.0), 100  # summary.png is 1000 x 400 pixels

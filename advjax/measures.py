@@ -18,12 +18,23 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from .model import FEATURES, MLP, READOUT
+from .model import MLP, Model, activations_per_example, feature_layers, readout
 from .train import LOSS_REDUCTIONS, per_example_loss, reduce_loss
 
-__all__ = ["COLUMNS", "GRID_COLUMNS", "measure", "top_hessian_eigenvalue"]
+__all__ = ["COLUMNS", "GRID_COLUMNS", "columns", "measure", "top_hessian_eigenvalue"]
 
-COLUMNS = ("norm_hidden", "norm_readout", "norm_total", "distance", "margin", "sharpness", "active_fraction")
+
+def columns(model: Model) -> tuple[str, ...]:
+    """The measures of a solution of `model`: the norm of each feature layer, of all
+    of them together (norm_features, left out with one feature layer, where it is that
+    layer's column), of the readout and of everything; then the rest."""
+    features = tuple(f"norm_{layer}" for layer in feature_layers(model))
+    together = ("norm_features",) if len(features) > 1 else ()
+    return (*features, *together, "norm_readout", "norm_total", "distance", "margin", "sharpness",
+            "active_fraction")
+
+
+COLUMNS = columns(MLP(1, 1, 1))  # N_p's: norm_hidden, norm_readout, norm_total, ...
 GRID_COLUMNS = ("boundary_length", "linear_regions")  # only when the inputs are 2-D
 
 HESSIAN_SEED = 0  # start vector of the Lanczos iteration: the same for every seed
@@ -166,11 +177,9 @@ def _contour_length(g_YxX: jax.Array, hx: jax.Array, hy: jax.Array) -> jax.Array
     return jnp.sum(jnp.where(k == 2, two, jnp.where(k == 4, four, 0.0)))
 
 
-def _grid_measures(params: dict, bounds: jax.Array, grid: int, chunk: int) -> dict[str, jax.Array]:
+def _grid_measures(model: Model, params: dict, bounds: jax.Array, grid: int, chunk: int) -> dict[str, jax.Array]:
     """boundary_length and linear_regions of one seed on a grid x grid lattice over bounds."""
-    w1, b1 = params[FEATURES]["kernel"], params[FEATURES]["bias"]
-    w2, b2 = params[READOUT]["kernel"], params[READOUT]["bias"]
-    n_units, n_out = w1.shape[1], w2.shape[1]
+    n_units, n_out = activations_per_example(model), model.n_out
     xmin, xmax, ymin, ymax = bounds[0], bounds[1], bounds[2], bounds[3]
     gx, gy = jnp.meshgrid(jnp.linspace(xmin, xmax, grid), jnp.linspace(ymin, ymax, grid))  # (y, x)
     pts = jnp.stack([gx.ravel(), gy.ravel()], axis=-1)
@@ -181,12 +190,12 @@ def _grid_measures(params: dict, bounds: jax.Array, grid: int, chunk: int) -> di
     proj = jax.random.bits(jax.random.key(HASH_SEED), (2, n_units), jnp.uint32)
 
     def one_chunk(p_Cx2):
-        pre = p_Cx2 @ w1 + b1
-        on = pre > 0
+        # The activation pattern of every ReLU layer together: the linear region.
+        on = jnp.concatenate([pre > 0 for pre in model.preactivations(params, p_Cx2)], axis=-1)
         # Sums wrap modulo 2^32: a random linear hash of the 0/1 pattern.
         h1 = jnp.sum(jnp.where(on, proj[0], jnp.uint32(0)), axis=-1, dtype=jnp.uint32)
         h2 = jnp.sum(jnp.where(on, proj[1], jnp.uint32(0)), axis=-1, dtype=jnp.uint32)
-        return h1, h2, jnp.maximum(pre, 0) @ w2 + b2
+        return h1, h2, model.apply(params, p_Cx2)
 
     h1, h2, logits = jax.lax.map(one_chunk, pts.reshape(n_chunks, chunk, 2))
     s1, s2 = jax.lax.sort((h1.ravel(), h2.ravel()), num_keys=2)
@@ -211,9 +220,12 @@ def _measure_one(model, loss_reduction, iters, grid, chunk, p_start, p_final, x_
     def sq(tree):
         return sum(jnp.sum(jnp.square(leaf)) for leaf in jax.tree.leaves(tree))
 
-    out = {
-        "norm_hidden": jnp.sqrt(sq(p_final[FEATURES])),
-        "norm_readout": jnp.sqrt(sq(p_final[READOUT])),
+    features = feature_layers(model)
+    out = {f"norm_{layer}": jnp.sqrt(sq(p_final[layer])) for layer in features}
+    if len(features) > 1:
+        out["norm_features"] = jnp.sqrt(sq({layer: p_final[layer] for layer in features}))
+    out |= {
+        "norm_readout": jnp.sqrt(sq(p_final[readout(model)])),
         "norm_total": jnp.sqrt(sq(p_final)),
         "distance": jnp.sqrt(sq(jax.tree.map(jnp.subtract, p_final, p_start))),
         "margin": jnp.min(_margins(model.apply(p_final, x_NxD), y_N)),
@@ -223,10 +235,10 @@ def _measure_one(model, loss_reduction, iters, grid, chunk, p_start, p_final, x_
         return reduce_loss(per_example_loss(model.apply(params, x_NxD), y_N), None, loss_reduction)
 
     out["sharpness"] = top_hessian_eigenvalue(loss_fn, p_final, jax.random.key(HESSIAN_SEED), iters)
-    pre = x_NxD @ p_final[FEATURES]["kernel"] + p_final[FEATURES]["bias"]
+    pre = jnp.concatenate(model.preactivations(p_final, x_NxD), axis=-1)  # every ReLU layer's units
     out["active_fraction"] = jnp.mean((pre > 0).astype(jnp.float32))
     if model.n_in == 2:
-        out.update(_grid_measures(p_final, _default_bounds(x_NxD) if bounds is None else bounds, grid, chunk))
+        out.update(_grid_measures(model, p_final, _default_bounds(x_NxD) if bounds is None else bounds, grid, chunk))
     return out
 
 
@@ -256,7 +268,7 @@ def _measure_all(p_start, p_final, x, y, bounds, *, model, x_batched, loss_reduc
 
 
 def measure(
-    model: MLP,
+    model: Model,
     params_start: dict,
     params_final: dict,
     x_train,
@@ -273,7 +285,7 @@ def measure(
     Parameters
     ----------
     model
-        The network N_p.
+        Any model of the protocol in advjax.model (e.g. N_p, or a deeper MLP).
     params_start, params_final
         Seed-batched parameters (leading axis S on every leaf) at the start and the end
         of training.
@@ -298,22 +310,24 @@ def measure(
     dict of str to np.ndarray
         Arrays of shape (S,), keyed by column:
 
-        - norm_hidden, norm_readout: Frobenius norm of a layer's kernel and bias together;
-          norm_total: of all parameters; distance: of params_final - params_start.
+        - norm_<layer> for each feature layer (N_p: norm_hidden), norm_features (all
+          feature layers, when there are several), norm_readout: Frobenius norm of the
+          kernels and biases together; norm_total: of all parameters; distance: of
+          params_final - params_start. `columns(model)` lists them in order.
         - margin: the smallest training margin, (2y-1)·logit with one logit, else
           logit_y - max_{k != y} logit_k; negative when a point is misclassified.
         - sharpness: largest eigenvalue of the Hessian of the training loss at
           params_final (Lanczos, see `top_hessian_eigenvalue`; a fixed start vector, the
           same for every seed, so a seed measures the same alone or in a batch).
-        - active_fraction: fraction of (training point, hidden unit) pairs with a positive
-          pre-activation.
+        - active_fraction: fraction of (training point, ReLU unit) pairs with a positive
+          pre-activation, over the units of every ReLU layer.
         - only when model.n_in == 2, on a grid x grid lattice over the box:
           boundary_length, the length inside the box of the decision boundary (logit = 0,
           or where the argmax changes), by marching squares with linear interpolation on
           the field logit (binary) or g_c = logit_c - max_{k != c} logit_k for each class c,
           halving the sum over classes (exact for straight boundaries, O(grid spacing)
           error per cell where the boundary bends); linear_regions, the number of distinct
-          ReLU activation patterns among the lattice points, i.e. the linear regions of
+          activation patterns of all ReLU layers together among the lattice points, i.e. the linear regions of
           the network that meet the box as the grid sees them (regions thinner than the
           grid spacing can be missed; a lattice point exactly on a unit's hyperplane counts
           it inactive, which can add a pattern only for hand-built networks, e.g. a pair
@@ -327,7 +341,7 @@ def measure(
     -----
     One compiled program measures all seeds (vmap of a per-seed function). Seeds go in
     groups (lax.map over groups) and the lattice in chunks of points, so that an
-    activation array (points x hidden units x seeds in flight) holds about
+    activation array (points x ReLU units x seeds in flight) holds about
     GROUP_ELEMENTS floats: grid=256, p=1000 and 64 seeds stay well under 1 GB.
     """
     if loss_reduction not in LOSS_REDUCTIONS:
@@ -345,10 +359,11 @@ def measure(
         raise ValueError(f"x has {x.shape[0]} seeds, y has {n_seeds}")
     if bounds is not None:
         bounds = jnp.broadcast_to(jnp.asarray(bounds, jnp.float32), (n_seeds, 4))
-    group = max(1, min(n_seeds, GROUP_ELEMENTS // (model.width * n)))
-    chunk = max(1, min(grid * grid, GROUP_ELEMENTS // (model.width * group)))
+    units = activations_per_example(model)
+    group = max(1, min(n_seeds, GROUP_ELEMENTS // (units * n)))
+    chunk = max(1, min(grid * grid, GROUP_ELEMENTS // (units * group)))
     out = _measure_all(
         params_start, params_final, x, y, bounds, model=model, x_batched=x_batched,
         loss_reduction=loss_reduction, iters=hessian_iters, grid=grid, group=group, chunk=chunk,
     )
-    return {k: np.asarray(out[k]) for k in (*COLUMNS, *GRID_COLUMNS) if k in out}
+    return {k: np.asarray(out[k]) for k in (*columns(model), *GRID_COLUMNS) if k in out}

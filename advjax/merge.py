@@ -11,24 +11,22 @@ lists every width, and each run's checkpoints (so --adv-from works on it).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
 
-from .options import FIELDS, ConfigError, from_dict
+from .options import ConfigError
+from .results import config_of, read_manifest, read_results, rows_to_csv, write_atomic, write_manifest
 from .rundir import check_writable
-from .sweep import read_results, rows_to_csv, write_atomic
 
 
 def merge(run_dirs: list[str], out: str) -> list[dict]:
     runs = []
     for d in run_dirs:
         try:
-            with open(os.path.join(d, "manifest.json")) as f:
-                manifest = json.load(f)
+            manifest = read_manifest(d)
             rows = read_results(os.path.join(d, "results.csv"))
-            cfg = from_dict({k: v for k, v in manifest["config"].items() if k in FIELDS}, strict=False).resolve()
+            cfg = config_of(manifest)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise ConfigError("RUN_DIR", f"{d} is not a finished sweep directory ({type(e).__name__})") from None
         runs.append((d, manifest, cfg, rows))
@@ -64,7 +62,7 @@ def merge(run_dirs: list[str], out: str) -> list[dict]:
                           for d, m, _, _ in runs if d == seen[w]}
     manifest["merged_from"] = [os.path.abspath(d) for d in run_dirs]
     write_atomic(os.path.join(out, "results.csv"), rows_to_csv(rows))
-    write_atomic(os.path.join(out, "manifest.json"), json.dumps(manifest, indent=2) + "\n")
+    write_manifest(out, manifest)
     return rows
 
 

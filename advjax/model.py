@@ -1,20 +1,51 @@
-"""N_p: one hidden layer of p ReLU units with biases, then a linear readout.
+"""Models: the protocol every part of advjax sees, and its one kind so far, the MLP.
 
-The trainer sees only a params pytree ({layer: {"kernel", "bias"}}) and `apply`, so
-deeper models can come later without touching it. Layer names are the paper's terms:
-`hidden` (the features) and `readout`.
+A model is a hashable description (a frozen dataclass, static under `jit`) with
+
+- `init(key) -> params`: one seed's parameters, a dict {layer: {"kernel", "bias"}};
+- `apply(params, x_BxD) -> logits_BxK`;
+- `layers`: the layer names in order; the last is the readout, every other layer is a
+  feature layer;
+- `preactivations(params, x_BxD)`: the pre-activations of each ReLU layer, in order
+  (what the measures count active units and linear regions from);
+- `options()`: the kind and every option, what a checkpoint's fingerprint records.
+
+Sizes (parameters, activation floats per example) come from `jax.eval_shape` on these
+methods (`n_parameters`, `activations_per_example`), never from a formula. This module is
+the only one that names a layer: trainer, experiments, measures, checkpoints, memory
+model and figures go through the protocol.
+
+`mlp`: `depth` hidden ReLU layers of `width` units, then a linear readout. At depth 1 it
+is the paper's N_p, x -> relu(x W1 + b1) W2 + b2, with layers `hidden` and `readout`
+(the names older checkpoints and results carry); deeper, `hidden1` ... `hiddenL`.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import ClassVar, Protocol
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 INIT_SCHEMES = ("torch", "lecun", "he", "xavier")
-FEATURES, READOUT = "hidden", "readout"
+MODEL_KINDS = ("mlp",)
+
+
+class Model(Protocol):
+    kind: ClassVar[str]
+    n_in: int  # input dimension
+    n_out: int  # logits: 1 for binary tasks, K for K classes
+
+    @property
+    def layers(self) -> tuple[str, ...]: ...
+    def init(self, key: jax.Array) -> dict: ...
+    def apply(self, params: dict, x_BxD: jax.Array) -> jax.Array: ...
+    def preactivations(self, params: dict, x_BxD: jax.Array) -> tuple[jax.Array, ...]: ...
+    def options(self) -> dict: ...
 
 
 def _uniform(bound: float):
@@ -38,32 +69,49 @@ def _dense(features: int, fan_in: int, scheme: str, name: str) -> nn.Dense:
     return nn.Dense(features, kernel_init=kernel_init, bias_init=nn.initializers.zeros, name=name)
 
 
-class _TwoLayer(nn.Module):
+class _Stack(nn.Module):
+    """Dense layers named `names`, ReLU after every one but the last. Flax folds each
+    layer's name into its init key, so N_p's layers `hidden`, `readout` draw exactly the
+    numbers they always did."""
+
+    names: tuple[str, ...]
     width: int
     n_out: int
     scheme: str
 
     @nn.compact
     def __call__(self, x_BxD: jax.Array) -> jax.Array:
-        h_BxP = nn.relu(_dense(self.width, x_BxD.shape[-1], self.scheme, FEATURES)(x_BxD))
-        return _dense(self.n_out, self.width, self.scheme, READOUT)(h_BxP)
+        h = x_BxD
+        for name in self.names[:-1]:
+            h = nn.relu(_dense(self.width, h.shape[-1], self.scheme, name)(h))
+        return _dense(self.n_out, h.shape[-1], self.scheme, self.names[-1])(h)
 
 
 @dataclass(frozen=True)
 class MLP:
-    """N_p. Hashable, so it can be a static argument of a compiled program.
-
-    n_out is 1 for binary tasks (one logit, logistic loss) and K for K classes.
-    """
+    """`depth` hidden ReLU layers of `width` units and a linear readout; PyTorch's
+    nn.Linear init per layer by default. Depth 1 is N_p. Hashable: a static argument
+    of compiled programs."""
 
     width: int
     n_in: int
     n_out: int
     init_scheme: str = "torch"
+    depth: int = 1
+    kind: ClassVar[str] = "mlp"
+
+    def __post_init__(self):
+        if self.depth < 1 or self.width < 1:
+            raise ValueError(f"an MLP needs depth >= 1 and width >= 1, got depth {self.depth}, width {self.width}")
 
     @property
-    def _module(self) -> _TwoLayer:
-        return _TwoLayer(self.width, self.n_out, self.init_scheme)
+    def layers(self) -> tuple[str, ...]:
+        hidden = ("hidden",) if self.depth == 1 else tuple(f"hidden{i}" for i in range(1, self.depth + 1))
+        return (*hidden, "readout")
+
+    @property
+    def _module(self) -> _Stack:
+        return _Stack(self.layers, self.width, self.n_out, self.init_scheme)
 
     def init(self, key: jax.Array) -> dict:
         return self._module.init(key, jnp.zeros((1, self.n_in)))["params"]
@@ -72,16 +120,66 @@ class MLP:
         """Logits, shape (B, n_out)."""
         return self._module.apply({"params": params}, x_BxD)
 
-    def hidden(self, params: dict, x_BxD: jax.Array) -> jax.Array:
-        """The features: post-ReLU activations, shape (B, p)."""
-        layer = params[FEATURES]
-        return jax.nn.relu(x_BxD @ layer["kernel"] + layer["bias"])
+    def preactivations(self, params: dict, x_BxD: jax.Array) -> tuple[jax.Array, ...]:
+        """Each hidden layer's pre-activations, shape (B, width) each."""
+        out, h = [], x_BxD
+        for name in self.layers[:-1]:
+            pre = h @ params[name]["kernel"] + params[name]["bias"]
+            out.append(pre)
+            h = jax.nn.relu(pre)
+        return tuple(out)
+
+    def options(self) -> dict:
+        return {"kind": self.kind, "depth": self.depth, "width": self.width, "n_in": self.n_in,
+                "n_out": self.n_out, "init": self.init_scheme}
+
+
+def make_model(kind: str, width: int, n_in: int, n_out: int, init: str = "torch", depth: int = 1) -> Model:
+    """A model of `kind` (one of MODEL_KINDS) from the sweep's options."""
+    if kind == "mlp":
+        return MLP(width, n_in, n_out, init, depth)
+    raise ValueError(f"unknown model {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+
+
+def model_from_options(options: dict) -> Model:
+    """The model `options()` describes (e.g. as a checkpoint recorded it)."""
+    o = dict(options)
+    return make_model(o.pop("kind"), o["width"], o["n_in"], o["n_out"], o.get("init", "torch"), o.get("depth", 1))
 
 
 def n_outputs(n_classes: int) -> int:
     return 1 if n_classes == 2 else n_classes
 
 
-def zero_readout(params: dict) -> dict:
+# -- what the rest of advjax asks of any model ------------------------------------------------
+
+def readout(model: Model) -> str:
+    return model.layers[-1]
+
+
+def feature_layers(model: Model) -> tuple[str, ...]:
+    return model.layers[:-1]
+
+
+def param_shapes(model: Model) -> dict:
+    """One seed's parameter shapes and dtypes, without computing anything."""
+    return jax.eval_shape(model.init, jax.random.PRNGKey(0))
+
+
+@functools.lru_cache(maxsize=256)
+def n_parameters(model: Model) -> int:
+    """Parameters of one seed (every layer, weights and biases)."""
+    return int(sum(np.prod(s.shape) for s in jax.tree.leaves(param_shapes(model))))
+
+
+@functools.lru_cache(maxsize=256)
+def activations_per_example(model: Model) -> int:
+    """ReLU units one example goes through: the floats of activations it adds."""
+    x = jax.ShapeDtypeStruct((1, model.n_in), jnp.float32)
+    pre = jax.eval_shape(model.preactivations, param_shapes(model), x)
+    return int(sum(np.prod(p.shape[1:]) for p in pre))
+
+
+def zero_readout(model: Model, params: dict) -> dict:
     """The start of Experiment 3: features kept, readout weights and bias set to 0."""
-    return {**params, READOUT: jax.tree.map(jnp.zeros_like, params[READOUT])}
+    return {**params, readout(model): jax.tree.map(jnp.zeros_like, params[readout(model)])}

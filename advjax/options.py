@@ -23,8 +23,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from .data import BUILTIN, NPZ_KEYS, SYNTHETIC
-from .experiments import EXPERIMENT_NUMBERS, EXPERIMENTS, PAPER_EXPERIMENTS, TEACHER_ONLY, intermediate_prefixes
-from .model import INIT_SCHEMES
+from .experiments import (
+    EXPERIMENT_NUMBERS,
+    EXPERIMENTS,
+    PAPER_EXPERIMENTS,
+    PER_LAYER,
+    TEACHER_ONLY,
+    experiment,
+    experiment_names,
+    layers_needed,
+    per_layer,
+)
+from .model import INIT_SCHEMES, MODEL_KINDS, make_model
 from .train import LOSS_REDUCTIONS, OPTIMIZERS
 
 INT32_MAX = 2**31 - 1  # step counters and step caps are int32 in the compiled program
@@ -142,14 +152,16 @@ def widths(v) -> tuple[int, ...]:
 
 
 def experiments(v) -> tuple[str, ...]:
+    """Names in the order given; 'all' stays ('all',) until the model's depth is known."""
     names = items([v] if isinstance(v, int) else v)
     if names == ["all"]:
-        return tuple(EXPERIMENTS)
+        return ("all",)
     out = tuple(EXPERIMENT_NUMBERS.get(n, n) for n in names)
     numbers = {name: n for n, name in EXPERIMENT_NUMBERS.items()}
     for given, name in zip(names, out):
-        if name not in EXPERIMENTS:
+        if name not in EXPERIMENTS and per_layer(name) is None:
             allowed = ", ".join(f"{numbers[e]} ({e})" if e in numbers else e for e in EXPERIMENTS)
+            allowed += ", " + ", ".join(f"{kind}_K (K a layer)" for kind in PER_LAYER)
             raise Invalid(f"an experiment: {allowed}, or all (unknown: {given!r})")
     if len(set(out)) != len(out):
         raise Invalid("a list without repeats (an experiment given by number and by name)")
@@ -236,8 +248,14 @@ def _npz(c) -> bool:
     return c.dataset.endswith(".npz")
 
 
-def _random_phase(c) -> bool:  # an experiment trains on random labels (Θ_adv)
-    return bool(intermediate_prefixes(c.experiments))
+def _random_phase(c) -> bool:
+    """Some experiment trains on random labels (makes Θ_adv)."""
+    model = make_model(c.model, 1, 1, 1, depth=c.depth)
+    names = experiment_names(len(model.layers), c.dataset == "teacher") if c.experiments == ("all",) else c.experiments
+    try:
+        return any(p.labels == "y_rand" for name in names for p in experiment(name, model))
+    except ValueError:  # an experiment the model cannot run: `check` says so
+        return True
 
 
 @dataclass(frozen=True)
@@ -272,7 +290,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("experiments", PAPER_EXPERIMENTS, experiments,
            "comma-separated: 1/baseline, 2/adversarial, 3/frozen (the paper's; default), norm_matched_layer, "
            "norm_matched_global, shrink_perturb, random_features, teacher_features, orthogonal_features "
-           "(--dataset teacher), or all", type=tuple[str, ...]),
+           "(--dataset teacher), per layer k: freeze_k (layers 1..k of Θ_adv frozen, k <= depth), reinit_k "
+           "(layer k of Θ_adv re-initialised, k <= depth+1), or all (every one that fits the dataset and model)",
+           type=tuple[str, ...]),
+    # The model.
+    Option("model", "mlp", choice(MODEL_KINDS), "the network: mlp (default; depth 1 is the paper's N_p)", type=str),
+    Option("depth", 1, integer(1, 64, "a number of hidden layers from 1 to 64"), "hidden ReLU layers of WIDTH "
+           "units each (default 1: N_p)", type=int),
     # Training.
     Option("max_steps", None, integer(), "step cap per phase (default 100000 on 2-D data, 20000 on MNIST)",
            type=int | None),
@@ -440,15 +464,11 @@ def from_dict(values: dict, source: str = "", strict: bool = True):
         clean[name] = parse_value(name, v)
     given = {k for k, v in clean.items() if v is not None}
     cfg = SweepConfig(**{k: v for k, v in clean.items() if v is not None})
-    if "experiments" in given and _is_all(values) and cfg.dataset != "teacher":
-        cfg = dataclasses.replace(cfg, experiments=tuple(e for e in cfg.experiments if e not in TEACHER_ONLY))
+    if cfg.experiments == ("all",):  # every experiment that fits the dataset and the model
+        n_layers = len(make_model(cfg.model, 1, 1, 1, depth=cfg.depth).layers)
+        cfg = dataclasses.replace(cfg, experiments=experiment_names(n_layers, teacher=cfg.dataset == "teacher"))
     check(cfg, given if strict else set())
     return cfg
-
-
-def _is_all(values: dict) -> bool:
-    v = values["experiments"]
-    return [str(p).strip() for p in (v if isinstance(v, (list, tuple)) else str(v).split(","))] == ["all"]
 
 
 def check(cfg, given: set[str]) -> None:
@@ -464,6 +484,15 @@ def check(cfg, given: set[str]) -> None:
     teacher_only = [e for e in cfg.experiments if e in TEACHER_ONLY]
     if teacher_only and cfg.dataset != "teacher":
         raise ConfigError("--experiments", f"{teacher_only[0]} needs the teacher's features: use --dataset teacher")
+    n_layers = len(make_model(cfg.model, 1, 1, 1, depth=cfg.depth).layers)
+    if teacher_only and n_layers != 2:
+        raise ConfigError("--experiments", f"{teacher_only[0]} needs one feature layer: use --depth 1")
+    for e in cfg.experiments:
+        if e != "all" and layers_needed(e) > n_layers:
+            kind = e.rpartition("_")[0]
+            top = n_layers - 1 if kind == "freeze" else n_layers
+            raise ConfigError("--experiments", f"{e} needs more layers than --depth {cfg.depth} gives; "
+                              f"{kind}_1 .. {kind}_{top} are allowed")
     if "orthogonal_features" in cfg.experiments and cfg.teacher_width >= cfg.input_dim:
         raise ConfigError("--teacher-width", f"{cfg.teacher_width} teacher units span all of R^{cfg.input_dim}: "
                           "orthogonal_features needs --teacher-width below --input-dim")
@@ -510,7 +539,14 @@ def load_toml(path: str) -> dict:
     for key, v in data.items():
         if isinstance(v, dict):
             raise ConfigError("--config", f"unknown table [{key}] in {path}; options go at the top or under [sweep]")
-    return {**data, **table}
+    values = {**data, **table}
+    spelled: dict[str, str] = {}
+    for key in values:
+        name = str(key).replace("-", "_")
+        if name in spelled:
+            raise ConfigError("--config", f"{name!r} is set twice in {path} (as {spelled[name]!r} and {key!r})")
+        spelled[name] = key
+    return values
 
 
 class _Parser(argparse.ArgumentParser):

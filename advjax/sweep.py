@@ -8,11 +8,9 @@ returns the rows of results.csv. The CLI is a thin layer over it.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import functools
-import io
 import json
 import os
 import platform
@@ -27,25 +25,28 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import __version__
-from .checkpoint import FORMAT_VERSION, CheckpointError, PhaseStore, WriteError
+from .checkpoint import FORMAT_VERSION, CheckpointError, PhaseStore, WriteError, final_path, save_final
 from .data import DataError, Dataset, make_dataset, random_labels
 from .devices import use_cpu_devices
 from .experiments import (
-    EXPERIMENTS,
     PAPER_EXPERIMENTS,
+    Optimizer,
+    Phase,
     TrainSettings,
     WidthRun,
+    experiment,
+    experiment_names,
     intermediate_prefixes,
     last_start,
     prefix_name,
     run_phases,
 )
-from .measures import COLUMNS as MEASURE_COLUMNS
-from .measures import GRID_COLUMNS, measure
-from .model import MLP, n_outputs
+from .measures import columns as measure_columns
+from .measures import measure
+from .model import Model, activations_per_example, make_model, n_outputs
+from .model import n_parameters as _n_parameters
 from .options import (
     BY_NAME,
-    FIELDS,
     ConfigError,
     SweepConfig,
     check,
@@ -57,14 +58,18 @@ from .options import (
     parse_bytes,
 )
 from .progress import Progress
+from .results import (
+    columns,
+    config_of,
+    parse_results,
+    read_manifest,
+    rows_to_csv,
+    write_atomic,
+    write_manifest,
+)
 from .rundir import RunLock, check_writable, entries, remove_stray_temporaries
 from .train import COMPILE_STATS, evaluate, init_params
 
-COLUMNS = (
-    "dataset", "width", "experiment", "seed", "train_acc", "test_acc", "train_loss",
-    "steps", "converged", "diverged", "phase1_steps", "phase1_converged", "phase1_train_acc",
-    *MEASURE_COLUMNS, *GRID_COLUMNS,
-)
 # Independent streams per seed: fixing one source of randomness never moves another.
 KEY_DATA, KEY_LABELS, KEY_INIT, KEY_BATCHES, KEY_FRESH = range(5)
 
@@ -99,40 +104,6 @@ def draw_seeds(cfg: SweepConfig, ds: Dataset, seeds: list[int]):
     return keys, split, y_train, y_rand, x_batched
 
 
-def _fmt(v) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, (bool, np.bool_)):
-        return "true" if v else "false"
-    if isinstance(v, (float, np.floating)):
-        return f"{float(v):.6g}"
-    return str(v)
-
-
-def write_atomic(path: str, text: str) -> None:
-    """Write-then-rename: a reader or a crash never sees a half-written file. A failed
-    write (disk full, I/O error) leaves the old file as it was: WriteError."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise WriteError(f"cannot write {path} ({e.strerror or type(e).__name__}); the last complete "
-                         "version is kept: free the space and add --resume") from None
-
-
-def rows_to_csv(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: _fmt(r.get(k)) for k in COLUMNS})
-    return buf.getvalue()
 
 
 def _versions() -> dict:
@@ -173,12 +144,12 @@ HOST_COPIES = 4
 DEVICE_COPIES = 4
 
 
-def bytes_per_seed(model: MLP, n_train: int, x_batched: bool, opt_copies: int = 0) -> int:
+def bytes_per_seed(model: Model, n_train: int, x_batched: bool, opt_copies: int = 0) -> int:
     """Device bytes one seed needs in flight: copies of its parameters (and of its
-    optimizer state, in and out of a chunk), its own data, and the hidden activations of
+    optimizer state, in and out of a chunk), its own data, and the ReLU activations of
     its training set."""
     return 4 * ((DEVICE_COPIES + 2 * opt_copies) * n_parameters(model) + (n_train * model.n_in if x_batched else 0)
-                + n_train * model.width)
+                + n_train * activations_per_example(model))
 
 
 def optimizer_copies(cfg: SweepConfig) -> int:
@@ -187,11 +158,12 @@ def optimizer_copies(cfg: SweepConfig) -> int:
     return max(2 if cfg.phase1_optimizer == "adam" else 0, 1 if cfg.momentum else 0)
 
 
-def n_parameters(model: MLP) -> int:
-    return model.n_in * model.width + model.width + model.width * model.n_out + model.n_out
+def n_parameters(model: Model) -> int:
+    """Parameters of one seed, from the model's own init (jax.eval_shape)."""
+    return _n_parameters(model)
 
 
-def seeds_in_flight(cfg: SweepConfig, model: MLP, ds: Dataset, x_batched: bool) -> int:
+def seeds_in_flight(cfg: SweepConfig, model: Model, ds: Dataset, x_batched: bool) -> int:
     """How many seeds one program trains at once: --max-seeds-in-flight, else as many as
     fit --memory-budget (default: half the free memory), at least one per device."""
     if cfg.max_seeds_in_flight:
@@ -220,7 +192,7 @@ def check_memory(cfg: SweepConfig, ds: Dataset, x_batched: bool) -> None:
     parameters, data and labels; one seed's evaluation and 2-D measures) or one seed's
     in-flight device memory cannot fit. ConfigError names the flag to change."""
     width = max(cfg.widths)
-    model = MLP(width, ds.n_features, n_outputs(ds.n_classes), cfg.init)
+    model = make_sweep_model(cfg, ds, width)
     n_params, n_out, d = n_parameters(model), model.n_out, ds.n_features
     data_copies = cfg.seeds if x_batched else 1
     have = host_memory_bytes()
@@ -259,11 +231,11 @@ def _gb(n: float) -> str:
     return f"{n / 2**30:.3g} GB" if n < 2**50 else f"{n / 2**50:.3g} PB"
 
 
-def evaluate_in_batches(model: MLP, params, split, y_train, x_batched: bool, batch: int):
+def evaluate_in_batches(model: Model, params, split, y_train, x_batched: bool, batch: int):
     """`evaluate` over seeds in batches, so the test logits of many wide seeds never
     sit in memory at once."""
     n = len(y_train)
-    step = max(1, min(batch, (2**27) // max(1, model.width * max(split.x_test.shape[-2], 1))))
+    step = max(1, min(batch, (2**27) // max(1, activations_per_example(model) * max(split.x_test.shape[-2], 1))))
     parts = []
     for a in range(0, n, step):
         sl = slice(a, min(a + step, n))
@@ -305,34 +277,6 @@ def load_data(cfg: SweepConfig) -> Dataset:
                         teacher_width=cfg.teacher_width, relabel=cfg.relabel)
 
 
-def read_results(path: str) -> list[dict]:
-    """results.csv back as typed rows (the inverse of rows_to_csv)."""
-    with open(path, newline="") as f:
-        return parse_results(f.read())
-
-
-def parse_results(text: str) -> list[dict]:
-    ints = ("width", "seed", "steps", "phase1_steps", "linear_regions")
-    floats = ("train_acc", "test_acc", "train_loss", "phase1_train_acc", *MEASURE_COLUMNS, "boundary_length")
-    rows = []
-    for raw in csv.DictReader(io.StringIO(text)):
-        row: dict = {}
-        for k in COLUMNS:
-            v = raw.get(k, "")
-            if v == "":
-                row[k] = None
-            elif k in ints:
-                row[k] = int(v)
-            elif k in floats:
-                row[k] = float(v)
-            elif v in ("true", "false"):
-                row[k] = v == "true"
-            else:
-                row[k] = v
-        rows.append(row)
-    return rows
-
-
 # -- the persistent compilation cache ------------------------------------------------------
 
 _CACHE_EVENTS = {"hits": 0, "requests": 0}
@@ -370,30 +314,50 @@ def enable_compile_cache(directory: str | None) -> None:
 
 # -- checkpoints -------------------------------------------------------------------------------
 
-def train_settings(cfg: SweepConfig) -> tuple[TrainSettings, TrainSettings]:
-    """The true-label phases' and the random-label phase's training settings."""
-    true = TrainSettings(lr=cfg.lr, max_steps=cfg.max_steps, batch_size=cfg.batch_size or None,
-                         loss_reduction=cfg.loss_reduction, chunk_steps=cfg.chunk_steps,
-                         momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    rand = TrainSettings(lr=cfg.phase1_lr, max_steps=cfg.phase1_max_steps, batch_size=cfg.batch_size or None,
-                         loss_reduction=cfg.loss_reduction, chunk_steps=cfg.chunk_steps,
-                         optimizer=cfg.phase1_optimizer)
-    return true, rand
+def make_sweep_model(cfg: SweepConfig, ds: Dataset, width: int) -> Model:
+    return make_model(cfg.model, width, ds.n_features, n_outputs(ds.n_classes), cfg.init, cfg.depth)
 
 
-def _phase_settings(cfg: SweepConfig, phase) -> dict:
-    s = train_settings(cfg)[phase.labels == "y_rand"]
-    return {"lr": s.lr, "max_steps": s.max_steps, "optimizer": s.optimizer, "momentum": s.momentum,
-            "weight_decay": s.weight_decay}
+def phase_optimizers(cfg: SweepConfig) -> tuple[Optimizer, Optimizer]:
+    """How phases on the true labels and phases on the random labels train: the
+    paper's SGD/GD (with --momentum, --weight-decay) and --phase1-optimizer, -lr,
+    -max-steps for the random labels."""
+    on_y = Optimizer("sgd", cfg.lr, cfg.max_steps, cfg.momentum, cfg.weight_decay)
+    on_y_rand = Optimizer(cfg.phase1_optimizer, cfg.phase1_lr, cfg.phase1_max_steps)
+    return on_y, on_y_rand
 
 
-def phase_fingerprint(cfg: SweepConfig, ds: Dataset, width: int, prefix, seeds: list[int]) -> dict:
-    """Everything that determines the outcome of a phase prefix for these seeds."""
+def sweep_experiments(cfg: SweepConfig, model: Model) -> dict[str, tuple[Phase, ...]]:
+    """Every experiment of the sweep as its phases for `model` ('all' expanded)."""
+    names = cfg.experiments
+    if names == ("all",):
+        names = experiment_names(len(model.layers), teacher=cfg.dataset == "teacher")
+    on_y, on_y_rand = phase_optimizers(cfg)
+    return {name: experiment(name, model, on_y, on_y_rand) for name in names}
+
+
+def shared_settings(cfg: SweepConfig) -> TrainSettings:
+    """What every phase shares (each phase carries its own optimizer, step size and cap)."""
+    return TrainSettings(lr=cfg.lr, max_steps=cfg.max_steps, batch_size=cfg.batch_size or None,
+                         loss_reduction=cfg.loss_reduction, chunk_steps=cfg.chunk_steps)
+
+
+def _phase_record(phase: Phase) -> dict:
+    """A phase as its fingerprint records it: labels, start, trainable layers, and its
+    optimizer's fields (optimizer, lr, max_steps, momentum, weight_decay) inline."""
+    record = {k: v for k, v in dataclasses.asdict(phase).items() if k != "optimizer"}
+    opt = dataclasses.asdict(phase.optimizer) if phase.optimizer else {}
+    return record | {("optimizer" if k == "name" else k): v for k, v in opt.items()}
+
+
+def phase_fingerprint(cfg: SweepConfig, ds: Dataset, model: Model, prefix, seeds: list[int]) -> dict:
+    """Everything that determines the outcome of a phase prefix for these seeds: the
+    model (its kind and every option), the data, the seeds and each phase (its labels,
+    start, trainable layers and optimizer)."""
     fp = {
         "format": FORMAT_VERSION, "dataset": "FILE.npz" if cfg.dataset.endswith(".npz") else cfg.dataset,
-        "n_train": ds.n_train,
-        "fix_data": bool(cfg.fix_data), "width": width, "init": cfg.init, "seeds": seeds,
-        "phases": [dataclasses.asdict(p) | _phase_settings(cfg, p) for p in prefix],
+        "n_train": ds.n_train, "fix_data": bool(cfg.fix_data), "model": model.options(), "seeds": seeds,
+        "phases": [_phase_record(p) for p in prefix],
         "batch_size": cfg.batch_size, "loss_reduction": cfg.loss_reduction,
     }
     if cfg.dataset == "circles":
@@ -416,11 +380,9 @@ def checkpoint_dir(out: str, width: int, prefix) -> str:
 def _resume_state(cfg: SweepConfig, ds: Dataset, out: str) -> tuple[list[dict], dict]:
     """Rows and per-width timings of the sweep already in `out`, after checking that it
     is the same sweep on the same data."""
-    path = os.path.join(out, "manifest.json")
     try:
-        with open(path) as f:
-            old = json.load(f)
-        old_cfg = from_dict({k: v for k, v in old["config"].items() if k in FIELDS}, strict=False).resolve()
+        old = read_manifest(out)
+        old_cfg = config_of(old)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise ConfigError("--resume", f"{out} has no readable manifest.json ({type(e).__name__}); "
                           "nothing to resume there") from None
@@ -434,10 +396,21 @@ def _resume_state(cfg: SweepConfig, ds: Dataset, out: str) -> tuple[list[dict], 
         raise ConfigError("--resume", f"{out} holds another sweep; it differs in {', '.join(diff)}")
     results = os.path.join(out, "results.csv")
     try:
-        rows = read_results(results) if os.path.exists(results) else []
-        if any(r["width"] not in cfg.widths or r["experiment"] not in cfg.experiments for r in rows):
-            raise ValueError("rows of other widths or experiments")
-    except (OSError, ValueError, KeyError, TypeError, csv.Error) as e:
+        rows = []
+        if os.path.exists(results):
+            expect = columns(measure_columns(make_sweep_model(cfg, ds, cfg.widths[0])))
+            with open(results, newline="") as f:
+                rows = parse_results(f.read(), expect=expect)
+        written = {int(w) for w, stats in (old.get("widths") or {}).items() if "run_seconds" in stats}
+        if written - {r["width"] for r in rows}:  # results.csv is written before the manifest, per width
+            raise ValueError(f"it lacks the rows of width {min(written - {r['width'] for r in rows})}, which "
+                             "manifest.json records as finished")
+        expected = {(e, s) for e in cfg.experiments for s in range(cfg.seed, cfg.seed + cfg.seeds)}
+        for width in {r["width"] for r in rows}:
+            found = [(r["experiment"], r["seed"]) for r in rows if r["width"] == width]
+            if width not in cfg.widths or len(found) != len(expected) or set(found) != expected:
+                raise ValueError(f"the rows of width {width} are not this sweep's")
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError, csv.Error) as e:
         raise ConfigError("--resume", f"{results} is damaged ({str(e).splitlines()[0][:80]}); move it away to "
                           "recompute its widths") from None
     widths = old.get("widths", {})
@@ -483,7 +456,9 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
                               "or add --resume to continue the sweep there")
         rows, width_stats = [], {}
     seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
-    keep = intermediate_prefixes(cfg.experiments)
+    # The experiments' phases; layer names do not depend on the width.
+    plans = sweep_experiments(cfg, make_sweep_model(cfg, ds, cfg.widths[0]))
+    keep = intermediate_prefixes(plans.values())
     if cfg.adv_from:
         check_adv_from(cfg, ds, seeds, keep, out, {r["width"] for r in rows})
     cache_dir = compile_cache_dir(cfg.compile_cache)
@@ -503,8 +478,8 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
                 raise ConfigError("--out", f"{out} was filled by another sweep meanwhile; choose a new directory")
             remove_stray_temporaries(out)
         keys, split, y_train, y_rand, x_batched = draw_seeds(cfg, ds, seeds)
-        rows = Rows(_sweep_widths(cfg, ds, out, writer, seeds, keys, split, y_train, y_rand, x_batched, keep, every,
-                                  progress, cache_dir, rows, width_stats))
+        rows = Rows(_sweep_widths(cfg, ds, out, writer, seeds, keys, split, y_train, y_rand, x_batched, plans, keep,
+                                  every, progress, cache_dir, rows, width_stats))
         rows.out = out
         if writer and cfg.figure:
             rows.figure = summary_figure(out)
@@ -543,14 +518,15 @@ def check_adv_from(cfg: SweepConfig, ds: Dataset, seeds: list[int], keep, out: s
         for prefix in keep:
             if PhaseStore(checkpoint_dir(out, width, prefix), {}).exists():
                 continue  # a resumed sweep that adopted it already
-            fp = phase_fingerprint(cfg, ds, width, prefix, seeds)
+            fp = phase_fingerprint(cfg, ds, make_sweep_model(cfg, ds, width), prefix, seeds)
             PhaseStore(checkpoint_dir(cfg.adv_from, width, prefix), fp, flag="--adv-from").verify()
 
 
-def _sweep_widths(cfg, ds, out, writer, seeds, keys, split, y_train, y_rand, x_batched, keep, every, progress,
-                  cache_dir, rows, width_stats) -> list[dict]:
+def _sweep_widths(cfg, ds, out, writer, seeds, keys, split, y_train, y_rand, x_batched, plans, keep, every,
+                  progress, cache_dir, rows, width_stats) -> list[dict]:
     """The sweep proper, once its inputs are checked and --out is locked: each width's
     experiments, rows and checkpoints."""
+    csv_columns = columns(measure_columns(make_sweep_model(cfg, ds, cfg.widths[0])))
     manifest = {
         "command": sys.argv if sys.argv and sys.argv[0].endswith("sweep.py") else None,
         "config": cfg.to_dict(),
@@ -567,19 +543,19 @@ def _sweep_widths(cfg, ds, out, writer, seeds, keys, split, y_train, y_rand, x_b
         "widths": width_stats,
     }
     if writer:
-        write_atomic(os.path.join(out, "manifest.json"), json.dumps(manifest, indent=2) + "\n")
+        write_manifest(out, manifest)
     finished = {r["width"] for r in rows}
 
     for width in cfg.widths:
         if width in finished:
             continue
-        model = MLP(width, ds.n_features, n_outputs(ds.n_classes), cfg.init)
+        model = make_sweep_model(cfg, ds, width)
         compile_before, hits_before = COMPILE_STATS.seconds, COMPILE_STATS.hits
         disk_before = dict(_CACHE_EVENTS)
         t0 = time.perf_counter()
 
-        def store(prefix, width=width):
-            fp = phase_fingerprint(cfg, ds, width, prefix, seeds)
+        def store(prefix, width=width, model=model):
+            fp = phase_fingerprint(cfg, ds, model, prefix, seeds)
             own = PhaseStore(checkpoint_dir(out, width, prefix), fp, every)
             if cfg.adv_from and prefix in keep:
                 if writer and not own.exists():
@@ -591,15 +567,18 @@ def _sweep_widths(cfg, ds, out, writer, seeds, keys, split, y_train, y_rand, x_b
         run = width_run(cfg, ds, model, keys, split, y_train, y_rand, x_batched, in_flight, store)
         run.progress = lambda label, cap, w=width: progress.phase(f"[{ds.name} p={w}] {label}", cap)
         width_stats[str(width)] = {"seeds_in_flight": in_flight}
-        for name in cfg.experiments:
-            outcomes = run_phases(EXPERIMENTS[name], run, name)
+        for name, phases in plans.items():
+            outcomes = run_phases(phases, run, name)
             final = outcomes[-1]
+            if cfg.keep_params and writer:  # every layer's final parameters, for figures
+                save_final(final_path(out, width, name), final.params, model.options(), seeds,
+                           split.x_train, y_train)
             m = evaluate_in_batches(model, final.params, split, y_train, x_batched, in_flight)
-            measured = (measure_in_batches(cfg, model, last_start(EXPERIMENTS[name], run), final.params, split,
+            measured = (measure_in_batches(cfg, model, last_start(phases, run), final.params, split,
                                            y_train, x_batched, in_flight) if cfg.measures else {})
             first = outcomes[0] if len(outcomes) > 1 else None
             if first is not None:  # how far phase 1 got in fitting its (random) labels
-                p1 = evaluate_in_batches(model, first.params, split, run.labels[EXPERIMENTS[name][0].labels],
+                p1 = evaluate_in_batches(model, first.params, split, run.labels[phases[0].labels],
                                          x_batched, in_flight)
             for prefix in [p for p in run.memo if p not in keep]:
                 del run.memo[prefix]  # only Θ_adv is needed again: bounded host memory
@@ -630,21 +609,20 @@ def _sweep_widths(cfg, ds, out, writer, seeds, keys, split, y_train, y_rand, x_b
         if not writer:
             continue
         # Each finished width is on disk before the next starts.
-        write_atomic(os.path.join(out, "results.csv"), rows_to_csv(rows))
-        write_atomic(os.path.join(out, "manifest.json"), json.dumps(manifest, indent=2) + "\n")
+        write_atomic(os.path.join(out, "results.csv"), rows_to_csv(rows, csv_columns))
+        write_manifest(out, manifest)
         if not cfg.keep_params:  # final params are summarized in the rows; Θ_adv stays
-            for name in cfg.experiments:
-                for i in range(len(EXPERIMENTS[name])):
-                    if EXPERIMENTS[name][: i + 1] not in keep:
-                        shutil.rmtree(checkpoint_dir(out, width, EXPERIMENTS[name][: i + 1]), ignore_errors=True)
-    return parse_results(rows_to_csv(rows))  # exactly what results.csv holds
+            for phases in plans.values():
+                for i in range(len(phases)):
+                    if phases[: i + 1] not in keep:
+                        shutil.rmtree(checkpoint_dir(out, width, phases[: i + 1]), ignore_errors=True)
+    return parse_results(rows_to_csv(rows, csv_columns))  # exactly what results.csv holds
 
 
-def width_run(cfg: SweepConfig, ds: Dataset, model: MLP, keys: SeedKeys, split, y_train, y_rand, x_batched: bool,
+def width_run(cfg: SweepConfig, ds: Dataset, model: Model, keys: SeedKeys, split, y_train, y_rand, x_batched: bool,
               in_flight: int, store) -> WidthRun:
     """The phases' shared inputs for one width; θ0 and the others are made when a phase
     needs them, in batches of `in_flight` seeds."""
-    settings, random_settings = train_settings(cfg)
     n = len(keys.data)
     teacher = None
     if ds.teacher is not None:
@@ -659,8 +637,7 @@ def width_run(cfg: SweepConfig, ds: Dataset, model: MLP, keys: SeedKeys, split, 
         labels={"y": y_train, "y_rand": y_rand},
         batch_keys=keys.batches,
         x_batched=x_batched,
-        settings=dataclasses.replace(settings, max_in_flight=in_flight),
-        random_settings=dataclasses.replace(random_settings, max_in_flight=in_flight),
+        settings=dataclasses.replace(shared_settings(cfg), max_in_flight=in_flight),
         store=store,
         fresh=functools.partial(init_params, model, keys.fresh, in_flight),
         teacher=teacher,
@@ -669,7 +646,7 @@ def width_run(cfg: SweepConfig, ds: Dataset, model: MLP, keys: SeedKeys, split, 
     )
 
 
-def measure_in_batches(cfg: SweepConfig, model: MLP, start, final, split, y_train, x_batched: bool,
+def measure_in_batches(cfg: SweepConfig, model: Model, start, final, split, y_train, x_batched: bool,
                        batch: int) -> dict:
     """`measures.measure` of every seed, `batch` seeds at a time."""
     n = len(y_train)
@@ -681,33 +658,6 @@ def measure_in_batches(cfg: SweepConfig, model: MLP, start, final, split, y_trai
                              cut(y_train), x_batched=x_batched, loss_reduction=cfg.loss_reduction,
                              hessian_iters=cfg.hessian_iters, grid=cfg.grid))
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-
-def final_params(out: str, width: int, experiment: str):
-    """The final parameters of one experiment of a finished sweep (run with
-    --keep-params), restored from its checkpoints without training.
-
-    Returns (params seed-batched, x_train, y_train (seed-batched), seeds).
-    FileNotFoundError if a phase's checkpoint is not there.
-    """
-    with open(os.path.join(out, "manifest.json")) as f:
-        manifest = json.load(f)
-    cfg = from_dict({k: v for k, v in manifest["config"].items() if k in FIELDS}, strict=False).resolve()
-    ds = load_data(cfg)
-    seeds = manifest["seeds"]
-    keys, split, y_train, y_rand, x_batched = draw_seeds(cfg, ds, seeds)
-    x_train = split.x_train if x_batched else jnp.broadcast_to(split.x_train, (len(seeds), *split.x_train.shape))
-
-    def store(prefix):
-        s = PhaseStore(checkpoint_dir(out, width, prefix), phase_fingerprint(cfg, ds, width, prefix, seeds))
-        if not s.exists():
-            raise FileNotFoundError(f"{s.directory}: no checkpoint (was the sweep run with --keep-params?)")
-        return s
-
-    model = MLP(width, ds.n_features, n_outputs(ds.n_classes), cfg.init)
-    run = width_run(cfg, ds, model, keys, split, y_train, y_rand, x_batched, len(seeds), store)
-    final = run_phases(EXPERIMENTS[experiment], run)[-1]
-    return jax.tree.map(np.asarray, final.params), np.asarray(x_train), np.asarray(y_train), seeds
 
 
 def summary_rows(rows: list[dict]) -> list[dict]:

@@ -32,7 +32,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from .model import MLP
+from .model import Model, activations_per_example, n_parameters
 
 LOSS_REDUCTIONS = ("mean", "sum")
 OPTIMIZERS = ("sgd", "adam")
@@ -46,8 +46,8 @@ class PhaseSpec:
     cap) are traced arguments of `train` instead.
     """
 
-    model: MLP
-    trainable: tuple[str, ...]  # layers updated; all others are frozen bit-for-bit
+    model: Model
+    trainable: tuple[str, ...]  # layers updated (names from model.layers); all others are frozen bit-for-bit
     batch_size: int | None = None  # None: full-batch gradient descent
     loss_reduction: str = "mean"
     chunk_steps: int = 100_000  # most steps in one call; calls adapt to ~CHUNK_SECONDS each
@@ -249,13 +249,19 @@ SEED_AXIS = "seeds"
 CHUNK_SECONDS = 1.0
 
 
-def init_params(model: MLP, keys: jax.Array, batch: int) -> dict:
+@functools.lru_cache(maxsize=64)
+def _batched_init(model: Model):
+    """One compiled vmapped init per model (a new jit of a new vmap would compile anew)."""
+    return jax.jit(jax.vmap(model.init))
+
+
+def init_params(model: Model, keys: jax.Array, batch: int) -> dict:
     """Every seed's initial parameters as host arrays, made `batch` seeds at a time so
     that the device never holds the init's intermediates for all seeds at once."""
     keys = np.asarray(keys)
     shapes = jax.eval_shape(jax.vmap(model.init), keys)
     out = jax.tree.map(lambda s: np.empty(s.shape, s.dtype), shapes)
-    init = jax.jit(jax.vmap(model.init))
+    init = _batched_init(model)
     for a in range(0, len(keys), batch):
         for whole, part in zip(jax.tree.leaves(out), jax.tree.leaves(init(keys[a: a + batch]))):
             whole[a: a + len(part)] = np.asarray(part)
@@ -312,8 +318,9 @@ def _set_rows(tree, sl: slice, part):
 
 def seed_groups(spec: PhaseSpec, n: int, n_local: int) -> tuple[int, int]:
     """(groups, seeds per group) for a device holding n_local seeds: groups as large as
-    fit spec.group_elements activations and first-layer weights (n·p + d·p per seed)."""
-    per_seed = spec.model.width * (n + spec.model.n_in)
+    fit spec.group_elements floats of a seed's activations on its n training points and
+    its parameters (sizes from the model, by jax.eval_shape)."""
+    per_seed = n * activations_per_example(spec.model) + n_parameters(spec.model)
     biggest = max(1, spec.group_elements // per_seed)
     n_groups = -(-n_local // biggest)
     return n_groups, -(-n_local // n_groups)
@@ -454,7 +461,7 @@ class Metrics(NamedTuple):
     test_acc: jax.Array
 
 
-def _evaluate_one(model: MLP, params, x_tr, y_tr, x_te, y_te) -> Metrics:
+def _evaluate_one(model: Model, params, x_tr, y_tr, x_te, y_te) -> Metrics:
     logits_tr = model.apply(params, x_tr)
     return Metrics(
         train_acc=jnp.mean(predictions(logits_tr) == y_tr),
@@ -470,7 +477,7 @@ def _evaluate(static, params, x_tr, y_tr, x_te, y_te):
     return jax.vmap(fn, in_axes=(0, a, 0, b, b))(params, x_tr, y_tr, x_te, y_te)
 
 
-def evaluate(model: MLP, params, x_tr, y_tr, x_te, y_te, train_batched: bool, test_batched: bool):
+def evaluate(model: Model, params, x_tr, y_tr, x_te, y_te, train_batched: bool, test_batched: bool):
     """Train accuracy and mean loss on (x_tr, y_tr), test accuracy, per seed (numpy).
 
     y_tr carries the seed axis; x_tr does when train_batched; (x_te, y_te) when test_batched.

@@ -18,8 +18,9 @@ and asserts:
     CASE_SECONDS alarm and an address-space limit of MEMORY_HEADROOM above the process's
     current size, so an input that would train for long or allocate gigabytes fails the
     case (MemoryError / RESOURCE_EXHAUSTED / CaseTimedOut) instead of the machine. The
-    few inputs that only a memory model can refuse (`heavy`) run main in a forked child:
-    XLA aborts the whole process when an allocation passes the limit.
+    few inputs that only a memory model can refuse (`heavy`) run main in a child process
+    under an address-space limit: XLA aborts the whole process when an allocation
+    passes it.
 
 Groups (the id prefix):
 
@@ -81,15 +82,12 @@ Where the flag to name is a judgment call, the comment on the case says so.
 from __future__ import annotations
 
 import contextlib
-import faulthandler
 import gzip
 import hashlib
-import io
 import json
 import os
 import re
 import resource
-import select
 import shutil
 import signal
 import socket
@@ -489,7 +487,7 @@ class Case:
     forbid: tuple[str, ...] = ()  # what it must not say
     tiny: bool = True  # prepend TINY (False for --config cases: flags would override the file)
     skip_as_root: bool = False  # permission tricks do not bind root
-    heavy: bool = False  # answered by gigabytes if not refused: run in a forked child (see call_main_forked)
+    heavy: bool = False  # answered by gigabytes if not refused: run in a child process (call_main_isolated)
 
 
 def C(id, argv, expect, forbid=(), tiny=True, skip_as_root=False, heavy=False) -> Case:
@@ -864,49 +862,23 @@ def npz_run(tmp_path_factory) -> tuple[Path, Path]:
 
 # -- the tests ------------------------------------------------------------------------------------
 
-def call_main_forked(argv: list[str]) -> tuple[int | None, str | None, str]:
-    """main(argv) in a forked child (for inputs that the old code answers by allocating
-    gigabytes, where XLA can abort the whole process under the address-space guard):
-    (exit code, the escaped exception or crash described, stderr)."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: run, report on the pipe, never return into pytest
-        try:
-            os.close(r)
-            faulthandler.disable()
-            sys.stdout, sys.stderr = io.StringIO(), io.StringIO()
-            try:
-                rc, exc = call_main(argv)
-                payload = {"rc": rc, "exc": describe_exception(exc) if exc else None, "err": sys.stderr.getvalue()}
-            except BaseException as e:  # noqa: BLE001
-                payload = {"rc": None, "exc": f"(in the test's child) {describe_exception(e)}", "err": ""}
-            with os.fdopen(w, "w") as f:
-                json.dump(payload, f)
-        finally:
-            os._exit(0)
-    os.close(w)
-    chunks, deadline = [], time.monotonic() + CASE_SECONDS + 5
-    with os.fdopen(r, "rb", buffering=0) as f:
-        while time.monotonic() < deadline:
-            if select.select([f], [], [], 0.2)[0]:
-                data = f.read(1 << 16)
-                if not data:
-                    break
-                chunks.append(data)
-    done, status = os.waitpid(pid, os.WNOHANG)
-    while not done and time.monotonic() < deadline:
-        time.sleep(0.01)
-        done, status = os.waitpid(pid, os.WNOHANG)
-    if not done:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        return None, f"CaseTimedOut: still running after {CASE_SECONDS + 5} s (in a forked child)", ""
-    if os.WIFSIGNALED(status):
-        name = signal.Signals(os.WTERMSIG(status)).name
-        return None, (f"crashed with {name} (XLA aborts when an allocation passes the "
-                      f"{MEMORY_HEADROOM // 2**30} GiB guard: the input was not refused before allocating)"), ""
-    payload = json.loads(b"".join(chunks) or b"{}")
-    return payload.get("rc"), payload.get("exc"), payload.get("err", "")
+def call_main_isolated(argv: list[str]) -> tuple[int | None, str | None, str]:
+    """main(argv) in a fresh Python process under an address-space limit (for inputs that
+    the old code answered by allocating gigabytes): (exit code, the crash described,
+    stderr). A fresh process, not a fork: JAX's threads do not survive a fork."""
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_HEADROOM * 2, MEMORY_HEADROOM * 2))
+
+    code = "import sys; from advjax.sweep import main; sys.exit(main(sys.argv[1:]))"
+    try:
+        p = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, preexec_fn=limit,
+                           timeout=CASE_SECONDS + 5)
+    except subprocess.TimeoutExpired:
+        return None, f"CaseTimedOut: still running after {CASE_SECONDS + 5} s (in a child process)", ""
+    if p.returncode < 0:
+        return None, (f"crashed with {signal.Signals(-p.returncode).name} (the input was not refused before "
+                      "allocating)"), p.stderr
+    return p.returncode, None, p.stderr
 
 
 def check_refusal(argv: list[str], expect, forbid, capsys, fork: bool = False) -> list[str]:
@@ -915,7 +887,7 @@ def check_refusal(argv: list[str], expect, forbid, capsys, fork: bool = False) -
     before = snapshot(out)
     capsys.readouterr()  # drop what the fixtures printed
     if fork:
-        rc, exc, err = call_main_forked(argv)
+        rc, exc, err = call_main_isolated(argv)
     else:
         rc, raised = call_main(argv)
         exc = describe_exception(raised) if raised is not None else None
@@ -946,7 +918,6 @@ def check_refusal(argv: list[str], expect, forbid, capsys, fork: bool = False) -
     return problems
 
 
-@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # heavy cases fork; JAX warns about its threads
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_one_line_exit_2_and_out_is_reusable(case: Case, tmp_path, capsys, request):
     if case.skip_as_root and os.geteuid() == 0:
@@ -1058,8 +1029,8 @@ def test_second_process_on_the_same_out_is_refused_naming_pid_and_host(tmp_path,
 def test_the_builders_inputs_are_valid_when_undamaged(tmp_path, adv_run):
     """Each case is bad in one way only: the undamaged npz, IDX directory, config file and
     checkpoint that the builders start from are accepted."""
-    from advjax.config import from_dict, load_toml
     from advjax.data import make_dataset
+    from advjax.options import from_dict, load_toml
 
     ctx = Ctx(tmp_path, None)
     ds = make_dataset(ctx.npz(), n_test=50)
@@ -1073,4 +1044,4 @@ def test_the_builders_inputs_are_valid_when_undamaged(tmp_path, adv_run):
     from advjax.checkpoint import PhaseStore
 
     meta = PhaseStore(str(adv_run / "checkpoints" / "p4" / "theta_adv"), {}).read_meta()
-    assert meta["complete"] and meta["fingerprint"]["width"] == 4
+    assert meta["complete"] and meta["fingerprint"]["model"]["width"] == 4

@@ -44,7 +44,7 @@ def test_adv_from_gives_the_combined_runs_frozen_results(tmp_path):
     assert len(combined) == 6
     assert frozen_rows(tmp_path / "tomorrow" / "results.csv") == combined
     meta = json.loads(open(tmp_path / "tomorrow/checkpoints/p7/theta_adv/0/meta/metadata").read())
-    assert meta["complete"] and meta["fingerprint"]["width"] == 7 and meta["fingerprint"]["seeds"] == [0, 1, 2]
+    assert meta["complete"] and meta["fingerprint"]["model"]["width"] == 7 and meta["fingerprint"]["seeds"] == [0, 1, 2]
 
 
 def test_adam_theta_adv_is_reused_and_its_settings_are_checked(tmp_path, capsys):

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 
 from advjax.data import gaussians_points, random_labels
-from advjax.experiments import EXPERIMENTS, START_TRANSFORMS, TrainSettings, WidthRun, run_phases
+from advjax.experiments import START_TRANSFORMS, TrainSettings, WidthRun, experiment, run_phases
 from advjax.model import MLP
 
 
@@ -31,16 +31,16 @@ def bits(tree):
 
 def test_phase_one_is_computed_once_and_shared():
     run = _run()
-    adv = run_phases(EXPERIMENTS["adversarial"], run)
-    frozen = run_phases(EXPERIMENTS["frozen"], run)
+    adv = run_phases(experiment("adversarial", run.model), run)
+    frozen = run_phases(experiment("frozen", run.model), run)
     assert adv[0] is frozen[0]  # the same Θ_adv object, not a recomputation
     assert len(run.memo) == 3  # Θ_adv, adversarial phase 2, frozen phase 2
 
 
 def test_frozen_keeps_first_layer_bit_for_bit_and_starts_from_zero_readout():
     run = _run()
-    theta_adv = run_phases(EXPERIMENTS["adversarial"][:1], run)[0].params
-    frozen = run_phases(EXPERIMENTS["frozen"], run)[-1]
+    theta_adv = run_phases(experiment("adversarial", run.model)[:1], run)[0].params
+    frozen = run_phases(experiment("frozen", run.model), run)[-1]
     assert bits(frozen.params["hidden"]) == bits(theta_adv["hidden"])
     assert (frozen.steps > 0).all() and frozen.converged.all()
     start = START_TRANSFORMS["zero_readout"](theta_adv, run)
@@ -48,17 +48,17 @@ def test_frozen_keeps_first_layer_bit_for_bit_and_starts_from_zero_readout():
     assert bits(start["hidden"]) == bits(theta_adv["hidden"])
     # With a cap of 0 steps, phase 2 returns its start: the zeroed readout.
     capped = _run(max_steps=0)
-    capped.memo[EXPERIMENTS["frozen"][:1]] = run.memo[EXPERIMENTS["frozen"][:1]]
-    out = run_phases(EXPERIMENTS["frozen"], capped)[-1]
+    capped.memo[experiment("frozen", run.model)[:1]] = run.memo[experiment("frozen", run.model)[:1]]
+    out = run_phases(experiment("frozen", run.model), capped)[-1]
     assert (out.steps == 0).all()
     assert all(not np.any(np.asarray(a)) for a in jax.tree.leaves(out.params["readout"]))
 
 
 def test_adversarial_phase_two_starts_from_theta_adv():
     run = _run()
-    theta_adv, final = run_phases(EXPERIMENTS["adversarial"], run)
+    theta_adv, final = run_phases(experiment("adversarial", run.model), run)
     capped = _run(max_steps=0)
-    capped.memo[EXPERIMENTS["adversarial"][:1]] = theta_adv
-    start = run_phases(EXPERIMENTS["adversarial"], capped)[-1]
+    capped.memo[experiment("adversarial", run.model)[:1]] = theta_adv
+    start = run_phases(experiment("adversarial", run.model), capped)[-1]
     assert bits(start.params) == bits(theta_adv.params)
     assert final.converged.all()

@@ -9,7 +9,7 @@ from test_experiments import _run, bits
 
 from advjax import run_sweep
 from advjax.data import teacher_student
-from advjax.experiments import EXPERIMENTS, START_TRANSFORMS, TrainSettings, WidthRun, run_phases
+from advjax.experiments import START_TRANSFORMS, TrainSettings, WidthRun, experiment, experiment_names, run_phases
 from advjax.measures import COLUMNS, GRID_COLUMNS
 from advjax.model import MLP
 from advjax.sweep import main
@@ -26,7 +26,7 @@ def _seed(tree, i):
 
 def test_norm_matched_starts_have_theta_adv_norms_exactly():
     run = _run()
-    theta_adv = run_phases(EXPERIMENTS["adversarial"][:1], run)[0].params
+    theta_adv = run_phases(experiment("adversarial", run.model)[:1], run)[0].params
     per_layer = START_TRANSFORMS["norm_layer"](theta_adv, run)
     whole = START_TRANSFORMS["norm_global"](theta_adv, run)
     for i in range(3):
@@ -45,7 +45,7 @@ def test_shrink_perturb_endpoints_are_adversarial_and_a_fresh_init():
     run = _run()
     fresh = jax.vmap(run.model.init)(jax.random.split(jax.random.PRNGKey(9), 3))
     run.fresh = lambda: fresh
-    theta_adv = run_phases(EXPERIMENTS["adversarial"][:1], run)[0].params
+    theta_adv = run_phases(experiment("adversarial", run.model)[:1], run)[0].params
     run.shrink, run.perturb = 1.0, 0.0
     assert bits(START_TRANSFORMS["shrink_perturb"](theta_adv, run)) == bits(theta_adv)
     run.shrink, run.perturb = 0.0, 1.0
@@ -108,11 +108,11 @@ def test_every_experiment_runs_from_the_cli_and_fills_its_columns(tmp_path, data
             "--experiments", experiments, "--hessian-iters", "8", "--grid", "32", "--quiet", "--out", str(out)]
     assert main(args) == 0
     capsys.readouterr()
-    from advjax.sweep import read_results
+    from advjax.results import read_results
 
     rows = read_results(str(out / "results.csv"))
     names = {r["experiment"] for r in rows}
-    expected = set(EXPERIMENTS) - {"teacher_features", "orthogonal_features"} if experiments == "all" else \
+    expected = set(experiment_names(2)) if experiments == "all" else \
         set(experiments.split(","))
     assert names == expected
     filled = COLUMNS + (GRID_COLUMNS if dataset == "gaussians" else ())
@@ -143,6 +143,8 @@ def test_all_in_a_config_file_means_every_experiment_the_dataset_allows(tmp_path
     f = tmp_path / "all.toml"
     f.write_text('dataset = "gaussians"\nexperiments = ["all"]\n')
     cfg = from_dict(load_toml(str(f)))
-    assert set(cfg.experiments) == set(EXPERIMENTS) - {"teacher_features", "orthogonal_features"}
+    assert set(cfg.experiments) == set(experiment_names(2))
+    assert {"freeze_1", "reinit_1", "reinit_2"} <= set(cfg.experiments)  # N_p's two layers
     f.write_text('dataset = "teacher"\nexperiments = "all"\n')
-    assert set(from_dict(load_toml(str(f))).experiments) == set(EXPERIMENTS)
+    assert set(from_dict(load_toml(str(f))).experiments) == set(experiment_names(2, teacher=True))
+    assert {"teacher_features", "orthogonal_features"} <= set(experiment_names(2, teacher=True))
