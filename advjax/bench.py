@@ -7,7 +7,8 @@ the training error checked on the whole training set after it), side by side in 
 run, at widths 10, 100, 1000, on two workloads:
 
 - 2d: n = 100 points in 2-D, one logit, logistic loss, full-batch GD (step 0.01);
-- mnist: n = 128 digits of 784 pixels, 10 logits, cross-entropy, SGD batch 32 (step 0.1).
+- mnist: n = 128 digits of 784 pixels, 10 logits, cross-entropy, SGD batch 32 (step 0.1);
+- mnist-deep3: the same on an MLP of 3 hidden layers (run at width 1000 only).
 
 Both train on random labels (phase 1 of the paper) and are capped below the step at
 which any seed fits them, so every implementation does the same number of updates.
@@ -19,8 +20,10 @@ which any seed fits them, so every implementation does the same number of update
 - (d) jax per-seed: a jitted step function called from a Python loop, one seed at a time.
 
 The machine: peak float32 matmul FLOP/s and copy bandwidth, measured in the same run.
-Useful FLOPs per seed-step are counted from the shapes (matmuls only): full batch
-4n(dp + pk) + 2npk; minibatch B: 4B(dp + pk) + 2Bpk plus the error check's forward 2n(dp + pk).
+Useful FLOPs per seed-step are counted from the shapes (matmuls only). With M the sum of
+fan_in x fan_out over the layers (dp + pk at depth 1): full batch 4nM + 2n(M - dp) (forward,
+weight gradients, and the gradients of every layer's input but the data's); minibatch B:
+4BM + 2B(M - dp) plus the error check's forward 2nM.
 """
 
 from __future__ import annotations
@@ -42,14 +45,23 @@ WORKLOADS = {
     # name: (d, n, n_out, batch_size or None, lr)
     "2d": (2, 100, 1, None, 0.01),
     "mnist": (784, 128, 10, 32, 0.1),
+    "mnist-deep3": (784, 128, 10, 32, 0.1),
 }
+DEPTH = {"mnist-deep3": 3}  # hidden layers of the workload's MLP (default 1: N_p)
+WIDE_ONLY = ("mnist-deep3",)  # run at widths >= 1000 only
 
 
-def useful_flops(d: int, n: int, p: int, k: int, batch: int | None) -> float:
+def layer_sizes(d: int, p: int, k: int, depth: int = 1) -> int:
+    """M: the sum of fan_in x fan_out over an MLP's layers."""
+    return d * p + (depth - 1) * p * p + p * k
+
+
+def useful_flops(d: int, n: int, p: int, k: int, batch: int | None, depth: int = 1) -> float:
     """Matmul FLOPs of one seed-step (forward, weight and hidden gradients, error check)."""
+    m = layer_sizes(d, p, k, depth)
     if batch is None:
-        return 4 * n * (d * p + p * k) + 2 * n * p * k
-    return 4 * batch * (d * p + p * k) + 2 * batch * p * k + 2 * n * (d * p + p * k)
+        return 4 * n * m + 2 * n * (m - d * p)
+    return 4 * batch * m + 2 * batch * (m - d * p) + 2 * n * m
 
 
 # -- the data and initial parameters every implementation shares --------------------------------
@@ -67,7 +79,7 @@ def workload_data(name: str, n_seeds: int, width: int):
     else:
         x = np.asarray(make_dataset("mnist").draw(jax.random.PRNGKey(0)).x_train)
     y = np.asarray(jax.vmap(lambda kk: random_labels(kk, n, max(k, 2)))(keys))
-    model = MLP(width, d, k)
+    model = MLP(width, d, k, depth=DEPTH.get(name, 1))
     theta0 = jax.tree.map(np.asarray, jax.vmap(model.init)(keys))
     return model, x, y, theta0, np.asarray(jax.random.split(jax.random.PRNGKey(2), n_seeds))
 
@@ -344,7 +356,11 @@ def plan(quick: bool, widths) -> list[dict]:
     for name in WORKLOADS:
         for p in widths:
             big = p >= 1000
-            if name == "2d":
+            if name in WIDE_ONLY and not big:
+                continue
+            if name in DEPTH:  # ~3.5x the FLOPs of N_p per seed-step at p = 1000
+                cfg = {"advjax": (16, 20), "torch_func": (16, 10), "torch_loop": (2, 40), "jax_per_seed": (2, 40)}
+            elif name == "2d":
                 base = 1000 if big else 3000
                 cfg = {"advjax": (64, base), "torch_func": (64, base // 10), "torch_loop": (2, base // 3),
                        "jax_per_seed": (2, base // 3)}
@@ -360,14 +376,14 @@ def plan(quick: bool, widths) -> list[dict]:
 
 
 def table(results: list[dict], peaks: dict) -> str:
-    lines = [f"{'workload':<8} {'width':>5}  {'advjax':>10} {'torch loop':>10} {'torch.func':>10} "
+    lines = [f"{'workload':<11} {'width':>5}  {'advjax':>10} {'torch loop':>10} {'torch.func':>10} "
              f"{'jax/seed':>10}  {'vs loop':>8} {'vs func':>8}  {'GFLOP/s':>8} {'% peak':>7} {'compile s':>9}"]
     keyed = {(r["workload"], r["width"], r["impl"]): r for r in results}
     for (name, p) in dict.fromkeys((r["workload"], r["width"]) for r in results):
         rate = {impl: keyed[(name, p, impl)]["seed_steps_per_s"] for impl in IMPLS if (name, p, impl) in keyed}
         a = keyed[(name, p, "advjax")]
         lines.append(
-            f"{name:<8} {p:>5}  " + " ".join(f"{rate.get(i, float('nan')):>10,.0f}" for i in IMPLS)
+            f"{name:<11} {p:>5}  " + " ".join(f"{rate.get(i, float('nan')):>10,.0f}" for i in IMPLS)
             + f"  {rate['advjax'] / rate['torch_loop']:>7.0f}x {rate['advjax'] / rate['torch_func']:>7.1f}x"
             + f"  {a['useful_flops_per_s'] / 1e9:>8.1f} {100 * a['useful_flops_per_s'] / peaks['peak_flops']:>6.1f}%"
             + f" {a['compile_seconds']:>9.2f}")
@@ -414,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         d, n, k, batch, _ = WORKLOADS[job["workload"]]
         r.update(job)
         r["seed_steps_per_s"] = r["seed_steps"] / r["seconds"]
-        r["useful_flops_per_seed_step"] = useful_flops(d, n, job["width"], k, batch)
+        r["useful_flops_per_seed_step"] = useful_flops(d, n, job["width"], k, batch, DEPTH.get(job["workload"], 1))
         r["useful_flops_per_s"] = r["seed_steps_per_s"] * r["useful_flops_per_seed_step"]
         results.append(r)
         print(f"  {job['workload']:<6} p={job['width']:<5} {job['impl']:<13} {r['seed_steps_per_s']:>12,.0f} "

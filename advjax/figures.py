@@ -346,6 +346,68 @@ def draw_summary(run: Run, path: str) -> str:
     return _finish(plt, fig, axes, f"{run.label}, {n_seeds} seeds", path, dpi=SUMMARY_DPI)
 
 
+def depth_figure(runs: list[Run], path: str) -> str | None:
+    """Runs of one dataset at several depths (issue 12's science): per width, (a) test
+    accuracy vs depth of the paper's three experiments, mean ± 1 std; (b) and (c) what
+    re-initialising layer k, or freezing layers 1..k, of Θ_adv changes against the
+    adversarial run (paired mean difference of test accuracy over seeds, ± its 95%
+    confidence interval), one line per depth."""
+    from scipy import stats
+
+    by_depth = {r.config.get("depth", 1): r for r in runs}
+    if len(by_depth) < 2 or len({r.dataset for r in runs}) > 1:
+        return None
+    widths = sorted(set.intersection(*({q["width"] for q in r.rows} for r in by_depth.values())))
+    plt = _plt()
+    fig, axes = plt.subplots(len(widths), 3, figsize=(14, 3.9 * len(widths)), squeeze=False)
+    depths = sorted(by_depth)
+    for row, width in zip(axes, widths):
+        for exp in PAPER:
+            mids, errs, ds = [], [], []
+            for d in depths:
+                acc = [q["test_acc"] for q in by_depth[d].rows if q["width"] == width and q["experiment"] == exp]
+                if acc:
+                    ds.append(d)
+                    mids.append(np.mean(acc))
+                    errs.append(np.std(acc))
+            row[0].errorbar(ds, mids, yerr=errs, color=color(exp), label=label(exp), marker="o", capsize=3)
+        row[0].set_xticks(depths)
+        row[0].set_xlabel("depth (hidden layers)")
+        row[0].set_ylabel("test accuracy")
+        row[0].set_title(f"(a) p = {width}: test accuracy vs depth", fontsize=10)
+        for ax, kind, what in ((row[1], "reinit", "layer k re-initialised"), (row[2], "freeze", "layers 1..k frozen")):
+            for d in depths:
+                rows = [q for q in by_depth[d].rows if q["width"] == width]
+                adv = {q["seed"]: q["test_acc"] for q in rows if q["experiment"] == "adversarial"}
+                ks, mids, half = [], [], []
+                for k in range(1, d + 2):
+                    mine = {q["seed"]: q["test_acc"] for q in rows if q["experiment"] == f"{kind}_{k}"}
+                    seeds = sorted(set(mine) & set(adv))
+                    if len(seeds) < 2:
+                        continue
+                    diff = np.array([mine[s_] - adv[s_] for s_ in seeds])
+                    ks.append(k)
+                    mids.append(diff.mean())
+                    half.append(stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff)))
+                if ks:
+                    ax.errorbar(ks, mids, yerr=half, marker="o", capsize=3, label=f"depth {d}")
+            ax.axhline(0, color="red", linewidth=0.8, linestyle="--")
+            ax.set_xlabel("layer k (the last is the readout)" if kind == "reinit" else "k")
+            ax.set_ylabel("test acc − adversarial's")
+            ax.set_title(f"({'b' if kind == 'reinit' else 'c'}) p = {width}: Θ_adv with {what}", fontsize=10)
+            ax.legend(fontsize=7)
+        row[0].legend(fontsize=7)
+        for ax in row:
+            ax.grid(alpha=0.3)
+    name = next(iter(by_depth.values())).dataset
+    fig.suptitle(f"{name}: the adversarial gap and the layers that carry it, by depth (paired over seeds, 95% CI)",
+                 fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _paper_panels(run: Run, out: str) -> list[str]:
     return [
         _figure([(run, None)], "test_acc", "mean", os.path.join(out, f"accuracy_{run.label}.png"),
@@ -369,6 +431,9 @@ def draw_all(runs: list[Run], out: str, boundary_width: int = 500, composites: b
         if run.measured:
             made.append(_grid_figure(run, run.measured, os.path.join(out, f"measures_{run.label}.png"),
                                      f"Measures of the final solutions: {run.label}"))
+    depth = depth_figure(runs, os.path.join(out, f"depth_{runs[0].dataset}.png")) if len(runs) > 1 else None
+    if depth:
+        made.append(depth)
     if not composites:
         return made
     named = {r.label: r for r in runs}

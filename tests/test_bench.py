@@ -19,10 +19,11 @@ def test_bench_quick_tiny(tmp_path, monkeypatch):
     assert bench.main(["--quick", "--only", "advjax,jax_per_seed", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     rows = {(r["workload"], r["impl"]): r for r in report["results"]}
-    assert set(rows) == {(w, i) for w in ("2d", "mnist") for i in ("advjax", "jax_per_seed")}
+    assert set(rows) == {(w, i) for w in ("2d", "mnist", "mnist-deep3") for i in ("advjax", "jax_per_seed")}
     # every implementation did the same work: the cap, for each seed
     assert all(r["seed_steps"] == 2 * 5 for r in rows.values())
     assert rows[("mnist", "advjax")]["useful_flops_per_seed_step"] == bench.useful_flops(784, 128, 4, 10, 32)
+    assert rows[("mnist-deep3", "advjax")]["useful_flops_per_seed_step"] == bench.useful_flops(784, 128, 4, 10, 32, 3)
 
 
 def test_useful_flops_counts():
@@ -30,6 +31,9 @@ def test_useful_flops_counts():
     assert bench.useful_flops(2, 100, 10, 1, None) == 2 * 100 * 30 + 2 * 100 * 30 + 2 * 100 * 10
     # minibatch adds the error check's forward over all n
     assert bench.useful_flops(2, 100, 10, 1, 10) == 4 * 10 * 30 + 2 * 10 * 10 + 2 * 100 * 30
+    # depth 3 (two p x p layers more): M = dp + 2p^2 + pk, and every layer's input gradient but the data's
+    m = 2 * 10 + 2 * 100 + 10 * 1
+    assert bench.useful_flops(2, 100, 10, 1, None, depth=3) == 4 * 100 * m + 2 * 100 * (m - 20)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is the bench extra")

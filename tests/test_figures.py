@@ -97,3 +97,16 @@ def test_paired_test_textbook_example():
     assert abs(r["p_t"] - 0.002833) < 1e-6
     assert abs(r["cohens_dz"] - (-1.58 / 1.229995)) < 1e-5
     assert r["p_wilcoxon"] < 0.01
+
+
+def test_depth_figure_from_runs_at_two_depths(tmp_path, capsys):
+    exps = "baseline,adversarial,frozen,freeze_1,reinit_1,reinit_2"
+    for depth in (1, 2):
+        assert run_sweep({"dataset": "mnist", "widths": "5", "seeds": 3, "max_steps": 15, "n_test": 100,
+                          "quiet": True, "measures": False, "figure": False, "depth": depth,
+                          "experiments": exps + (",freeze_2,reinit_3" if depth == 2 else "")},
+                         str(tmp_path / f"d{depth}"))
+    out = tmp_path / "figs"
+    assert figures_main([str(tmp_path / "d1"), str(tmp_path / "d2"), "--out", str(out), "--no-composites"]) == 0
+    assert "freeze_1 - adversarial" in capsys.readouterr().out  # per-layer effects are tested, paired
+    assert png_size(out / "depth_mnist.png") == (1540, 429)  # one width: a row of three panels

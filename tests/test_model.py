@@ -195,9 +195,9 @@ def test_every_experiment_at_depth_2_runs_and_a_depth_2_theta_adv_is_refused_at_
 
 
 @pytest.mark.parametrize("argv,flag,says", [
-    (["--depth", "0"], "--depth", ">= 1"),
-    (["--depth", "-1"], "--depth", ">= 1"),
-    (["--depth", "two"], "--depth", ">= 1"),
+    (["--depth", "0"], "--depth", "from 1 to 64"),
+    (["--depth", "-1"], "--depth", "from 1 to 64"),
+    (["--depth", "two"], "--depth", "from 1 to 64"),
     (["--model", "resnet"], "--model", "mlp"),
     (["--depth", "3", "--experiments", "freeze_4"], "--experiments", "freeze_1 .. freeze_3"),
     (["--depth", "3", "--experiments", "reinit_5"], "--experiments", "reinit_1 .. reinit_4"),
