@@ -282,8 +282,15 @@ def save_final(path: str, params: dict, model_options: dict, seeds: list[int], x
             for keys, v in jax.tree_util.tree_flatten_with_path(params)[0]}
     meta = {"model": model_options, "seeds": list(seeds)}
     tmp = f"{path}.tmp{os.getpid()}.npz"
-    np.savez(tmp, meta=np.array(json.dumps(meta)), x_train=np.asarray(x_train), y_train=np.asarray(y_train), **flat)
-    os.replace(tmp, path)
+    try:
+        np.savez(tmp, meta=np.array(json.dumps(meta)), x_train=np.asarray(x_train), y_train=np.asarray(y_train),
+                 **flat)
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise WriteError(f"cannot write {path} ({e.strerror or type(e).__name__}); free the space and add "
+                         "--resume") from None
 
 
 def restore_final(path: str) -> tuple[dict, dict, list[int], np.ndarray, np.ndarray]:

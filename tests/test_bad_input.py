@@ -918,6 +918,7 @@ def check_refusal(argv: list[str], expect, forbid, capsys, fork: bool = False) -
     return problems
 
 
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # heavy cases: preexec_fn forks, then execs at once
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_one_line_exit_2_and_out_is_reusable(case: Case, tmp_path, capsys, request):
     if case.skip_as_root and os.geteuid() == 0:
