@@ -100,8 +100,10 @@ class RunLock:
 
 
 def remove_stray_temporaries(out: str) -> list[str]:
-    """Delete the `*.tmp<pid>` files that a run killed in the middle of a write left."""
-    stray = glob.glob(os.path.join(out, "*.tmp[0-9]*"))
+    """Delete the `*.tmp<pid>` files that a run killed in the middle of a write left
+    (results.csv, manifest.json, and --keep-params' final parameters)."""
+    stray = glob.glob(os.path.join(out, "*.tmp[0-9]*")) + glob.glob(os.path.join(out, "checkpoints", "p*", "final",
+                                                                                   "*.tmp[0-9]*"))
     for path in stray:
         try:
             os.remove(path)
