@@ -352,6 +352,7 @@ def depth_figure(runs: list[Run], path: str) -> str | None:
     re-initialising layer k, or freezing layers 1..k, of Θ_adv changes against the
     adversarial run (paired mean difference of test accuracy over seeds, ± its 95%
     confidence interval), one line per depth."""
+    from matplotlib.ticker import MaxNLocator
     from scipy import stats
 
     by_depth = {r.config.get("depth", 1): r for r in runs}
@@ -365,11 +366,19 @@ def depth_figure(runs: list[Run], path: str) -> str | None:
         for exp in PAPER:
             mids, errs, ds = [], [], []
             for d in depths:
-                acc = [q["test_acc"] for q in by_depth[d].rows if q["width"] == width and q["experiment"] == exp]
-                if acc:
-                    ds.append(d)
-                    mids.append(np.mean(acc))
-                    errs.append(np.std(acc))
+                sel = [q for q in by_depth[d].rows if q["width"] == width and q["experiment"] == exp]
+                if not sel:
+                    continue
+                acc = [q["test_acc"] for q in sel]
+                ds.append(d)
+                mids.append(np.mean(acc))
+                errs.append(np.std(acc))
+                capped = sum(unconverged(q) for q in sel)
+                if capped:  # open marker and count, as in every figure: k of n seeds at the step cap
+                    row[0].plot([d], [mids[-1]], marker="o", markersize=9, markerfacecolor="none",
+                                markeredgecolor=color(exp))
+                    row[0].annotate(f"{capped}/{len(sel)}", (d, mids[-1]), textcoords="offset points",
+                                    xytext=(5, 4), fontsize=7, color=color(exp))
             row[0].errorbar(ds, mids, yerr=errs, color=color(exp), label=label(exp), marker="o", capsize=3)
         row[0].set_xticks(depths)
         row[0].set_xlabel("depth (hidden layers)")
@@ -379,9 +388,10 @@ def depth_figure(runs: list[Run], path: str) -> str | None:
             for d in depths:
                 rows = [q for q in by_depth[d].rows if q["width"] == width]
                 adv = {q["seed"]: q["test_acc"] for q in rows if q["experiment"] == "adversarial"}
-                ks, mids, half = [], [], []
+                ks, mids, half, capped = [], [], [], []
                 for k in range(1, d + 2):
-                    mine = {q["seed"]: q["test_acc"] for q in rows if q["experiment"] == f"{kind}_{k}"}
+                    sel = [q for q in rows if q["experiment"] == f"{kind}_{k}"]
+                    mine = {q["seed"]: q["test_acc"] for q in sel}
                     seeds = sorted(set(mine) & set(adv))
                     if len(seeds) < 2:
                         continue
@@ -389,9 +399,15 @@ def depth_figure(runs: list[Run], path: str) -> str | None:
                     ks.append(k)
                     mids.append(diff.mean())
                     half.append(stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff)))
+                    capped.append((sum(unconverged(q) for q in sel), len(sel)))
                 if ks:
-                    ax.errorbar(ks, mids, yerr=half, marker="o", capsize=3, label=f"depth {d}")
+                    line = ax.errorbar(ks, mids, yerr=half, marker="o", capsize=3, label=f"depth {d}")
+                    for k, m, (c, n) in zip(ks, mids, capped):
+                        if c:
+                            ax.annotate(f"{c}/{n}", (k, m), textcoords="offset points", xytext=(5, 4), fontsize=7,
+                                        color=line[0].get_color())
             ax.axhline(0, color="red", linewidth=0.8, linestyle="--")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("layer k (the last is the readout)" if kind == "reinit" else "k")
             ax.set_ylabel("test acc − adversarial's")
             ax.set_title(f"({'b' if kind == 'reinit' else 'c'}) p = {width}: Θ_adv with {what}", fontsize=10)
@@ -400,8 +416,8 @@ def depth_figure(runs: list[Run], path: str) -> str | None:
         for ax in row:
             ax.grid(alpha=0.3)
     name = next(iter(by_depth.values())).dataset
-    fig.suptitle(f"{name}: the adversarial gap and the layers that carry it, by depth (paired over seeds, 95% CI)",
-                 fontsize=11)
+    fig.suptitle(f"{name}: the adversarial gap and the layers that carry it, by depth (paired over seeds, 95% CI; "
+                 "open marker k/n: k of n seeds at the step cap)", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
