@@ -47,6 +47,22 @@ class WriteError(OSError):
     is kept, so `--resume` continues once the cause is gone."""
 
 
+@contextlib.contextmanager
+def replacing(path: str, suffix: str = ""):
+    """Yields a temporary path to write; renames it over `path` when the block ends. A
+    write that fails (disk full, I/O error) removes the temporary file, leaves `path` as
+    it was, and raises WriteError: a reader or a crash never sees half a file."""
+    tmp = f"{path}.tmp{os.getpid()}{suffix}"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise WriteError(f"cannot write {path} ({e.strerror or type(e).__name__}); the last complete "
+                         "version is kept: free the space and add --resume") from None
+
+
 def _reason(e: BaseException) -> str:
     text = str(e).splitlines()[0][:120] if str(e) else ""
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
@@ -281,16 +297,9 @@ def save_final(path: str, params: dict, model_options: dict, seeds: list[int], x
     flat = {"params/" + "/".join(str(getattr(k, "key", k)) for k in keys): np.asarray(v)
             for keys, v in jax.tree_util.tree_flatten_with_path(params)[0]}
     meta = {"model": model_options, "seeds": list(seeds)}
-    tmp = f"{path}.tmp{os.getpid()}.npz"
-    try:
+    with replacing(path, ".npz") as tmp:
         np.savez(tmp, meta=np.array(json.dumps(meta)), x_train=np.asarray(x_train), y_train=np.asarray(y_train),
                  **flat)
-        os.replace(tmp, path)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise WriteError(f"cannot write {path} ({e.strerror or type(e).__name__}); free the space and add "
-                         "--resume") from None
 
 
 def restore_final(path: str) -> tuple[dict, dict, list[int], np.ndarray, np.ndarray]:

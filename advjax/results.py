@@ -8,7 +8,6 @@ norm per layer; `measures.columns`), then the 2-D grid measures.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -16,7 +15,7 @@ import os
 
 import numpy as np
 
-from .checkpoint import WriteError
+from .checkpoint import replacing
 from .measures import COLUMNS as NP_MEASURE_COLUMNS
 from .measures import GRID_COLUMNS
 from .options import FIELDS, SweepConfig, from_dict
@@ -47,20 +46,12 @@ def _fmt(v) -> str:
 
 
 def write_atomic(path: str, text: str) -> None:
-    """Write-then-rename: a reader or a crash never sees a half-written file. A failed
-    write (disk full, I/O error) leaves the old file as it was: WriteError."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise WriteError(f"cannot write {path} ({e.strerror or type(e).__name__}); the last complete "
-                         "version is kept: free the space and add --resume") from None
+    """Write-then-rename (`checkpoint.replacing`): a reader or a crash never sees a
+    half-written file, and a failed write leaves the old one (WriteError)."""
+    with replacing(path) as tmp, open(tmp, "w", newline="") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def rows_to_csv(rows: list[dict], cols: tuple[str, ...] | None = None) -> str:
