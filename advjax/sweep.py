@@ -29,7 +29,6 @@ from .checkpoint import FORMAT_VERSION, CheckpointError, PhaseStore, WriteError,
 from .data import DataError, Dataset, make_dataset, random_labels
 from .devices import use_cpu_devices
 from .experiments import (
-    PAPER_EXPERIMENTS,
     Optimizer,
     Phase,
     TrainSettings,
@@ -43,8 +42,8 @@ from .experiments import (
 )
 from .measures import columns as measure_columns
 from .measures import measure
+from .memory import check_memory, seeds_in_flight
 from .model import Model, activations_per_example, make_model, n_outputs
-from .model import n_parameters as _n_parameters
 from .options import (
     BY_NAME,
     ConfigError,
@@ -55,7 +54,6 @@ from .options import (
     flag,
     from_dict,
     parse_args,
-    parse_bytes,
 )
 from .progress import Progress
 from .results import (
@@ -114,121 +112,6 @@ def _versions() -> dict:
     return {"advjax": __version__, "jax": jax.__version__, "jaxlib": jaxlib.__version__,
             "optax": optax.__version__, "flax": flax.__version__, "numpy": np.__version__,
             "python": platform.python_version()}
-
-
-def free_memory_bytes() -> int:
-    """Memory the seeds may use: free accelerator memory, or available host memory."""
-    devs = jax.local_devices()
-    if devs[0].platform != "cpu":
-        stats = [d.memory_stats() or {} for d in devs]
-        if all("bytes_limit" in s for s in stats):
-            return sum(s["bytes_limit"] - s.get("bytes_in_use", 0) for s in stats)
-    return host_memory_bytes()
-
-
-def host_memory_bytes() -> int:
-    """Available host memory (MemAvailable), or 8 GB where it cannot be read."""
-    try:
-        with open("/proc/meminfo") as f:
-            info = dict(line.split(":", 1) for line in f)
-        return int(info["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        return 8 * 2**30
-
-
-# float32 copies of every seed's parameters the host holds at peak, measured on MNIST
-# p = 1000 (PERFORMANCE.md, "Memory"): Θ_adv, the phase's state, and ~1.3 for an Orbax save.
-HOST_COPIES = 4
-# per seed in flight, on the device: its parameters in and out of a chunk, their update
-# and gradient (~3 measured on CPU; 4 leaves a margin)
-DEVICE_COPIES = 4
-
-
-def bytes_per_seed(model: Model, n_train: int, x_batched: bool, opt_copies: int = 0) -> int:
-    """Device bytes one seed needs in flight: copies of its parameters (and of its
-    optimizer state, in and out of a chunk), its own data, and the ReLU activations of
-    its training set."""
-    return 4 * ((DEVICE_COPIES + 2 * opt_copies) * n_parameters(model) + (n_train * model.n_in if x_batched else 0)
-                + n_train * activations_per_example(model))
-
-
-def optimizer_copies(cfg: SweepConfig) -> int:
-    """Parameter-sized optimizer state per seed in the most demanding phase: Adam's two
-    moments, or momentum's trace."""
-    return max(2 if cfg.phase1_optimizer == "adam" else 0, 1 if cfg.momentum else 0)
-
-
-def n_parameters(model: Model) -> int:
-    """Parameters of one seed, from the model's own init (jax.eval_shape)."""
-    return _n_parameters(model)
-
-
-def seeds_in_flight(cfg: SweepConfig, model: Model, ds: Dataset, x_batched: bool) -> int:
-    """How many seeds one program trains at once: --max-seeds-in-flight, else as many as
-    fit --memory-budget (default: half the free memory), at least one per device."""
-    if cfg.max_seeds_in_flight:
-        return min(cfg.max_seeds_in_flight, cfg.seeds)
-    if cfg.memory_budget:
-        budget = parse_bytes(cfg.memory_budget)
-    else:
-        budget = free_memory_bytes()
-        if jax.local_devices()[0].platform == "cpu":  # the host also holds every seed's state
-            budget -= host_copies(cfg) * cfg.seeds * n_parameters(model) * 4
-        budget //= 2
-    fit = budget // bytes_per_seed(model, ds.n_train, x_batched, optimizer_copies(cfg))
-    return int(min(cfg.seeds, max(jax.device_count(), fit)))
-
-
-def host_copies(cfg: SweepConfig) -> int:
-    """Parameter copies of every seed the host holds at peak: Θ_adv, a phase's state and
-    a save's copies; one more for a start that a transform makes (norm-matched,
-    shrink-perturb), and the optimizer's state."""
-    extra = 1 if set(cfg.experiments) - set(PAPER_EXPERIMENTS) else 0
-    return HOST_COPIES + extra + optimizer_copies(cfg)
-
-
-def check_memory(cfg: SweepConfig, ds: Dataset, x_batched: bool) -> None:
-    """Refuse, before anything is allocated, a sweep whose host memory (every seed's
-    parameters, data and labels; one seed's evaluation and 2-D measures) or one seed's
-    in-flight device memory cannot fit. ConfigError names the flag to change."""
-    width = max(cfg.widths)
-    model = make_sweep_model(cfg, ds, width)
-    n_params, n_out, d = n_parameters(model), model.n_out, ds.n_features
-    data_copies = cfg.seeds if x_batched else 1
-    have = host_memory_bytes()
-    terms: dict[str, int] = {}
-
-    def add(flag_: str, one: int, copies: int = 1):
-        """`copies` of a `one`-byte item: blamed on its own flag if one copy is large."""
-        key = flag_ if one > have / 100 or copies == 1 else "--seeds"
-        terms[key] = terms.get(key, 0) + one * copies
-
-    add("--widths", 4 * host_copies(cfg) * n_params, cfg.seeds)
-    add("--n-train", 4 * ds.n_train * (d + 1), data_copies)
-    add("--seeds", 8 * ds.n_train + 40, cfg.seeds)  # labels and keys
-    add("--n-test", 4 * ds.n_test * (d + 1), data_copies)
-    add("--n-test" if ds.n_test >= width else "--widths", 12 * ds.n_test * (width + n_out))  # one seed's evaluation
-    if cfg.measures and d == 2:
-        add("--grid", 8 * cfg.grid**2 * (n_out + 3), 1)
-    one_seed = bytes_per_seed(model, ds.n_train, x_batched, optimizer_copies(cfg))
-    if jax.local_devices()[0].platform == "cpu":  # the seeds in flight (one per device at least) are host memory too
-        data_heavy = ds.n_train * (width + d) > DEVICE_COPIES * n_params
-        add("--n-train" if data_heavy else "--widths", jax.local_device_count() * one_seed)
-    need = sum(terms.values())
-    if need > have:
-        culprit = max(terms, key=terms.get)
-        raise ConfigError(culprit, f"this sweep needs about {_gb(need)} of host memory ({_gb(terms[culprit])} "
-                          f"from {culprit}), and {_gb(have)} is available; lower {culprit}")
-    budget = parse_bytes(cfg.memory_budget) if cfg.memory_budget else free_memory_bytes()
-    if one_seed > budget:
-        which = "--memory-budget" if cfg.memory_budget else "--widths"
-        raise ConfigError(which, f"one seed of width {width} needs about {_gb(one_seed)} on a device, and "
-                          f"{'--memory-budget is' if cfg.memory_budget else 'the device has'} {_gb(budget)}; "
-                          f"{'raise --memory-budget' if cfg.memory_budget else 'lower --widths'}")
-
-
-def _gb(n: float) -> str:
-    return f"{n / 2**30:.3g} GB" if n < 2**50 else f"{n / 2**50:.3g} PB"
 
 
 def evaluate_in_batches(model: Model, params, split, y_train, x_batched: bool, batch: int):
@@ -442,7 +325,7 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
         raise ConfigError("--grid", f"applies only with --measures on 2-D data; {ds.name} has {ds.n_features} "
                           "features")
     x_batched = ds.redraws and not cfg.fix_data
-    check_memory(cfg, ds, x_batched)
+    check_memory(cfg, ds, make_sweep_model(cfg, ds, max(cfg.widths)), x_batched)
     lock = RunLock(out)
     if writer:
         check_writable(out)

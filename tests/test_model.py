@@ -17,10 +17,11 @@ from advjax.experiments import (
     run_phases,
 )
 from advjax.measures import GRID_COLUMNS, columns, measure
-from advjax.model import MLP, activations_per_example, make_model, model_from_options
+from advjax.memory import bytes_per_seed
+from advjax.model import MLP, activations_per_example, make_model, model_from_options, n_parameters
 from advjax.options import from_dict
 from advjax.results import config_of, read_results
-from advjax.sweep import bytes_per_seed, main, n_parameters
+from advjax.sweep import main
 from advjax.train import PhaseSpec, train
 
 
