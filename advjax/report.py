@@ -62,7 +62,7 @@ def command(run: Run) -> str:
     parts = ["python -m advjax.sweep"]
     for name, value in run.config.items():
         opt = BY_NAME.get(name)
-        if opt is None or opt.runtime and name != "out" or value is None or value == opt.default:
+        if opt is None or (opt.runtime and name != "out") or value is None or value == opt.default:
             continue
         if isinstance(value, bool):
             parts.append(opt.flag if value else f"--no-{opt.flag[2:]}")
