@@ -153,14 +153,17 @@ def by_width(rows: list[dict], experiment: str) -> dict[int, list[dict]]:
 # -- statistics ----------------------------------------------------------------------------------------
 
 def paired_test(a: np.ndarray, b: np.ndarray) -> dict:
-    """Paired comparison of a and b (same seeds): mean difference a - b, Cohen's d_z,
-    the paired t-test's two-sided p-value and Wilcoxon's signed-rank p-value."""
+    """Paired comparison of a and b (same seeds): mean difference a - b with its 95%
+    confidence interval (Student's t), Cohen's d_z, the paired t-test's two-sided
+    p-value and Wilcoxon's signed-rank p-value."""
     from scipy import stats
 
     d = np.asarray(a, float) - np.asarray(b, float)
     n = len(d)
     sd = d.std(ddof=1) if n > 1 else float("nan")
+    half = float(stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n)) if n > 1 else float("nan")
     out = {"n": n, "mean_diff": float(d.mean()), "sd_diff": float(sd),
+           "ci95_low": float(d.mean()) - half, "ci95_high": float(d.mean()) + half,
            "cohens_dz": float(d.mean() / sd) if sd > 0 else float("nan"),
            "t": float("nan"), "p_t": float("nan"), "p_wilcoxon": float("nan")}
     if n > 1 and sd > 0:
@@ -185,12 +188,29 @@ def significance(runs: list[Run]) -> list[dict]:
                 rows.append({"run": run.label, "width": width, "comparison": f"{first} - {second}",
                              "unconverged_seeds": sum(unconverged(ra[s]) or unconverged(rb[s]) for s in seeds),
                              **res})
+    # Holm's correction of the t-test across the widths of one comparison in one run (a panel)
+    for key in dict.fromkeys((r["run"], r["comparison"]) for r in rows):
+        panel = [r for r in rows if (r["run"], r["comparison"]) == key]
+        for r, p in zip(panel, holm([r["p_t"] for r in panel])):
+            r["p_t_holm"] = p
     return rows
 
 
+def holm(p_values: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (step-down; NaNs stay NaN and are not counted)."""
+    p = np.asarray(p_values, float)
+    out = np.full(len(p), np.nan)
+    valid = np.flatnonzero(np.isfinite(p))
+    running = 0.0
+    for rank, i in enumerate(valid[np.argsort(p[valid], kind="stable")]):
+        running = max(running, min(1.0, (len(valid) - rank) * p[i]))
+        out[i] = running
+    return out.tolist()
+
+
 def write_significance(rows: list[dict], path: str) -> None:
-    cols = ["run", "width", "comparison", "n", "mean_diff", "sd_diff", "cohens_dz", "t", "p_t", "p_wilcoxon",
-            "unconverged_seeds"]
+    cols = ["run", "width", "comparison", "n", "mean_diff", "ci95_low", "ci95_high", "sd_diff", "cohens_dz", "t",
+            "p_t", "p_t_holm", "p_wilcoxon", "unconverged_seeds"]
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, lineterminator="\n")
         w.writeheader()
@@ -199,11 +219,12 @@ def write_significance(rows: list[dict], path: str) -> None:
 
 
 def significance_text(rows: list[dict]) -> str:
-    lines = [f"{'run':<24} {'width':>6}  {'comparison':<24} {'mean diff':>9} {'d_z':>6} {'p (t)':>9} "
-             f"{'p (Wilcoxon)':>12}"]
+    lines = [f"{'run':<24} {'width':>6}  {'comparison':<24} {'mean diff':>9} {'95% CI':>19} {'d_z':>6} {'p (t)':>9} "
+             f"{'Holm':>8} {'p (Wilcoxon)':>12}"]
     for r in rows:
-        lines.append(f"{r['run']:<24} {r['width']:>6}  {r['comparison']:<24} {r['mean_diff']:>+9.4f} "
-                     f"{r['cohens_dz']:>6.2f} {r['p_t']:>9.2g} {r['p_wilcoxon']:>12.2g}")
+        ci = f"[{r['ci95_low']:+.4f}, {r['ci95_high']:+.4f}]"
+        lines.append(f"{r['run']:<24} {r['width']:>6}  {r['comparison']:<24} {r['mean_diff']:>+9.4f} {ci:>19} "
+                     f"{r['cohens_dz']:>6.2f} {r['p_t']:>9.2g} {r['p_t_holm']:>8.2g} {r['p_wilcoxon']:>12.2g}")
     return "\n".join(lines)
 
 

@@ -108,12 +108,13 @@ def _summary(run: Run) -> str:
 
 
 def _significance(run: Run) -> str:
-    rows = [[r["width"], r["comparison"], r["n"], f"{r['mean_diff']:+.4f}", f"{r['cohens_dz']:.2f}",
-             f"{r['p_t']:.2g}", f"{r['p_wilcoxon']:.2g}", r["unconverged_seeds"]] for r in significance([run])]
+    rows = [[r["width"], r["comparison"], r["n"], f"{r['mean_diff']:+.4f}",
+             f"[{r['ci95_low']:+.4f}, {r['ci95_high']:+.4f}]", f"{r['cohens_dz']:.2f}", f"{r['p_t']:.2g}",
+             f"{r['p_t_holm']:.2g}", f"{r['p_wilcoxon']:.2g}", r["unconverged_seeds"]] for r in significance([run])]
     if not rows:
         return '<p class="note">No pair of experiments to compare.</p>'
-    return _table(["width", "comparison", "n", "mean diff", "d_z", "p (t)", "p (Wilcoxon)", "unconverged seeds"],
-                  rows, left=2)
+    return _table(["width", "comparison", "n", "mean diff", "95% CI", "d_z", "p (t)", "p (t), Holm over widths",
+                   "p (Wilcoxon)", "unconverged seeds"], rows, left=2)
 
 
 def _phase1(run: Run) -> str:

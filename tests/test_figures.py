@@ -97,6 +97,17 @@ def test_paired_test_textbook_example():
     assert abs(r["p_t"] - 0.002833) < 1e-6
     assert abs(r["cohens_dz"] - (-1.58 / 1.229995)) < 1e-5
     assert r["p_wilcoxon"] < 0.01
+    # R: 95 percent confidence interval -2.4598858 -0.7001142
+    assert abs(r["ci95_low"] - (-2.4598858)) < 1e-6 and abs(r["ci95_high"] - (-0.7001142)) < 1e-6
+
+
+def test_holm_matches_a_hand_computation():
+    from advjax.figures import holm
+
+    # sorted 0.01, 0.03, 0.04 of m = 3 valid: 3 x 0.01 = 0.03; 2 x 0.03 = 0.06; 1 x 0.04 = 0.04 -> 0.06 (monotone)
+    out = holm([0.01, 0.04, 0.03, float("nan")])
+    assert out[:3] == pytest.approx([0.03, 0.06, 0.06]) and np.isnan(out[3])
+    assert holm([0.5, 0.9]) == [1.0, 1.0]  # capped at 1
 
 
 def test_depth_figure_from_runs_at_two_depths(tmp_path, capsys):
