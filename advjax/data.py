@@ -10,6 +10,7 @@ x_test (m, d), y_test (m,); labels are int32 in 0..K-1.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import math
@@ -341,6 +342,19 @@ def load_npz(path: str, keys: tuple[str, ...] = NPZ_KEYS):
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise DataError("--dataset", f"{path} is damaged or truncated ({type(e).__name__}: "
                         f"{str(e).splitlines()[0][:80] if str(e) else 'unreadable'})") from None
+
+
+def standardized(ds: Dataset) -> Dataset:
+    """`ds` with every input feature centered and scaled by the mean and standard
+    deviation of its own training draw (applied to train and test alike); a feature
+    constant on the training set (a blank MNIST pixel) is only centered."""
+    def draw(key: jax.Array) -> Split:
+        s = ds.draw(key)
+        mean, std = s.x_train.mean(axis=0), s.x_train.std(axis=0)
+        std = jnp.where(std > 0, std, 1.0)
+        return s._replace(x_train=(s.x_train - mean) / std, x_test=(s.x_test - mean) / std)
+
+    return dataclasses.replace(ds, draw=draw)
 
 
 def make_dataset(

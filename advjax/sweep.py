@@ -26,7 +26,7 @@ import numpy as np
 
 from . import __version__
 from .checkpoint import FORMAT_VERSION, CheckpointError, PhaseStore, WriteError, final_path, save_final
-from .data import DataError, Dataset, make_dataset, random_labels
+from .data import DataError, Dataset, make_dataset, random_labels, standardized
 from .devices import use_cpu_devices
 from .experiments import (
     Optimizer,
@@ -155,9 +155,10 @@ def default_out(dataset: str) -> str:
 
 
 def load_data(cfg: SweepConfig) -> Dataset:
-    return make_dataset(cfg.dataset, cfg.n_train, cfg.n_test, noise=cfg.noise, t_max=cfg.t_max,
-                        mnist_path=cfg.mnist_path, npz_keys=cfg.npz_keys, input_dim=cfg.input_dim,
-                        teacher_width=cfg.teacher_width, relabel=cfg.relabel)
+    ds = make_dataset(cfg.dataset, cfg.n_train, cfg.n_test, noise=cfg.noise, t_max=cfg.t_max,
+                      mnist_path=cfg.mnist_path, npz_keys=cfg.npz_keys, input_dim=cfg.input_dim,
+                      teacher_width=cfg.teacher_width, relabel=cfg.relabel)
+    return standardized(ds) if cfg.standardize else ds
 
 
 # -- the persistent compilation cache ------------------------------------------------------
@@ -251,6 +252,8 @@ def phase_fingerprint(cfg: SweepConfig, ds: Dataset, model: Model, prefix, seeds
         fp["input_dim"], fp["teacher_width"] = cfg.input_dim, cfg.teacher_width
     if any(p.start == "shrink_perturb" for p in prefix):
         fp["shrink"], fp["perturb"] = cfg.shrink, cfg.perturb
+    if cfg.standardize:
+        fp["standardize"] = True
     if ds.sha256 is not None:  # fixed arrays (MNIST, a .npz): their content, never their path
         fp["data"] = {"sha256": ds.sha256}
     return json.loads(json.dumps(fp))  # tuples -> lists, as they come back from JSON

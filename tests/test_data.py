@@ -117,3 +117,18 @@ def test_npz_named_keys_and_no_pickle(tmp_path):
              x_test=np.zeros((1, 1)), y_test=np.zeros(1))
     with pytest.raises(DataError, match="pickle"):
         load_npz(str(evil))
+
+
+def test_standardize_uses_training_statistics_only():
+    import jax
+    import numpy as np
+
+    from advjax.data import make_dataset, standardized
+
+    ds = make_dataset("spirals", 100, 500)
+    raw, std = ds.draw(jax.random.PRNGKey(3)), standardized(ds).draw(jax.random.PRNGKey(3))
+    np.testing.assert_allclose(np.asarray(std.x_train).mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(std.x_train).std(0), 1, atol=1e-5)
+    mean, sd = np.asarray(raw.x_train).mean(0), np.asarray(raw.x_train).std(0)
+    np.testing.assert_allclose(np.asarray(std.x_test), (np.asarray(raw.x_test) - mean) / sd, rtol=1e-4, atol=1e-5)
+    assert (np.asarray(std.y_train) == np.asarray(raw.y_train)).all()
