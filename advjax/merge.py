@@ -3,19 +3,23 @@
     python -m advjax.merge RUN_DIR... --out MERGED
 
 The runs must be the same sweep in everything that determines results (dataset, seeds,
-experiments, training settings) except their widths, which must not overlap. The merged
-directory has one results.csv (rows ordered by width), one manifest.json whose config
-lists every width, and each run's checkpoints (so --adv-from works on it).
+experiments, training settings) except their widths and the values of their grid axes
+(one run per --lr value, say), and together they must cover every width × experiment ×
+grid point × seed exactly once. The merged directory has one results.csv (rows ordered
+by width, experiment and grid point), one manifest.json whose config lists every width
+and axis value, and each run's checkpoints, per grid point (so --adv-from works on it).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import sys
 
-from .options import ConfigError
+from .checkpoint import PhaseStore, digest
+from .options import GRID_AXES, ConfigError
 from .results import config_of, read_manifest, read_results, rows_to_csv, write_atomic, write_manifest
 from .rundir import check_writable
 
@@ -31,10 +35,10 @@ def merge(run_dirs: list[str], out: str) -> list[dict]:
             raise ConfigError("RUN_DIR", f"{d} is not a finished sweep directory ({type(e).__name__})") from None
         runs.append((d, manifest, cfg, rows))
     first_dir, _, first_cfg, _ = runs[0]
-    reference = {k: v for k, v in first_cfg.results_config().items() if k != "widths"}
-    seen: dict[int, str] = {}
+    free = {"widths", *GRID_AXES, "phase1_lr", "phase1_max_steps"}  # what the parts may split
+    reference = {k: v for k, v in first_cfg.results_config().items() if k not in free}
     for d, _, cfg, rows in runs:
-        mine = {k: v for k, v in cfg.results_config().items() if k != "widths"}
+        mine = {k: v for k, v in cfg.results_config().items() if k not in free}
         diff = [k for k in reference if reference[k] != mine[k]]
         if diff:
             raise ConfigError("RUN_DIR", f"{d} is not the same sweep as {first_dir}: it differs in "
@@ -42,28 +46,96 @@ def merge(run_dirs: list[str], out: str) -> list[dict]:
         done = {r["width"] for r in rows}
         if done != set(cfg.widths):
             raise ConfigError("RUN_DIR", f"{d} is unfinished: widths {sorted(set(cfg.widths) - done)} have no rows")
-        for w in done:
-            if w in seen:
-                raise ConfigError("RUN_DIR", f"width {w} is in both {seen[w]} and {d}")
-            seen[w] = d
+    merged, axes = merged_config(runs)
+    rows = whole_grid(runs, merged, axes)
     check_writable(out)
     if os.path.isdir(out) and os.listdir(out):
         raise ConfigError("--out", f"{out} exists and is not empty")
     os.makedirs(out, exist_ok=True)
-    widths = sorted(seen)
-    rows = [r for w in widths for _, _, _, rs in runs for r in rs if r["width"] == w]
-    for w in widths:
-        src = os.path.join(seen[w], "checkpoints", f"p{w}")
-        if os.path.isdir(src):
-            shutil.copytree(src, os.path.join(out, "checkpoints", f"p{w}"))
+    for d, _, cfg, _ in runs:
+        for w in cfg.widths:
+            copy_checkpoints(os.path.join(d, "checkpoints", f"p{w}"), os.path.join(out, "checkpoints", f"p{w}"),
+                             grid=bool(axes))
     manifest = dict(runs[0][1])
-    manifest["config"] = {**manifest["config"], "widths": widths, "out": out}
-    manifest["widths"] = {str(w): m["widths"].get(str(w), {}) for w in widths
-                          for d, m, _, _ in runs if d == seen[w]}
+    manifest["config"] = {**merged.to_dict(), "out": out}
+    manifest["widths"] = {str(w): m["widths"].get(str(w), {}) for w in merged.widths for _, m, c, _ in runs
+                          if w in c.widths}
     manifest["merged_from"] = [os.path.abspath(d) for d in run_dirs]
-    write_atomic(os.path.join(out, "results.csv"), rows_to_csv(rows))
+    header = [k for k in rows[0] if k not in axes]
+    at = header.index("seed") + 1
+    write_atomic(os.path.join(out, "results.csv"), rows_to_csv(rows, (*header[:at], *axes, *header[at:])))
     write_manifest(out, manifest)
     return rows
+
+
+def merged_config(runs):
+    """The config of the whole sweep: every part's widths, and on each grid axis every
+    part's values (ascending). Returns it and its axes."""
+    cfg = runs[0][2]
+    values = {}
+    for name in ("widths", *GRID_AXES):
+        seen: list = []
+        for _, _, c, _ in runs:
+            v = getattr(c, name)
+            for item in (v if isinstance(v, tuple) else (v,)):
+                if item not in seen:
+                    seen.append(item)
+        values[name] = seen[0] if len(seen) == 1 and name != "widths" else tuple(sorted(seen))
+    merged = dataclasses.replace(cfg, **values)
+    for own, main in (("phase1_lr", "lr"), ("phase1_max_steps", "max_steps")):
+        if all(getattr(c, own) in (None, getattr(c, main)) for _, _, c, _ in runs):  # tied to the point's value
+            main_value = getattr(merged, main)
+            merged = dataclasses.replace(merged, **{own: None if isinstance(main_value, tuple) else main_value})
+        elif own == "phase1_max_steps" and len({getattr(c, own) for _, _, c, _ in runs}) > 1:
+            raise ConfigError("RUN_DIR", "the runs differ in --phase1-max-steps, which is not a grid axis")
+    return merged, tuple(merged.axes())
+
+
+def whole_grid(runs, merged, axes) -> list[dict]:
+    """Every part's rows, each with the merged sweep's axis columns (a part that ran an
+    axis at one value holds it in its config), checked to cover widths × experiments ×
+    grid points × seeds exactly once."""
+    rows, where = [], {}
+    for d, _, cfg, part in runs:
+        for r in part:
+            r = {**r, **{a: r.get(a, getattr(cfg, a)) for a in axes}}
+            key = (r["width"], r["experiment"], tuple(r[a] for a in axes), r["seed"])
+            if key in where:
+                raise ConfigError("RUN_DIR", f"width {key[0]}, {key[1]}, seed {key[3]}"
+                                  + (f" at {dict(zip(axes, key[2]))}" if axes else "") + f" is in both {where[key]} "
+                                  f"and {d}")
+            where[key] = d
+            rows.append(r)
+    for w in merged.widths:
+        for e in merged.experiments:
+            for p in merged.points():
+                for s in range(merged.seed, merged.seed + merged.seeds):
+                    if (w, e, tuple(p.values()), s) not in where:
+                        raise ConfigError("RUN_DIR", f"the runs do not make a whole sweep: width {w}, {e}, seed {s}"
+                                          + (f" at {p}" if p else "") + " is in none of them")
+    order = {k: i for i, k in enumerate((w, e, tuple(p.values())) for w in merged.widths for e in merged.experiments
+                                        for p in merged.points())}
+    return sorted(rows, key=lambda r: (order[(r["width"], r["experiment"], tuple(r[a] for a in axes))], r["seed"]))
+
+
+def copy_checkpoints(src: str, dst: str, grid: bool) -> None:
+    """A part's checkpoints of one width into the merged directory. In a merged grid each
+    phase prefix sits in the directory of its digest (a single sweep's plain directory is
+    moved there, its digest read from its fingerprint), so parts never collide."""
+    if not os.path.isdir(src):
+        return
+    for prefix in sorted(os.listdir(src)):
+        here = os.path.join(src, prefix)
+        if not os.path.isdir(here) or prefix == "final":
+            if os.path.isdir(here):
+                shutil.copytree(here, os.path.join(dst, prefix), dirs_exist_ok=True)
+            continue
+        if PhaseStore(here, {}).exists():  # a single point's plain directory
+            target = os.path.join(dst, prefix, digest(PhaseStore(here, {}).read_meta()["fingerprint"]["phases"])[:12]) \
+                if grid else os.path.join(dst, prefix)
+            shutil.copytree(here, target)
+        else:  # a grid's: one digest directory per point
+            shutil.copytree(here, os.path.join(dst, prefix), dirs_exist_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -84,11 +84,32 @@ def test_merge_split_runs_and_refuse_inconsistent_ones(tmp_path, capsys):
     assert (tmp_path / "m" / "results.csv").read_bytes() == (tmp_path / "whole" / "results.csv").read_bytes()
     assert os.path.isdir(tmp_path / "m" / "checkpoints" / "p6" / "theta_adv")
     run_sweep({**common, "widths": "8", "lr": 0.02}, str(tmp_path / "other"))
+    # another width at another step size: not a whole sweep (lr 0.02 at width 4 is missing)
     assert merge_main([str(tmp_path / "a"), str(tmp_path / "other"), "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
-    assert "--lr" in err and err.count("\n") == 1
+    assert "not make a whole sweep" in err and "'lr': 0.02" in err and err.count("\n") == 1
+    run_sweep({**common, "widths": "6", "n_train": 50}, str(tmp_path / "smaller"))
+    assert merge_main([str(tmp_path / "a"), str(tmp_path / "smaller"), "--out", str(tmp_path / "z")]) == 2
+    assert "--n-train" in capsys.readouterr().err
     assert merge_main([str(tmp_path / "a"), str(tmp_path / "whole"), "--out", str(tmp_path / "y")]) == 2
-    assert "width 4 is in both" in capsys.readouterr().err
+    assert "is in both" in capsys.readouterr().err
+
+
+def test_merge_joins_grid_points_run_apart_into_the_grid(tmp_path):
+    common = {"dataset": "gaussians", "widths": "5", "seeds": 2, "max_steps": 150, "n_test": 200, "quiet": True,
+              "measures": False, "figure": False, "experiments": "2,3"}
+    run_sweep({**common, "lr": "0.01,0.05"}, str(tmp_path / "grid"))
+    run_sweep({**common, "lr": 0.05}, str(tmp_path / "fast"))
+    run_sweep({**common, "lr": 0.01}, str(tmp_path / "slow"))
+    assert merge_main([str(tmp_path / "fast"), str(tmp_path / "slow"), "--out", str(tmp_path / "m")]) == 0
+    assert (tmp_path / "m" / "results.csv").read_bytes() == (tmp_path / "grid" / "results.csv").read_bytes()
+    # each point's Θ_adv sits in its digest directory, as in the grid run, and serves --adv-from
+    tags = sorted(os.listdir(tmp_path / "grid" / "checkpoints" / "p5" / "theta_adv"))
+    assert sorted(os.listdir(tmp_path / "m" / "checkpoints" / "p5" / "theta_adv")) == tags and len(tags) == 2
+    frozen = run_sweep({**common, "lr": "0.01,0.05", "experiments": "3", "adv_from": str(tmp_path / "m")},
+                       str(tmp_path / "again"))
+    assert frozen == [r for r in run_sweep({**common, "lr": "0.01,0.05"}, str(tmp_path / "g2"))
+                      if r["experiment"] == "frozen"]
 
 
 @pytest.mark.parametrize("argv,msg", [(["--distributed", "--coordinator", "127.0.0.1:1"], "--distributed"),
