@@ -319,3 +319,31 @@ def restore_final(path: str) -> tuple[dict, dict, list[int], np.ndarray, np.ndar
                     node = node.setdefault(layer, {})
                 node[leaf] = f[name]
         return params, meta["model"], meta["seeds"], f["x_train"], f["y_train"]
+
+
+class PointStores:
+    """The stores of several phase prefixes (grid points) trained as one batch: each
+    prefix's seeds (a contiguous block of `n_seeds` rows) are saved to and restored from
+    its own PhaseStore, with its own fingerprint, so that a checkpoint stays one grid
+    point's whatever grid trained it."""
+
+    def __init__(self, stores: list[PhaseStore], n_seeds: int):
+        self.stores, self.n_seeds = stores, n_seeds
+
+    def _part(self, tree, d: int):
+        return jax.tree.map(lambda a: a[d * self.n_seeds: (d + 1) * self.n_seeds], tree)
+
+    def restore(self, like):
+        """Each point's newest save; a point with none starts from `like`'s rows."""
+        parts = [store.restore(self._part(like, d)) for d, store in enumerate(self.stores)]
+        if all(p is None for p in parts):
+            return None
+        parts = [self._part(like, d) if p is None else p for d, p in enumerate(parts)]
+        return jax.tree.map(lambda *a: np.concatenate([np.asarray(v) for v in a]), *parts)
+
+    def due(self, max_step: int) -> bool:
+        return self.stores[0].due(max_step)  # saved together, so their clocks agree
+
+    def save(self, state, complete: bool) -> None:
+        for d, store in enumerate(self.stores):
+            store.save(self._part(state, d), complete)

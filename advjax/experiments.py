@@ -12,6 +12,7 @@ one layer, `freeze_k` and `reinit_k`, exist for every k the model has.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -19,7 +20,7 @@ import jax
 import numpy as np
 
 from .model import Model, feature_layers, readout, zero_readout
-from .train import Outcome, PhaseSpec, Store, train
+from .train import Outcome, PhaseSpec, Store, need_for, train
 
 
 # Start transforms make a phase's start from the previous phase's parameters (θ0 for a
@@ -53,9 +54,10 @@ def _norm_matched_global(prev: dict, run: WidthRun, phase: Phase | None = None) 
 
 
 def _shrink_perturb(prev: dict, run: WidthRun, phase: Phase | None = None) -> dict:
-    """λ·prev + σ·θ_fresh (Ash & Adams 2020), θ_fresh a new random init of every seed."""
+    """λ·prev + σ·θ_fresh (Ash & Adams 2020), θ_fresh a new random init of every seed;
+    λ, σ: the phase's shrink and perturb."""
     fresh = run.fresh()
-    return jax.tree.map(lambda a, b: (run.shrink * np.asarray(a) + run.perturb * np.asarray(b)).astype(a.dtype),
+    return jax.tree.map(lambda a, b: (phase.shrink * np.asarray(a) + phase.perturb * np.asarray(b)).astype(a.dtype),
                         prev, fresh)
 
 
@@ -128,6 +130,10 @@ class Phase:
     trainable: tuple[str, ...] | None = None  # layers trained (None: every layer); the others are frozen
     optimizer: Optimizer | None = None  # None: the run's default settings
     start_layer: str | None = None  # the layer a start transform acts on (reinit)
+    target_acc: float = 1.0  # stop at this training accuracy on the phase's labels (1: zero error)
+    random_fraction: float = 1.0  # y_rand: the share of points whose labels are randomized (1: all)
+    shrink: float | None = None  # shrink_perturb's λ and σ (that start only)
+    perturb: float | None = None
 
 
 PHASE_TRUE = Phase("y")
@@ -182,16 +188,31 @@ def experiment_names(n_layers: int, teacher: bool = False) -> tuple[str, ...]:
     return tuple(names)
 
 
+@dataclass(frozen=True)
+class Stops:
+    """Where phases stop and what phase 1 trains on: the dose of the setback."""
+
+    target_acc: float = 1.0  # the true-label phases' training accuracy target (1: zero error)
+    phase1_target_acc: float = 1.0  # the random-label phase's
+    random_fraction: float = 1.0  # the share of phase 1's labels that are random
+    shrink: float = 0.4  # shrink_perturb's λ, σ
+    perturb: float = 0.1
+
+
 def experiment(name: str, model: Model, on_y: Optimizer | None = None,
-               on_y_rand: Optimizer | None = None) -> tuple[Phase, ...]:
+               on_y_rand: Optimizer | None = None, stops: Stops = Stops()) -> tuple[Phase, ...]:
     """The phases of experiment `name` for `model`. Phases on the true labels train with
     `on_y`, phases on the random labels with `on_y_rand` (None: the run's settings), so
-    "Adam in phase 1 only" or "weight decay after Θ_adv only" is a phase definition."""
-    y = Phase("y", optimizer=on_y)
-    y_rand = Phase("y_rand", optimizer=on_y_rand)
+    "Adam in phase 1 only" or "weight decay after Θ_adv only" is a phase definition;
+    `stops` sets their stop targets and phase 1's share of random labels."""
+    y = Phase("y", optimizer=on_y, target_acc=stops.target_acc)
+    y_rand = Phase("y_rand", optimizer=on_y_rand, target_acc=stops.phase1_target_acc,
+                   random_fraction=stops.random_fraction)
 
     def then(**kw) -> Phase:
-        return Phase("y", optimizer=on_y, **kw)
+        if kw.get("start") == "shrink_perturb":
+            kw |= {"shrink": stops.shrink, "perturb": stops.perturb}
+        return Phase("y", optimizer=on_y, target_acc=stops.target_acc, **kw)
 
     readout_only = (readout(model),)
     fixed = {
@@ -262,15 +283,42 @@ class WidthRun:
     x_batched: bool
     settings: TrainSettings
     progress: Callable[[str, int], Callable] | None = None  # (phase in words, step cap) -> chunk callback
-    store: Callable[[tuple[Phase, ...]], Store | None] | None = None  # phase prefix -> its checkpoints
+    store: Callable[[list[tuple[Phase, ...]]], Store | None] | None = None  # prefixes trained together -> a store
     memo: dict[tuple[Phase, ...], Outcome] = field(default_factory=dict)
     fresh: Callable[[], dict] | None = None  # a second, independent init of every seed (shrink_perturb, reinit)
     teacher: Callable[[], dict] | None = None  # the teacher's features of every seed (--dataset teacher)
-    shrink: float = 0.4  # shrink_perturb's λ
-    perturb: float = 0.1  # shrink_perturb's σ
+    fraction_keys: jax.Array | None = None  # (seeds,): which points a random_fraction < 1 randomizes
 
     def initial(self) -> dict:
         return self.theta0() if callable(self.theta0) else self.theta0
+
+    def labels_of(self, phase: Phase) -> np.ndarray:
+        """The labels a phase trains on, per seed (partly random where random_fraction < 1)."""
+        if phase.labels != "y_rand" or phase.random_fraction == 1.0:
+            return self.labels[phase.labels]
+        key = f"y_rand@{phase.random_fraction!r}"
+        if key not in self.labels:
+            self.labels[key] = partly_random(self.labels["y"], self.labels["y_rand"], phase.random_fraction,
+                                             self.fraction_keys)
+        return self.labels[key]
+
+
+def n_randomized(fraction: float, n: int) -> int:
+    """round(α·n), halves up: how many of n labels a random_fraction α randomizes."""
+    return math.floor(fraction * n + 0.5)
+
+
+def partly_random(y: np.ndarray, y_rand: np.ndarray, fraction: float, keys: jax.Array) -> np.ndarray:
+    """Per seed, the first round(α·n) points of a permutation drawn from the seed's
+    fraction key take their y_rand label, the rest keep y. The randomized sets are
+    nested in α (a point randomized at α is randomized at every larger α), and its
+    random label is the same as at α = 1: doses differ only in how many points."""
+    n = y.shape[-1]
+    k = n_randomized(fraction, n)
+    order = np.asarray(jax.vmap(lambda key: jax.random.permutation(key, n))(keys))
+    chosen = np.zeros(y.shape, bool)
+    np.put_along_axis(chosen, order[:, :k], True, axis=1)
+    return np.where(chosen, np.asarray(y_rand), np.asarray(y)).astype(np.asarray(y).dtype)
 
 
 def start_of(phase: Phase, prev: dict, run: WidthRun) -> dict:
@@ -304,39 +352,71 @@ def describe(phases: tuple[Phase, ...], i: int, name: str = "") -> str:
 def run_phases(phases: tuple[Phase, ...], run: WidthRun, name: str = "") -> list[Outcome]:
     """Outcomes of each phase of an experiment, reusing any prefix already computed
     (`name`, the experiment's, labels its progress)."""
-    outcomes: list[Outcome] = []
-    params = None
-    for i, phase in enumerate(phases):
-        prefix = phases[: i + 1]
-        if prefix not in run.memo:
-            fresh = i == 0 and callable(run.theta0)  # θ0 made for this phase alone: train in place
-            if i == 0:
-                params = run.initial()
-            start = start_of(phase, params, run)
-            del params
-            s, opt = run.settings, run.settings.optimizer_of(phase)
-            spec = PhaseSpec(
-                model=run.model,
-                trainable=phase.trainable or run.model.layers,
-                batch_size=s.batch_size,
-                loss_reduction=s.loss_reduction,
-                chunk_steps=s.chunk_steps,
-                x_batched=run.x_batched,
-                optimizer=opt.name,
-                momentum=opt.momentum,
-                weight_decay=opt.weight_decay,
-            )
-            keys = jax.vmap(lambda k: jax.random.fold_in(k, i))(run.batch_keys)  # noqa: B023
-            callback = run.progress(describe(phases, i, name), opt.max_steps) if run.progress else None
-            run.memo[prefix] = train(
-                spec, start, run.x_train, run.labels[phase.labels], keys,
-                opt.lr, opt.max_steps, progress=callback, store=run.store(prefix) if run.store else None,
-                max_in_flight=s.max_in_flight, donate=fresh and not phase.start,
-            )
-            del start
-        outcomes.append(run.memo[prefix])
-        params = run.memo[prefix].params
-    return outcomes
+    return run_points([phases], run, name)[0]
+
+
+def run_points(plans: list[tuple[Phase, ...]], run: WidthRun, name: str = "") -> list[list[Outcome]]:
+    """Outcomes of each phase of one experiment at every grid point (`plans`: its phases
+    at each point). Phase by phase, the prefixes not yet computed train together, every
+    point's seeds side by side in one program; a prefix that several points share (Θ_adv
+    under a grid of phase-2 step sizes) is one entry, computed once."""
+    for i in range(len(plans[0])):
+        todo = list(dict.fromkeys(p[: i + 1] for p in plans if p[: i + 1] not in run.memo))
+        if todo:
+            _train_together(todo, run, name)
+    return [[run.memo[p[: i + 1]] for i in range(len(p))] for p in plans]
+
+
+def _train_together(prefixes: list[tuple[Phase, ...]], run: WidthRun, name: str) -> None:
+    """Train the last phase of each prefix (all of one length, one experiment, so they
+    differ only in traced numbers: step size, cap, target, momentum, weight decay,
+    label dose, start scale) as one batch of len(prefixes) × seeds, and memoize each."""
+    i, phases = len(prefixes[0]) - 1, [p[-1] for p in prefixes]
+    first, s = phases[0], run.settings
+    assert all((p.labels, p.start, p.trainable, p.start_layer) == (first.labels, first.start, first.trainable,
+                                                                  first.start_layer) for p in phases)
+    opts = [s.optimizer_of(p) for p in phases]
+    assert len({o.name for o in opts}) == 1
+    fresh = i == 0 and callable(run.theta0)  # θ0 made for this phase alone: train in place
+    before = [run.initial()] * len(prefixes) if i == 0 else [run.memo[p[:-1]].params for p in prefixes]
+    starts = [start_of(phase, prev, run) for phase, prev in zip(phases, before)]
+    del before
+    together = len(prefixes) > 1
+    n_seeds, n_train = len(run.batch_keys), run.x_train.shape[-2]
+    stack = lambda parts: jax.tree.map(lambda *a: np.concatenate(a), *parts) if together else parts[0]  # noqa: E731
+    per_point = lambda values: np.repeat(np.asarray(values), n_seeds)  # noqa: E731
+    spec = PhaseSpec(
+        model=run.model,
+        trainable=first.trainable or run.model.layers,
+        batch_size=s.batch_size,
+        loss_reduction=s.loss_reduction,
+        chunk_steps=s.chunk_steps,
+        x_batched=run.x_batched,
+        optimizer=opts[0].name,
+        momentum=opts[0].momentum,
+        weight_decay=opts[0].weight_decay,
+        # A number that differs between the points is a traced per-seed value (one program for all).
+        per_seed=tuple(k for k in ("momentum", "weight_decay") if len({getattr(o, k) for o in opts}) > 1),
+    )
+    keys = np.asarray(jax.vmap(lambda k: jax.random.fold_in(k, i))(run.batch_keys))
+    label = describe(prefixes[0], i, name) + (f" · {len(prefixes)} grid points" if together else "")
+    callback = run.progress(label, max(o.max_steps for o in opts)) if run.progress else None
+    out = train(
+        spec, stack(starts), stack([run.x_train] * len(prefixes)) if run.x_batched else run.x_train,
+        stack([run.labels_of(p) for p in phases]), np.tile(keys, (len(prefixes), 1)),
+        per_point([o.lr for o in opts]), per_point([o.max_steps for o in opts]),
+        progress=callback, store=run.store(prefixes) if run.store else None,
+        max_in_flight=s.max_in_flight, donate=together or (fresh and not first.start),
+        need=per_point([need_for(p.target_acc, n_train) for p in phases]),
+        momentum=per_point([o.momentum for o in opts]), weight_decay=per_point([o.weight_decay for o in opts]),
+        block=n_seeds,
+    )
+    del starts
+    for d, prefix in enumerate(prefixes):
+        rows = slice(d * n_seeds, (d + 1) * n_seeds)
+        run.memo[prefix] = Outcome(params=jax.tree.map(lambda a, rows=rows: a[rows], out.params),
+                                   steps=out.steps[rows], converged=out.converged[rows],
+                                   diverged=out.diverged[rows])
 
 
 def last_start(phases: tuple[Phase, ...], run: WidthRun) -> dict:

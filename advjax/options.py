@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import math
 import tomllib
 from collections.abc import Callable
@@ -59,11 +60,18 @@ def _scalar(v):
     return v
 
 
+def _single(v):
+    """A scalar that must not be a comma list either (numbers, choices, switches)."""
+    if isinstance(v, str) and "," in v:
+        raise Invalid("a single value, not a comma list")
+    return _scalar(v)
+
+
 def integer(lo: int = 1, hi: int = INT32_MAX, what: str | None = None) -> Callable:
     what = what or (f"a positive integer up to {hi:,}" if lo == 1 else f"an integer from {lo} to {hi:,}")
 
     def parse(v):
-        v = _scalar(v)
+        v = _single(v)
         if isinstance(v, bool):
             raise Invalid(what)
         try:
@@ -87,7 +95,7 @@ def number(lo: float = 0.0, *, above: bool = False, below: float | None = None, 
         what = "a positive number"
 
     def parse(v):
-        v = _scalar(v)
+        v = _single(v)
         text = str(v).strip().lower().replace("π", "pi")
         try:
             if isinstance(v, bool):
@@ -106,7 +114,7 @@ def choice(values, what: str | None = None) -> Callable:
     what = what or "one of " + ", ".join(values)
 
     def parse(v):
-        if _scalar(v) not in values:
+        if _single(v) not in values:
             raise Invalid(what)
         return v
 
@@ -116,7 +124,7 @@ def choice(values, what: str | None = None) -> Callable:
 def boolean(v) -> bool:
     if isinstance(v, bool):
         return v
-    text = str(_scalar(v)).strip().lower()
+    text = str(_single(v)).strip().lower()
     if text in ("1", "true", "yes", "on"):
         return True
     if text in ("0", "false", "no", "off"):
@@ -141,6 +149,42 @@ def items(v) -> list:
     if repeated:
         raise Invalid(f"a list without repeats ({', '.join(repeated)} twice)")
     return parts
+
+
+def fraction(lo_open: bool) -> Callable:
+    """A number in [0, 1] ((0, 1] if lo_open): a share of labels, a target accuracy."""
+    what = "a number in (0, 1]" if lo_open else "a number from 0 to 1"
+
+    def parse(v):
+        v = _single(v)
+        try:
+            if isinstance(v, bool):
+                raise ValueError
+            out = float(v)
+        except (TypeError, ValueError):
+            raise Invalid(what) from None
+        if not (0.0 < out <= 1.0 if lo_open else 0.0 <= out <= 1.0):
+            raise Invalid(what)
+        return out
+
+    return parse
+
+
+def axis(one: Callable) -> Callable:
+    """A grid axis: one value, or a comma list (a TOML list) of distinct values, each
+    parsed by `one`. One value stays a scalar; several become a tuple."""
+    def parse(v):
+        if not isinstance(v, (list, tuple)) and not (isinstance(v, str) and "," in v):
+            return one(v)
+        try:
+            values = tuple(one(p) for p in items(v))
+        except Invalid as e:
+            raise Invalid(f"{e}, or a comma-separated list of such values") from None
+        if len(set(values)) != len(values):
+            raise Invalid("a list without repeats (the same value written twice)")
+        return values[0] if len(values) == 1 else values
+
+    return parse
 
 
 def widths(v) -> tuple[int, ...]:
@@ -268,6 +312,7 @@ class Option:
     when: str = ""  # `applies` in words, for the error and --help
     runtime: bool = False  # changes how a sweep runs, not its results
     type: Any = Any
+    grid: bool = False  # a grid axis: a comma list runs every value, all in one program per width
 
     @property
     def flag(self) -> str:
@@ -298,9 +343,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("depth", 1, integer(1, 64, "a number of hidden layers from 1 to 64"), "hidden ReLU layers of WIDTH "
            "units each (default 1: N_p)", type=int),
     # Training.
-    Option("max_steps", None, integer(), "step cap per phase (default 100000 on 2-D data, 20000 on MNIST)",
-           type=int | None),
-    Option("lr", None, number(above=True), "step size (default 0.01; 0.1 on MNIST)", type=float | None),
+    Option("max_steps", None, axis(integer()), "step cap per phase (default 100000 on 2-D data, 20000 on MNIST)",
+           type=int | None, grid=True),
+    Option("lr", None, axis(number(above=True)), "step size (default 0.01; 0.1 on MNIST)", type=float | None,
+           grid=True),
     Option("batch_size", None, batch_size, "minibatch size or 'full' (default full; 32 on MNIST)",
            type=int | None),
     Option("n_train", None, integer(), "training points (default 100; 128 on MNIST)", type=int | None),
@@ -311,21 +357,32 @@ OPTIONS: tuple[Option, ...] = (
     Option("phase1_optimizer", "sgd", choice(OPTIMIZERS), "optimizer of the random-label phase: sgd (default, "
            "the paper's) or adam (fits random labels on 2-D data in ~10^4 steps where GD needs >10^6)",
            _random_phase, "with an experiment that trains on random labels", type=str),
-    Option("phase1_lr", None, number(above=True), "step size of the random-label phase (default: --lr)",
-           _random_phase, "with an experiment that trains on random labels", type=float | None),
-    Option("phase1_max_steps", None, integer(), "step cap of the random-label phase (default: --max-steps)",
-           _random_phase, "with an experiment that trains on random labels", type=int | None),
-    Option("momentum", 0.0, number(below=1.0), "SGD momentum in the true-label phases, baseline included "
-           "(default 0)", type=float),
-    Option("weight_decay", 0.0, number(), "L2 weight decay in the true-label phases, baseline included "
-           "(default 0)", type=float),
+    Option("phase1_lr", None, axis(number(above=True)), "step size of the random-label phase (default: --lr, "
+           "the grid point's)", _random_phase, "with an experiment that trains on random labels", type=float | None,
+           grid=True),
+    Option("phase1_max_steps", None, integer(), "step cap of the random-label phase (default: --max-steps, "
+           "the grid point's)", _random_phase, "with an experiment that trains on random labels", type=int | None),
+    Option("random_fraction", 1.0, axis(fraction(False)), "share α of the training points whose labels phase 1 "
+           "randomizes: round(α·n) points, drawn per seed, get uniform random labels, the rest keep theirs "
+           "(default 1: all, the paper's y_rand)", _random_phase, "with an experiment that trains on random labels",
+           type=float, grid=True),
+    Option("phase1_target_acc", 1.0, axis(fraction(True)), "phase 1 stops at this training accuracy on its "
+           "labels (default 1: zero error)", _random_phase, "with an experiment that trains on random labels",
+           type=float, grid=True),
+    Option("target_train_acc", 1.0, axis(fraction(True)), "the true-label phases stop at this training accuracy "
+           "(default 1: zero error); the same target for every experiment matches their convergence",
+           type=float, grid=True),
+    Option("momentum", 0.0, axis(number(below=1.0)), "SGD momentum in the true-label phases, baseline included "
+           "(default 0)", type=float, grid=True),
+    Option("weight_decay", 0.0, axis(number()), "L2 weight decay in the true-label phases, baseline included "
+           "(default 0)", type=float, grid=True),
     Option("init", "torch", choice(INIT_SCHEMES), "initialization: torch (default, nn.Linear's), lecun, he, "
            "xavier", type=str),
     # Experiments' own settings.
-    Option("shrink", 0.4, number(), "shrink_perturb: λ in λ·Θ_adv + σ·θ_fresh (default 0.4)",
-           lambda c: "shrink_perturb" in c.experiments, "with --experiments shrink_perturb", type=float),
-    Option("perturb", 0.1, number(), "shrink_perturb: σ (default 0.1)",
-           lambda c: "shrink_perturb" in c.experiments, "with --experiments shrink_perturb", type=float),
+    Option("shrink", 0.4, axis(number()), "shrink_perturb: λ in λ·Θ_adv + σ·θ_fresh (default 0.4)",
+           lambda c: "shrink_perturb" in c.experiments, "with --experiments shrink_perturb", type=float, grid=True),
+    Option("perturb", 0.1, axis(number()), "shrink_perturb: σ (default 0.1)",
+           lambda c: "shrink_perturb" in c.experiments, "with --experiments shrink_perturb", type=float, grid=True),
     # Datasets' own settings.
     Option("input_dim", 20, integer(1, 1 << 20), "teacher: input dimension d (default 20)", _dataset("teacher"),
            "with --dataset teacher", type=int),
@@ -376,6 +433,8 @@ OPTIONS: tuple[Option, ...] = (
            type=str),
     Option("cpu_devices", None, integer(1, 1024), "on a CPU host, split it into this many JAX devices to shard "
            "seeds over (default: one per core)", runtime=True, type=int | None),
+    Option("max_grid", 10_000, integer(), "most grid points × seeds a sweep may train (default 10000), so that "
+           "a typo in a grid does not take the machine", runtime=True, type=int),
     Option("max_seeds_in_flight", None, integer(), "seeds trained at once; more run in batches (default: as "
            "many as fit --memory-budget)", runtime=True, type=int | None),
     Option("memory_budget", None, size, "memory for the seeds in flight, e.g. 4GB (default: half the free "
@@ -398,21 +457,44 @@ RUNTIME_FIELDS = tuple(o.name for o in OPTIONS if o.runtime)
 DEFAULT_MAX_STEPS = {True: 20_000, False: 100_000}
 
 
+GRID_AXES = tuple(o.name for o in OPTIONS if o.grid)
+
+
 class _ConfigMethods:
     def resolve(self):
-        """Fill the dataset-dependent defaults (paper section 3)."""
+        """Fill the dataset-dependent defaults (paper section 3). Phase 1's step size
+        and cap default to --lr and --max-steps; where those are grid axes, each grid
+        point's (left None here, filled by `point`)."""
         mnist = self.dataset == "mnist"
         lr = self.lr if self.lr is not None else (0.1 if mnist else 0.01)
         max_steps = self.max_steps if self.max_steps is not None else DEFAULT_MAX_STEPS[mnist]
+        tied = lambda own, main: own if own is not None else (None if isinstance(main, tuple) else main)  # noqa: E731
         return dataclasses.replace(
             self,
             lr=lr,
             batch_size=self.batch_size if self.batch_size is not None else (32 if mnist else 0),
             max_steps=max_steps,
-            phase1_lr=self.phase1_lr if self.phase1_lr is not None else lr,
-            phase1_max_steps=self.phase1_max_steps if self.phase1_max_steps is not None else max_steps,
+            phase1_lr=tied(self.phase1_lr, lr),
+            phase1_max_steps=tied(self.phase1_max_steps, max_steps),
             fix_data=self.fix_data if self.fix_data is not None else mnist,
         )
+
+    def axes(self) -> dict[str, tuple]:
+        """The grid axes given more than one value, in OPTIONS order, with their values."""
+        return {a: v for a in GRID_AXES if isinstance(v := getattr(self, a), tuple)}
+
+    def points(self) -> list[dict]:
+        """Every combination of the axes' values, the last axis varying fastest: the
+        grid points (one point, {}, without axes)."""
+        axes = self.axes()
+        return [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
+
+    def point(self, values: dict):
+        """The resolved config of one grid point: every axis at a single value."""
+        cfg = dataclasses.replace(self, **values)
+        return dataclasses.replace(cfg, phase1_lr=cfg.phase1_lr if cfg.phase1_lr is not None else cfg.lr,
+                                   phase1_max_steps=cfg.phase1_max_steps if cfg.phase1_max_steps is not None
+                                   else cfg.max_steps)
 
     def results_config(self) -> dict:
         """The fields that determine results (what --resume must find unchanged)."""
@@ -504,6 +586,11 @@ def check(cfg, given: set[str]) -> None:
                           "or none (to take them from SLURM or the TPU environment)")
     if cfg.process_id is not None and cfg.process_id >= cfg.num_processes:
         raise ConfigError("--process-id", f"{cfg.process_id} is not below --num-processes {cfg.num_processes}")
+    n_points = math.prod(len(v) for v in cfg.axes().values())
+    if n_points > 1 and n_points * cfg.seeds > cfg.max_grid:
+        sizes = " × ".join(f"{len(v)} ({flag(a)})" for a, v in cfg.axes().items())
+        raise ConfigError("--max-grid", f"{sizes} × {cfg.seeds} seeds = {n_points * cfg.seeds:,} runs, above "
+                          f"--max-grid {cfg.max_grid:,}; shorten a list or raise --max-grid")
 
 
 def user_config(toml_path: str | None, cli: dict):

@@ -1,9 +1,10 @@
 """results.csv and manifest.json: their columns, atomic writes, and reading a run back.
 
 The sweep writes them, `advjax.merge` joins them and `advjax.figures` reads them, all
-through this module. results.csv has one row per (dataset, width, experiment, seed): the
-columns of `BASE_COLUMNS`, then the measures' columns, which depend on the model (one
-norm per layer; `measures.columns`), then the 2-D grid measures.
+through this module. results.csv has one row per (dataset, width, experiment, grid point,
+seed): the columns of `BASE_COLUMNS` (after `seed`, one column per grid axis the sweep
+varied, holding the row's value), then the measures' columns, which depend on the model
+(one norm per layer; `measures.columns`), then the 2-D grid measures.
 """
 
 from __future__ import annotations
@@ -18,30 +19,33 @@ import numpy as np
 from .checkpoint import replacing
 from .measures import COLUMNS as NP_MEASURE_COLUMNS
 from .measures import GRID_COLUMNS
-from .options import FIELDS, SweepConfig, from_dict
+from .options import FIELDS, GRID_AXES, SweepConfig, from_dict
 
 BASE_COLUMNS = (
     "dataset", "width", "experiment", "seed", "train_acc", "test_acc", "train_loss",
     "steps", "converged", "diverged", "phase1_steps", "phase1_converged", "phase1_train_acc",
 )
 COLUMNS = (*BASE_COLUMNS, *NP_MEASURE_COLUMNS, *GRID_COLUMNS)  # N_p's (depth 1)
-_INTS = ("width", "seed", "steps", "phase1_steps", "linear_regions")
+_INTS = ("width", "seed", "steps", "phase1_steps", "linear_regions", "max_steps")
 _FLOATS = ("train_acc", "test_acc", "train_loss", "phase1_train_acc", "distance", "margin", "sharpness",
            "active_fraction", "boundary_length")
 
 
-def columns(measure_columns: tuple[str, ...]) -> tuple[str, ...]:
-    """results.csv's columns for a model whose measures are `measure_columns`."""
-    return (*BASE_COLUMNS, *measure_columns, *GRID_COLUMNS)
+def columns(measure_columns: tuple[str, ...], axes: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """results.csv's columns for a model whose measures are `measure_columns`, in a
+    sweep whose grid varies `axes`."""
+    at = BASE_COLUMNS.index("seed") + 1
+    return (*BASE_COLUMNS[:at], *axes, *BASE_COLUMNS[at:], *measure_columns, *GRID_COLUMNS)
 
 
-def _fmt(v) -> str:
+def _fmt(v, column: str = "") -> str:
     if v is None:
         return ""
     if isinstance(v, (bool, np.bool_)):
         return "true" if v else "false"
     if isinstance(v, (float, np.floating)):
-        return f"{float(v):.6g}"
+        # A grid axis's value is the row's key: written exactly, so it reads back equal.
+        return repr(float(v)) if column in GRID_AXES else f"{float(v):.6g}"
     return str(v)
 
 
@@ -62,7 +66,7 @@ def rows_to_csv(rows: list[dict], cols: tuple[str, ...] | None = None) -> str:
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: _fmt(r.get(k)) for k in cols})
+        w.writerow({k: _fmt(r.get(k), k) for k in cols})
     return buf.getvalue()
 
 
@@ -71,7 +75,7 @@ def _typed(k: str, v: str):
         return None
     if k in _INTS:
         return int(v)
-    if k in _FLOATS or k.startswith("norm_"):
+    if k in _FLOATS or k in GRID_AXES or k.startswith("norm_"):
         return float(v)
     if v in ("true", "false"):
         return v == "true"

@@ -8,6 +8,7 @@ returns the rows of results.csv. The CLI is a thin layer over it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import functools
@@ -25,12 +26,22 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import __version__
-from .checkpoint import FORMAT_VERSION, CheckpointError, PhaseStore, WriteError, final_path, save_final
+from .checkpoint import (
+    FORMAT_VERSION,
+    CheckpointError,
+    PhaseStore,
+    PointStores,
+    WriteError,
+    digest,
+    final_path,
+    save_final,
+)
 from .data import DataError, Dataset, make_dataset, random_labels, standardized
 from .devices import use_cpu_devices
 from .experiments import (
     Optimizer,
     Phase,
+    Stops,
     TrainSettings,
     WidthRun,
     experiment,
@@ -38,7 +49,7 @@ from .experiments import (
     intermediate_prefixes,
     last_start,
     prefix_name,
-    run_phases,
+    run_points,
 )
 from .measures import columns as measure_columns
 from .measures import measure
@@ -46,6 +57,7 @@ from .memory import check_memory, seeds_in_flight
 from .model import Model, activations_per_example, make_model, n_outputs
 from .options import (
     BY_NAME,
+    GRID_AXES,
     ConfigError,
     SweepConfig,
     check,
@@ -69,7 +81,7 @@ from .rundir import RunLock, check_writable, entries, remove_stray_temporaries
 from .train import COMPILE_STATS, evaluate, init_params
 
 # Independent streams per seed: fixing one source of randomness never moves another.
-KEY_DATA, KEY_LABELS, KEY_INIT, KEY_BATCHES, KEY_FRESH = range(5)
+KEY_DATA, KEY_LABELS, KEY_INIT, KEY_BATCHES, KEY_FRESH, KEY_FRACTION = range(6)
 
 
 @dataclass
@@ -79,6 +91,7 @@ class SeedKeys:
     init: jax.Array
     batches: jax.Array
     fresh: jax.Array  # a second init (shrink_perturb's θ_fresh)
+    fraction: jax.Array  # which points --random-fraction < 1 randomizes
 
 
 def seed_keys(seeds: list[int]) -> SeedKeys:
@@ -86,7 +99,8 @@ def seed_keys(seeds: list[int]) -> SeedKeys:
     data, labels and θ0 whichever other seeds run beside it."""
     base = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
     fold = lambda i: jax.vmap(lambda k: jax.random.fold_in(k, i))(base)  # noqa: E731
-    return SeedKeys(fold(KEY_DATA), fold(KEY_LABELS), fold(KEY_INIT), fold(KEY_BATCHES), fold(KEY_FRESH))
+    return SeedKeys(fold(KEY_DATA), fold(KEY_LABELS), fold(KEY_INIT), fold(KEY_BATCHES), fold(KEY_FRESH),
+                    fold(KEY_FRACTION))
 
 
 def draw_seeds(cfg: SweepConfig, ds: Dataset, seeds: list[int]):
@@ -203,21 +217,27 @@ def make_sweep_model(cfg: SweepConfig, ds: Dataset, width: int) -> Model:
 
 
 def phase_optimizers(cfg: SweepConfig) -> tuple[Optimizer, Optimizer]:
-    """How phases on the true labels and phases on the random labels train: the
-    paper's SGD/GD (with --momentum, --weight-decay) and --phase1-optimizer, -lr,
-    -max-steps for the random labels."""
+    """How phases on the true labels and phases on the random labels train (cfg: one
+    grid point's): the paper's SGD/GD (with --momentum, --weight-decay) and
+    --phase1-optimizer, -lr, -max-steps for the random labels."""
     on_y = Optimizer("sgd", cfg.lr, cfg.max_steps, cfg.momentum, cfg.weight_decay)
     on_y_rand = Optimizer(cfg.phase1_optimizer, cfg.phase1_lr, cfg.phase1_max_steps)
     return on_y, on_y_rand
 
 
-def sweep_experiments(cfg: SweepConfig, model: Model) -> dict[str, tuple[Phase, ...]]:
-    """Every experiment of the sweep as its phases for `model` ('all' expanded)."""
+def phase_stops(cfg: SweepConfig) -> Stops:
+    return Stops(target_acc=cfg.target_train_acc, phase1_target_acc=cfg.phase1_target_acc,
+                 random_fraction=cfg.random_fraction, shrink=cfg.shrink, perturb=cfg.perturb)
+
+
+def sweep_experiments(cfg: SweepConfig, model: Model) -> dict[str, list[tuple[Phase, ...]]]:
+    """Every experiment of the sweep ('all' expanded) as its phases for `model` at each
+    grid point (`cfg.points()`; one without grid axes)."""
     names = cfg.experiments
     if names == ("all",):
         names = experiment_names(len(model.layers), teacher=cfg.dataset == "teacher")
-    on_y, on_y_rand = phase_optimizers(cfg)
-    return {name: experiment(name, model, on_y, on_y_rand) for name in names}
+    at = [cfg.point(p) for p in cfg.points()]
+    return {name: [experiment(name, model, *phase_optimizers(c), phase_stops(c)) for c in at] for name in names}
 
 
 def shared_settings(cfg: SweepConfig) -> TrainSettings:
@@ -226,10 +246,17 @@ def shared_settings(cfg: SweepConfig) -> TrainSettings:
                          loss_reduction=cfg.loss_reduction, chunk_steps=cfg.chunk_steps)
 
 
+# Phase fields a fingerprint records only away from these values, so that checkpoints
+# made before they existed still match (shrink and perturb sit at the top, as before).
+_RECORDED_IF_SET = {"target_acc": 1.0, "random_fraction": 1.0}
+
+
 def _phase_record(phase: Phase) -> dict:
-    """A phase as its fingerprint records it: labels, start, trainable layers, and its
-    optimizer's fields (optimizer, lr, max_steps, momentum, weight_decay) inline."""
-    record = {k: v for k, v in dataclasses.asdict(phase).items() if k != "optimizer"}
+    """A phase as its fingerprint records it: labels, start, trainable layers, its
+    optimizer's fields (optimizer, lr, max_steps, momentum, weight_decay) inline, and a
+    stop target or random-label share that is not the default."""
+    record = {k: v for k, v in dataclasses.asdict(phase).items()
+              if k not in ("optimizer", "shrink", "perturb") and _RECORDED_IF_SET.get(k, object()) != v}
     opt = dataclasses.asdict(phase.optimizer) if phase.optimizer else {}
     return record | {("optimizer" if k == "name" else k): v for k, v in opt.items()}
 
@@ -250,8 +277,9 @@ def phase_fingerprint(cfg: SweepConfig, ds: Dataset, model: Model, prefix, seeds
         fp["t_max"] = cfg.t_max
     if cfg.dataset == "teacher":
         fp["input_dim"], fp["teacher_width"] = cfg.input_dim, cfg.teacher_width
-    if any(p.start == "shrink_perturb" for p in prefix):
-        fp["shrink"], fp["perturb"] = cfg.shrink, cfg.perturb
+    for p in prefix:
+        if p.start == "shrink_perturb":
+            fp["shrink"], fp["perturb"] = p.shrink, p.perturb
     if cfg.standardize:
         fp["standardize"] = True
     if ds.sha256 is not None:  # fixed arrays (MNIST, a .npz): their content, never their path
@@ -259,8 +287,21 @@ def phase_fingerprint(cfg: SweepConfig, ds: Dataset, model: Model, prefix, seeds
     return json.loads(json.dumps(fp))  # tuples -> lists, as they come back from JSON
 
 
-def checkpoint_dir(out: str, width: int, prefix) -> str:
-    return os.path.join(out, "checkpoints", f"p{width}", prefix_name(prefix))
+def checkpoint_dir(out: str, width: int, prefix, grid: bool = False) -> str:
+    """Where a phase prefix's checkpoints live. In a grid sweep (`grid`) each prefix's
+    own subdirectory is named by a digest of its phases (step sizes, caps, targets...)."""
+    path = os.path.join(out, "checkpoints", f"p{width}", prefix_name(prefix))
+    return os.path.join(path, prefix_tag(prefix)) if grid else path
+
+
+def prefix_tag(prefix) -> str:
+    return digest([_phase_record(p) for p in prefix])[:12]
+
+
+def checkpoint_dirs(out: str, width: int, prefix) -> list[str]:
+    """Where another sweep may hold a prefix: a grid sweep's digest directory or a
+    single point's plain one (its fingerprint decides whether it fits)."""
+    return [checkpoint_dir(out, width, prefix, grid=True), checkpoint_dir(out, width, prefix)]
 
 
 def _resume_state(cfg: SweepConfig, ds: Dataset, out: str) -> tuple[list[dict], dict]:
@@ -284,16 +325,17 @@ def _resume_state(cfg: SweepConfig, ds: Dataset, out: str) -> tuple[list[dict], 
     try:
         rows = []
         if os.path.exists(results):
-            expect = columns(measure_columns(make_sweep_model(cfg, ds, cfg.widths[0])))
+            expect = columns(measure_columns(make_sweep_model(cfg, ds, cfg.widths[0])), tuple(cfg.axes()))
             with open(results, newline="") as f:
                 rows = parse_results(f.read(), expect=expect)
         written = {int(w) for w, stats in (old.get("widths") or {}).items() if "run_seconds" in stats}
         if written - {r["width"] for r in rows}:  # results.csv is written before the manifest, per width
             raise ValueError(f"it lacks the rows of width {min(written - {r['width'] for r in rows})}, which "
                              "manifest.json records as finished")
-        expected = {(e, s) for e in cfg.experiments for s in range(cfg.seed, cfg.seed + cfg.seeds)}
+        expected = {(e, tuple(p.values()), s) for e in cfg.experiments for p in cfg.points()
+                    for s in range(cfg.seed, cfg.seed + cfg.seeds)}
         for width in {r["width"] for r in rows}:
-            found = [(r["experiment"], r["seed"]) for r in rows if r["width"] == width]
+            found = [(r["experiment"], tuple(r[a] for a in cfg.axes()), r["seed"]) for r in rows if r["width"] == width]
             if width not in cfg.widths or len(found) != len(expected) or set(found) != expected:
                 raise ValueError(f"the rows of width {width} are not this sweep's")
     except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError, csv.Error) as e:
@@ -328,7 +370,7 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
         raise ConfigError("--grid", f"applies only with --measures on 2-D data; {ds.name} has {ds.n_features} "
                           "features")
     x_batched = ds.redraws and not cfg.fix_data
-    check_memory(cfg, ds, make_sweep_model(cfg, ds, max(cfg.widths)), x_batched)
+    check_memory(memory_view(cfg), ds, make_sweep_model(cfg, ds, max(cfg.widths)), x_batched)
     lock = RunLock(out)
     if writer:
         check_writable(out)
@@ -344,7 +386,7 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
     seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
     # The experiments' phases; layer names do not depend on the width.
     plans = sweep_experiments(cfg, make_sweep_model(cfg, ds, cfg.widths[0]))
-    keep = intermediate_prefixes(plans.values())
+    keep = intermediate_prefixes(phases for at_points in plans.values() for phases in at_points)
     if cfg.adv_from:
         check_adv_from(cfg, ds, seeds, keep, out, {r["width"] for r in rows})
     cache_dir = compile_cache_dir(cfg.compile_cache)
@@ -395,24 +437,41 @@ def summary_figure(out: str) -> str | None:
         return None
 
 
+def memory_view(cfg: SweepConfig) -> SweepConfig:
+    """The config the memory model sizes: one grid point whose seeds are all the
+    points' (grid points × seeds train side by side), at its most demanding momentum."""
+    point = cfg.point(cfg.points()[0])
+    momentum = max(cfg.momentum) if isinstance(cfg.momentum, tuple) else cfg.momentum
+    return dataclasses.replace(point, seeds=cfg.seeds * len(cfg.points()), momentum=momentum)
+
+
+def adv_from_source(cfg: SweepConfig, ds: Dataset, width: int, prefix, seeds: list[int]) -> PhaseStore:
+    """The --adv-from store that supplies a prefix: the first of its possible
+    directories (a grid sweep's or a single point's) that holds a checkpoint."""
+    fp = phase_fingerprint(cfg, ds, make_sweep_model(cfg, ds, width), prefix, seeds)
+    stores = [PhaseStore(d, fp, flag="--adv-from") for d in checkpoint_dirs(cfg.adv_from, width, prefix)]
+    return next((st for st in stores if st.exists()), stores[-1])
+
+
 def check_adv_from(cfg: SweepConfig, ds: Dataset, seeds: list[int], keep, out: str, finished: set[int]) -> None:
     """Every Θ_adv that --adv-from must supply is there, fits this sweep and reads
     whole, before anything is copied."""
     if not os.path.isdir(cfg.adv_from):
         raise CheckpointError("--adv-from", f"{cfg.adv_from} is not a directory")
+    grid = bool(cfg.axes())
     for width in (w for w in cfg.widths if w not in finished):
         for prefix in keep:
-            if PhaseStore(checkpoint_dir(out, width, prefix), {}).exists():
+            if PhaseStore(checkpoint_dir(out, width, prefix, grid), {}).exists():
                 continue  # a resumed sweep that adopted it already
-            fp = phase_fingerprint(cfg, ds, make_sweep_model(cfg, ds, width), prefix, seeds)
-            PhaseStore(checkpoint_dir(cfg.adv_from, width, prefix), fp, flag="--adv-from").verify()
+            adv_from_source(cfg, ds, width, prefix, seeds).verify()
 
 
 def _sweep_widths(cfg, ds, out, writer, seeds, keys, split, y_train, y_rand, x_batched, plans, keep, every,
                   progress, cache_dir, rows, width_stats) -> list[dict]:
     """The sweep proper, once its inputs are checked and --out is locked: each width's
     experiments, rows and checkpoints."""
-    csv_columns = columns(measure_columns(make_sweep_model(cfg, ds, cfg.widths[0])))
+    grid, points = bool(cfg.axes()), cfg.points()
+    csv_columns = columns(measure_columns(make_sweep_model(cfg, ds, cfg.widths[0])), tuple(cfg.axes()))
     manifest = {
         "command": sys.argv if sys.argv and sys.argv[0].endswith("sweep.py") else None,
         "config": cfg.to_dict(),
@@ -423,7 +482,8 @@ def _sweep_widths(cfg, ds, out, writer, seeds, keys, split, y_train, y_rand, x_b
         "versions": _versions(),
         "device": {"platform": jax.default_backend(), "devices": [str(d) for d in jax.devices()]},
         "compile_cache": cache_dir,
-        "checkpoints": {f"p{w}": {prefix_name(p): os.path.relpath(checkpoint_dir(out, w, p), out)
+        "checkpoints": {f"p{w}": {prefix_name(p) + (f"/{prefix_tag(p)}" if grid else ""):
+                                  os.path.relpath(checkpoint_dir(out, w, p, grid), out)
                                   for p in sorted(keep, key=len)} for w in cfg.widths},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "widths": width_stats,
@@ -440,46 +500,29 @@ def _sweep_widths(cfg, ds, out, writer, seeds, keys, split, y_train, y_rand, x_b
         disk_before = dict(_CACHE_EVENTS)
         t0 = time.perf_counter()
 
-        def store(prefix, width=width, model=model):
+        def one_store(prefix, width=width, model=model):
             fp = phase_fingerprint(cfg, ds, model, prefix, seeds)
-            own = PhaseStore(checkpoint_dir(out, width, prefix), fp, every)
+            own = PhaseStore(checkpoint_dir(out, width, prefix, grid), fp, every)
             if cfg.adv_from and prefix in keep:
                 if writer and not own.exists():
-                    own.adopt(PhaseStore(checkpoint_dir(cfg.adv_from, width, prefix), fp, flag="--adv-from"))
+                    own.adopt(adv_from_source(cfg, ds, width, prefix, seeds))
                 sync_processes("advjax-adopted")
             return own
 
-        in_flight = seeds_in_flight(cfg, model, ds, x_batched)
+        def store(prefixes):  # one store per prefix (grid point), however many train together
+            stores = [one_store(prefix) for prefix in prefixes]
+            return stores[0] if len(stores) == 1 else PointStores(stores, len(seeds))
+
+        in_flight = seeds_in_flight(memory_view(cfg), model, ds, x_batched)
         run = width_run(cfg, ds, model, keys, split, y_train, y_rand, x_batched, in_flight, store)
         run.progress = lambda label, cap, w=width: progress.phase(f"[{ds.name} p={w}] {label}", cap)
         width_stats[str(width)] = {"seeds_in_flight": in_flight}
-        for name, phases in plans.items():
-            outcomes = run_phases(phases, run, name)
-            final = outcomes[-1]
-            if cfg.keep_params and writer:  # every layer's final parameters, for figures
-                save_final(final_path(out, width, name), final.params, model.options(), seeds,
-                           split.x_train, y_train)
-            m = evaluate_in_batches(model, final.params, split, y_train, x_batched, in_flight)
-            measured = (measure_in_batches(cfg, model, last_start(phases, run), final.params, split,
-                                           y_train, x_batched, in_flight) if cfg.measures else {})
-            first = outcomes[0] if len(outcomes) > 1 else None
-            if first is not None:  # how far phase 1 got in fitting its (random) labels
-                p1 = evaluate_in_batches(model, first.params, split, run.labels[phases[0].labels],
-                                         x_batched, in_flight)
+        for name, at_points in plans.items():
+            for point, phases, outcomes in zip(points, at_points, run_points(at_points, run, name)):
+                rows += point_rows(cfg, ds, model, run, split, y_train, x_batched, in_flight, seeds, width, name,
+                                   point, phases, outcomes, out if cfg.keep_params and writer else None)
             for prefix in [p for p in run.memo if p not in keep]:
                 del run.memo[prefix]  # only Θ_adv is needed again: bounded host memory
-            for i, s in enumerate(seeds):
-                rows.append({
-                    "dataset": ds.name, "width": width, "experiment": name, "seed": s,
-                    "train_acc": m.train_acc[i], "test_acc": m.test_acc[i], "train_loss": m.train_loss[i],
-                    "steps": int(final.steps[i]), "converged": bool(final.converged[i]),
-                    "diverged": bool(final.diverged[i]),
-                    "phase1_steps": int(first.steps[i]) if first else None,
-                    "phase1_converged": bool(first.converged[i]) if first else None,
-                    "phase1_train_acc": p1.train_acc[i] if first else None,
-                    **{k: v[i] for k, v in measured.items()},
-                })
-            del outcomes, final, first  # only Θ_adv (in the memo) outlives its experiment
         total = time.perf_counter() - t0
         compile_s = COMPILE_STATS.seconds - compile_before
         requests = _CACHE_EVENTS["requests"] - disk_before["requests"]
@@ -498,11 +541,40 @@ def _sweep_widths(cfg, ds, out, writer, seeds, keys, split, y_train, y_rand, x_b
         write_atomic(os.path.join(out, "results.csv"), rows_to_csv(rows, csv_columns))
         write_manifest(out, manifest)
         if not cfg.keep_params:  # final params are summarized in the rows; Θ_adv stays
-            for phases in plans.values():
+            for phases in (ph for at_points in plans.values() for ph in at_points):
                 for i in range(len(phases)):
                     if phases[: i + 1] not in keep:
-                        shutil.rmtree(checkpoint_dir(out, width, phases[: i + 1]), ignore_errors=True)
+                        shutil.rmtree(checkpoint_dir(out, width, phases[: i + 1], grid), ignore_errors=True)
+                        with contextlib.suppress(OSError):  # a grid's prefix directory, emptied
+                            os.rmdir(checkpoint_dir(out, width, phases[: i + 1]))
     return parse_results(rows_to_csv(rows, csv_columns))  # exactly what results.csv holds
+
+
+def point_rows(cfg, ds, model, run, split, y_train, x_batched, in_flight, seeds, width, name, point, phases,
+               outcomes, keep_in: str | None) -> list[dict]:
+    """The rows of one experiment at one grid point (`point`: its axis values), from
+    its phases' outcomes: final metrics, measures, and how far phase 1 got."""
+    final = outcomes[-1]
+    if keep_in:  # every layer's final parameters, for figures
+        file_name = f"{name}-{prefix_tag(phases)}" if point else name
+        save_final(final_path(keep_in, width, file_name), final.params, model.options(), seeds, split.x_train,
+                   y_train)
+    m = evaluate_in_batches(model, final.params, split, y_train, x_batched, in_flight)
+    measured = (measure_in_batches(cfg, model, last_start(phases, run), final.params, split, y_train, x_batched,
+                                   in_flight) if cfg.measures else {})
+    first = outcomes[0] if len(outcomes) > 1 else None
+    if first is not None:  # how far phase 1 got in fitting its (random) labels
+        p1 = evaluate_in_batches(model, first.params, split, run.labels_of(phases[0]), x_batched, in_flight)
+    return [{
+        "dataset": ds.name, "width": width, "experiment": name, "seed": s, **point,
+        "train_acc": m.train_acc[i], "test_acc": m.test_acc[i], "train_loss": m.train_loss[i],
+        "steps": int(final.steps[i]), "converged": bool(final.converged[i]),
+        "diverged": bool(final.diverged[i]),
+        "phase1_steps": int(first.steps[i]) if first else None,
+        "phase1_converged": bool(first.converged[i]) if first else None,
+        "phase1_train_acc": p1.train_acc[i] if first else None,
+        **{k: v[i] for k, v in measured.items()},
+    } for i, s in enumerate(seeds)]
 
 
 def width_run(cfg: SweepConfig, ds: Dataset, model: Model, keys: SeedKeys, split, y_train, y_rand, x_batched: bool,
@@ -527,8 +599,7 @@ def width_run(cfg: SweepConfig, ds: Dataset, model: Model, keys: SeedKeys, split
         store=store,
         fresh=functools.partial(init_params, model, keys.fresh, in_flight),
         teacher=teacher,
-        shrink=cfg.shrink,
-        perturb=cfg.perturb,
+        fraction_keys=keys.fraction,
     )
 
 
@@ -547,14 +618,18 @@ def measure_in_batches(cfg: SweepConfig, model: Model, start, final, split, y_tr
 
 
 def summary_rows(rows: list[dict]) -> list[dict]:
-    """Per (width, experiment): test accuracy mean and std, median steps, the fraction
-    converged in the last phase and in phase 1 (None where there is no phase 1)."""
+    """Per (width, experiment, grid point): test accuracy mean and std, median steps, the
+    fraction converged in the last phase and in phase 1 (None where there is no phase 1)."""
     out = []
-    for width, exp in dict.fromkeys((r["width"], r["experiment"]) for r in rows):
-        sel = [r for r in rows if r["width"] == width and r["experiment"] == exp]
+    axes = [a for a in GRID_AXES if rows and a in rows[0]]
+    group = lambda r: (r["width"], r["experiment"], tuple(r[a] for a in axes))  # noqa: E731
+    for key in dict.fromkeys(group(r) for r in rows):
+        width, exp, values = key
+        sel = [r for r in rows if group(r) == key]
         acc = np.array([float(r["test_acc"]) for r in sel])
         p1 = [r["phase1_converged"] for r in sel if r["phase1_converged"] is not None]
-        out.append({"width": width, "experiment": exp, "n": len(sel), "test_acc_mean": float(acc.mean()),
+        out.append({"width": width, "experiment": exp, **dict(zip(axes, values)), "n": len(sel),
+                    "test_acc_mean": float(acc.mean()),
                     "test_acc_std": float(acc.std()), "median_steps": float(np.median([r["steps"] for r in sel])),
                     "converged": float(np.mean([r["converged"] for r in sel])),
                     "phase1_converged": float(np.mean(p1)) if p1 else None})
@@ -563,11 +638,13 @@ def summary_rows(rows: list[dict]) -> list[dict]:
 
 def summary_table(rows: list[dict]) -> str:
     """width × experiment: test accuracy mean ± std, median steps, fraction converged."""
-    lines = [f"{'width':>6}  {'experiment':<20} {'test acc (mean ± std)':>22}  "
-             f"{'median steps':>12}  {'converged':>9}  {'phase 1 conv.':>13}"]
+    axes = [a for a in GRID_AXES if rows and a in rows[0]]
+    lines = [f"{'width':>6}  {'experiment':<20} " + "".join(f"{a:>17} " for a in axes)
+             + f"{'test acc (mean ± std)':>22}  {'median steps':>12}  {'converged':>9}  {'phase 1 conv.':>13}"]
     for r in summary_rows(rows):
         p1s = f"{r['phase1_converged']:>13.0%}" if r["phase1_converged"] is not None else f"{'-':>13}"
-        lines.append(f"{r['width']:>6}  {r['experiment']:<20} {r['test_acc_mean']:>13.4f} ± {r['test_acc_std']:.4f}  "
+        lines.append(f"{r['width']:>6}  {r['experiment']:<20} " + "".join(f"{r[a]:>17g} " for a in axes)
+                     + f"{r['test_acc_mean']:>13.4f} ± {r['test_acc_std']:.4f}  "
                      f"{r['median_steps']:>12.0f}  {r['converged']:>9.0%}  {p1s}")
     return "\n".join(lines)
 

@@ -8,9 +8,14 @@ to about a second) inside `lax.while_loop`,
 and the Python driver only looks at the done flags between chunks (progress, early end).
 
 Step semantics (exact): iteration k looks at the parameters after k updates. If they
-have zero error on the whole training set the seed stops with steps = k; else, if
-k = max_steps, it stops unconverged; else it takes update k+1. In full-batch mode the
-error check reuses the logits of the gradient's forward pass, so it costs nothing.
+have zero error on the whole training set (or, with a target accuracy a < 1, at least
+ceil(a·n) of the n points right) the seed stops with steps = k; else, if k = max_steps,
+it stops unconverged; else it takes update k+1. In full-batch mode the check reuses the
+logits of the gradient's forward pass, so it costs nothing.
+
+Step size, step cap, target and (where a grid varies them) momentum and weight decay
+are per-seed traced values (`Hyper`): one compiled program trains a whole grid of them,
+each grid point's seeds side by side with the others'.
 """
 
 from __future__ import annotations
@@ -56,6 +61,33 @@ class PhaseSpec:
     optimizer: str = "sgd"  # "sgd" (the paper's) or "adam" (an option for the random-label phase)
     momentum: float = 0.0  # heavy-ball momentum of sgd (torch.optim.SGD's convention)
     weight_decay: float = 0.0  # L2 coefficient added to the gradient (torch.optim.SGD's weight_decay)
+    # "momentum", "weight_decay": taken per seed from `Hyper` (a grid varies them), not from the fields above
+    per_seed: tuple[str, ...] = ()
+
+
+class Hyper(NamedTuple):
+    """A seed's traced settings: one value per seed (a grid point's, for its seeds)."""
+
+    lr: np.ndarray  # float32 step size
+    max_steps: np.ndarray  # int32 step cap
+    need: np.ndarray  # int32: training points right that stop the seed (n: zero error)
+    momentum: np.ndarray  # float32; used where spec.per_seed names it
+    weight_decay: np.ndarray  # float32; likewise
+
+
+def make_hyper(n_seeds: int, lr, max_steps, need, momentum=0.0, weight_decay=0.0) -> Hyper:
+    """Per-seed arrays from scalars or per-seed values."""
+    one = lambda v, dtype: np.ascontiguousarray(np.broadcast_to(np.asarray(v, dtype), (n_seeds,)))  # noqa: E731
+    return Hyper(one(lr, np.float32), one(max_steps, np.int32), one(need, np.int32), one(momentum, np.float32),
+                 one(weight_decay, np.float32))
+
+
+def need_for(target_acc: float, n: int) -> int:
+    """Training points that must be right for accuracy >= target_acc: ceil(target·n),
+    in exact arithmetic (so target 1.0 is zero error, and 0.5 of 101 points is 51)."""
+    from fractions import Fraction
+
+    return max(1, min(n, math.ceil(Fraction(str(target_acc)) * n)))
 
 
 class SeedState(NamedTuple):
@@ -95,12 +127,17 @@ def reduce_loss(losses_B: jax.Array, weights_B: jax.Array | None, reduction: str
     return total / jnp.sum(weights_B) if reduction == "mean" else total
 
 
-def make_optimizer(lr: jax.Array, spec: PhaseSpec | None = None) -> optax.GradientTransformation:
+def make_optimizer(lr: jax.Array, spec: PhaseSpec | None = None, hyper: Hyper | None = None
+                   ) -> optax.GradientTransformation:
     """Plain (stochastic) gradient descent as in the paper, unless the phase asks for
-    momentum, weight decay (both as torch.optim.SGD defines them) or Adam."""
+    momentum, weight decay (both as torch.optim.SGD defines them) or Adam. Momentum and
+    weight decay come from the seed's `hyper` where spec.per_seed names them."""
     spec = spec or PhaseSpec(model=None, trainable=())
-    base = optax.adam(lr) if spec.optimizer == "adam" else optax.sgd(lr, momentum=spec.momentum or None)
-    return optax.chain(optax.add_decayed_weights(spec.weight_decay), base) if spec.weight_decay else base
+    traced = lambda name: name in spec.per_seed  # noqa: E731
+    momentum = (hyper.momentum if hyper is not None else 0.0) if traced("momentum") else (spec.momentum or None)
+    decay = (hyper.weight_decay if hyper is not None else 0.0) if traced("weight_decay") else spec.weight_decay
+    base = optax.adam(lr) if spec.optimizer == "adam" else optax.sgd(lr, momentum=momentum)
+    return optax.chain(optax.add_decayed_weights(decay), base) if traced("weight_decay") or decay else base
 
 
 def batch_indices(key: jax.Array, step: jax.Array, n: int, batch_size: int):
@@ -114,10 +151,10 @@ def batch_indices(key: jax.Array, step: jax.Array, n: int, batch_size: int):
     return perm[jnp.minimum(pos, n - 1)], (pos < n).astype(jnp.float32)
 
 
-def _step(spec: PhaseSpec, lr, max_steps, frozen, x_NxD, y_N, s: SeedState) -> SeedState:
+def _step(spec: PhaseSpec, hyper: Hyper, frozen, x_NxD, y_N, s: SeedState) -> SeedState:
     """One iteration for one seed: check the current parameters, then update them
     unless the seed stops here (or stopped before)."""
-    model, opt = spec.model, make_optimizer(lr, spec)
+    model, opt = spec.model, make_optimizer(hyper.lr, spec, hyper)
 
     def loss_fn(params, x, y, w):
         logits = model.apply({**frozen, **params}, x)
@@ -131,9 +168,9 @@ def _step(spec: PhaseSpec, lr, max_steps, frozen, x_NxD, y_N, s: SeedState) -> S
         (loss, _), grads = grad_fn(s.params, x_NxD[idx], y_N[idx], w)
         logits_N = model.apply({**frozen, **s.params}, x_NxD)
 
-    zero_error = jnp.all(predictions(logits_N) == y_N)
+    zero_error = jnp.sum(predictions(logits_N) == y_N) >= hyper.need  # the target reached (n: zero error)
     bad = ~jnp.isfinite(loss) | ~jnp.all(jnp.isfinite(logits_N))
-    stop = s.done | zero_error | bad | (s.step >= max_steps)
+    stop = s.done | zero_error | bad | (s.step >= hyper.max_steps)
     updates, opt_state = opt.update(grads, s.opt_state, s.params)
     params = optax.apply_updates(s.params, updates)
     keep = lambda old, new: jax.tree.map(lambda o, n: jnp.where(stop, o, n), old, new)  # noqa: E731
@@ -148,7 +185,7 @@ def _step(spec: PhaseSpec, lr, max_steps, frozen, x_NxD, y_N, s: SeedState) -> S
     )
 
 
-def _run_chunk(spec, state, frozen, x, y, lr, max_steps, chunk_len=None):
+def _run_chunk(spec, state, frozen, x, y, hyper, chunk_len=None):
     """Up to chunk_len (default spec.chunk_steps) iterations of every seed; ends early
     once all seeds are done.
 
@@ -157,8 +194,8 @@ def _run_chunk(spec, state, frozen, x, y, lr, max_steps, chunk_len=None):
     not select every state leaf a second time per iteration.
     """
     step = jax.vmap(
-        lambda s, f, xx, yy: _step(spec, lr, max_steps, f, xx, yy, s),
-        in_axes=(0, 0, 0 if spec.x_batched else None, 0),
+        lambda s, f, xx, yy, h: _step(spec, h, f, xx, yy, s),
+        in_axes=(0, 0, 0 if spec.x_batched else None, 0, 0),
     )
 
     def cond(carry):
@@ -167,20 +204,23 @@ def _run_chunk(spec, state, frozen, x, y, lr, max_steps, chunk_len=None):
 
     def body(carry):
         i, s = carry
-        return i + 1, step(s, frozen, x, y)
+        return i + 1, step(s, frozen, x, y, hyper)
 
     return jax.lax.while_loop(cond, body, (jnp.int32(0), state))[1]
 
 
-def host_init_state(trainable, batch_keys, lr, spec: PhaseSpec | None = None, donate: bool = False) -> SeedState:
+def host_init_state(trainable, batch_keys, hyper: Hyper | float, spec: PhaseSpec | None = None, donate: bool = False
+                    ) -> SeedState:
     """Every seed's initial trainer state, as host arrays. The state is updated in place,
     so the params are copied once, unless `donate` hands over writable host arrays."""
     n = batch_keys.shape[0]
+    if not isinstance(hyper, Hyper):  # a step size alone: its optimizer's state has the same shape
+        hyper = make_hyper(n, hyper, 0, 0)
     zeros = lambda dtype: np.zeros(n, dtype)  # noqa: E731
     own = lambda a: a if donate and isinstance(a, np.ndarray) and a.flags.writeable else np.array(a)  # noqa: E731
     return SeedState(
         params=jax.tree.map(own, trainable),
-        opt_state=gather(jax.vmap(make_optimizer(lr, spec).init)(trainable)),  # nothing for plain SGD
+        opt_state=gather(jax.vmap(lambda h, t: make_optimizer(h.lr, spec, h).init(t))(hyper, trainable)),
         step=zeros(np.int32), done=zeros(bool), converged=zeros(bool), diverged=zeros(bool),
         batch_key=np.array(batch_keys),
     )
@@ -274,11 +314,23 @@ def seed_mesh(devices=None) -> Mesh:
     return Mesh(np.array(devices if devices is not None else jax.devices()), (SEED_AXIS,))
 
 
-def _pad_seeds(tree, n_pad: int):
-    """Append n_pad copies of the last seed (dropped again after training)."""
-    if n_pad == 0:
-        return tree
-    return jax.tree.map(lambda a: np.concatenate([a, np.repeat(a[-1:], n_pad, axis=0)]), tree)
+def unit_layout(n_live: int, unit: int, n_devices: int, per_device: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """How n_live seeds (blocks of `unit`) sit in a program that gives each device
+    `per_device` rows of every block: (blocks, take, back). Block b's padded row r (its
+    last seed repeated into the padding, dropped after training) goes to device
+    r // per_device, after the rows of blocks 0..b-1 there, exactly where it would be
+    in a program of that block alone. `take`: program row -> seed; `back`: seed ->
+    program row."""
+    n_units, width = -(-n_live // unit), n_devices * per_device
+    take, back = np.empty(n_units * width, np.int64), np.empty(n_live, np.int64)
+    for b in range(n_units):
+        real = min(unit, n_live - b * unit)
+        pos = np.arange(width)
+        device, row = np.divmod(pos, per_device)
+        where = device * (n_units * per_device) + b * per_device + row
+        take[where] = b * unit + np.minimum(pos, real - 1)
+        back[b * unit: b * unit + real] = where[:real]
+    return n_units, take, back
 
 
 def gather(tree):
@@ -303,10 +355,6 @@ def distribute(tree, sharding: NamedSharding):
     return jax.tree.map(one, tree)
 
 
-def _rows(tree, sl: slice):
-    return jax.tree.map(lambda a: a[sl], tree)
-
-
 def _set_rows(tree, sl: slice, part):
     """Write a batch's rows into the host state, in place (no copy of all seeds)."""
     def one(a, b):
@@ -326,31 +374,31 @@ def seed_groups(spec: PhaseSpec, n: int, n_local: int) -> tuple[int, int]:
     return n_groups, -(-n_local // n_groups)
 
 
-def _run_chunk_grouped(spec, n_groups, state, frozen, x, y, lr, max_steps, chunk_len):
+def _run_chunk_grouped(spec, n_groups, state, frozen, x, y, hyper, chunk_len):
     """This device's seeds in n_groups groups, one after the other, so that a group's
     activations stay in cache (at p = 1000 on 2-D data this doubles CPU throughput)."""
     if n_groups == 1:
-        return _run_chunk(spec, state, frozen, x, y, lr, max_steps, chunk_len)
+        return _run_chunk(spec, state, frozen, x, y, hyper, chunk_len)
     split = lambda t: jax.tree.map(lambda a: a.reshape(n_groups, -1, *a.shape[1:]), t)  # noqa: E731
     xs = split(x) if spec.x_batched else jnp.zeros(n_groups)
 
     def group(args):
-        s, f, xx, yy = args
-        return _run_chunk(spec, s, f, xx if spec.x_batched else x, yy, lr, max_steps, chunk_len)
+        s, f, xx, yy, h = args
+        return _run_chunk(spec, s, f, xx if spec.x_batched else x, yy, h, chunk_len)
 
-    out = jax.lax.map(group, (split(state), split(frozen), xs, split(y)))
+    out = jax.lax.map(group, (split(state), split(frozen), xs, split(y), split(hyper)))
     return jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), out)
 
 
-def _run_chunk_sharded(static, state, frozen, x, y, lr, max_steps, chunk_len):
+def _run_chunk_sharded(static, state, frozen, x, y, hyper, chunk_len):
     spec, mesh, n_groups = static
     seeds = P(SEED_AXIS)
     local = jax.shard_map(
         functools.partial(_run_chunk_grouped, spec, n_groups), mesh=mesh,
-        in_specs=(seeds, seeds, seeds if spec.x_batched else P(), seeds, P(), P(), P()),
+        in_specs=(seeds, seeds, seeds if spec.x_batched else P(), seeds, seeds, P()),
         out_specs=seeds, check_vma=False,
     )
-    return local(state, frozen, x, y, lr, max_steps, chunk_len)
+    return local(state, frozen, x, y, hyper, chunk_len)
 
 
 def train(
@@ -359,17 +407,28 @@ def train(
     x: jax.Array,
     y: jax.Array,
     batch_keys: jax.Array,
-    lr: float,
-    max_steps: int,
+    lr: float | np.ndarray,
+    max_steps: int | np.ndarray,
     progress: Callable[[int, int, int, int], None] | None = None,
     store: Store | None = None,
     mesh: Mesh | None = None,
     max_in_flight: int | None = None,
     donate: bool = False,
+    need: int | np.ndarray | None = None,
+    momentum: float | np.ndarray = 0.0,
+    weight_decay: float | np.ndarray = 0.0,
+    block: int | None = None,
 ) -> Outcome:
     """Train every seed of `params0` (leading axis = seeds) on (x, y) to zero error.
 
     y carries the seed axis; x does when spec.x_batched, else it is shared by all seeds.
+    lr, max_steps, need (training points right that stop a seed; default all of them),
+    and momentum and weight decay where spec.per_seed names them, are one value for
+    all seeds or one per seed. Seeds come in blocks of `block` (a grid point's seeds;
+    default: all of them, one block): each block in flight is padded, split over the
+    devices and grouped exactly as a run of its seeds alone, so that on a given machine
+    a grid point's seeds train bit for bit as they would without the grid (XLA's CPU
+    code can round differently for another number of seeds side by side).
     Seeds are split over the devices of `mesh` (default: all devices, of all processes
     in a multi-process run), padded to a multiple of their count; each device loops over
     its own seeds until they are done. At most `max_in_flight` seeds are on the devices
@@ -384,57 +443,58 @@ def train(
     """
     mesh = mesh or seed_mesh()
     n_seeds = batch_keys.shape[0]
+    block = block or n_seeds
     flight = min(n_seeds, max_in_flight or n_seeds)
-    n_groups, group = seed_groups(spec, x.shape[-2], -(-flight // mesh.size))
-    width = mesh.size * n_groups * group  # seeds per program, padding included
+    # Whole blocks in flight where they fit, each laid out as a run of its seeds alone;
+    # else batches of `flight` seeds, blocks or not.
+    unit = block if flight >= block else flight
+    flight = flight // unit * unit
+    n_groups, group = seed_groups(spec, x.shape[-2], -(-unit // mesh.size))
     split = NamedSharding(mesh, P(SEED_AXIS))
     shared = NamedSharding(mesh, P())
 
     params0, x, y, batch_keys = gather((params0, x, y, batch_keys))
     trainable = {k: v for k, v in params0.items() if k in spec.trainable}
     frozen = {k: v for k, v in params0.items() if k not in spec.trainable}
-    lr, max_steps = np.float32(lr), np.int32(max_steps)
+    n_train = x.shape[-2]
+    hyper = make_hyper(n_seeds, lr, max_steps, n_train if need is None else need, momentum, weight_decay)
     # The state of every seed lives on the host; only the batch in flight is on devices.
-    like = host_init_state(trainable, batch_keys, lr, spec, donate=donate)
+    like = host_init_state(trainable, batch_keys, hyper, spec, donate=donate)
     restored = store.restore(like) if store is not None else None
     state = jax.tree.map(lambda a: a if a.flags.writeable else np.array(a),
                          restored if restored is not None else like)
     was_complete = restored is not None and bool(state.done.all())
-    lr_g, max_steps_g = distribute((lr, max_steps), shared)
     x_shared = None if spec.x_batched else distribute(x, shared)
     chunk_len = min(spec.chunk_steps, 16)
-
-    def batch(tree, sl):  # one in-flight batch, padded to the program's seed count
-        part = _rows(tree, sl)
-        return distribute(_pad_seeds(part, width - (sl.stop - sl.start)), split)
 
     with deferred_interrupts() as interrupted:
         for b0 in range(0, n_seeds, flight):
             sl = slice(b0, min(b0 + flight, n_seeds))
             if state.done[sl].all():
                 continue
-            live = batch(state, sl)
-            steps_elsewhere = int(state.step.sum()) - int(state.step[sl].sum())
-            args = (batch(frozen, sl), batch(x, sl) if spec.x_batched else x_shared, batch(y, sl))
-            chunk = distribute(np.int32(chunk_len), shared)
-            run_chunk = compiled(_run_chunk_sharded, (spec, mesh, n_groups), live, *args, lr_g, max_steps_g, chunk)
             n_live = sl.stop - sl.start
+            n_units, take, back = unit_layout(n_live, unit, mesh.size, n_groups * group)
+            batch = lambda tree, sl=sl, take=take: distribute(jax.tree.map(lambda a: a[sl][take], tree), split)  # noqa: E731
+            live = batch(state)
+            steps_elsewhere = int(state.step.sum()) - int(state.step[sl].sum())
+            args = (batch(frozen), batch(x) if spec.x_batched else x_shared, batch(y), batch(hyper))
+            chunk = distribute(np.int32(chunk_len), shared)
+            run_chunk = compiled(_run_chunk_sharded, (spec, mesh, n_units * n_groups), live, *args, chunk)
             while True:
                 t0 = time.perf_counter()
-                live = run_chunk(live, *args, lr_g, max_steps_g, distribute(np.int32(chunk_len), shared))
-                done_steps = gather((live.done, live.step))  # waits for the chunk
+                live = run_chunk(live, *args, distribute(np.int32(chunk_len), shared))
+                done_steps = jax.tree.map(lambda a, back=back: a[back], gather((live.done, live.step)))  # waits
                 # Aim at CHUNK_SECONDS a call: prompt progress and saves, little overhead.
                 ratio = CHUNK_SECONDS / max(time.perf_counter() - t0, 1e-3)
                 chunk_len = int(min(spec.chunk_steps, max(1, chunk_len * min(ratio, 4.0))))
-                state = state._replace(done=_set_rows(state.done, sl, done_steps[0][:n_live]))
+                state = state._replace(done=_set_rows(state.done, sl, done_steps[0]))
                 max_step = int(done_steps[1].max())
                 if progress is not None:
-                    progress(int(state.done.sum()), n_seeds, max_step,
-                             steps_elsewhere + int(done_steps[1][:n_live].sum()))
-                finished, stop = bool(done_steps[0][:n_live].all()), interrupted()
+                    progress(int(state.done.sum()), n_seeds, max_step, steps_elsewhere + int(done_steps[1].sum()))
+                finished, stop = bool(done_steps[0].all()), interrupted()
                 save = store is not None and not finished and (stop or store.due(max_step))
                 if finished or save:  # bring the batch's full state back to the host
-                    state = _set_rows(state, sl, _rows(gather(live), slice(0, n_live)))
+                    state = _set_rows(state, sl, jax.tree.map(lambda a, back=back: a[back], gather(live)))
                 if save:
                     store.save(state, complete=False)
                 if finished:

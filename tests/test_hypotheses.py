@@ -9,7 +9,15 @@ from test_experiments import _run, bits
 
 from advjax import run_sweep
 from advjax.data import teacher_student
-from advjax.experiments import START_TRANSFORMS, TrainSettings, WidthRun, experiment, experiment_names, run_phases
+from advjax.experiments import (
+    START_TRANSFORMS,
+    Phase,
+    TrainSettings,
+    WidthRun,
+    experiment,
+    experiment_names,
+    run_phases,
+)
 from advjax.measures import COLUMNS, GRID_COLUMNS
 from advjax.model import MLP
 from advjax.sweep import main
@@ -46,12 +54,10 @@ def test_shrink_perturb_endpoints_are_adversarial_and_a_fresh_init():
     fresh = jax.vmap(run.model.init)(jax.random.split(jax.random.PRNGKey(9), 3))
     run.fresh = lambda: fresh
     theta_adv = run_phases(experiment("adversarial", run.model)[:1], run)[0].params
-    run.shrink, run.perturb = 1.0, 0.0
-    assert bits(START_TRANSFORMS["shrink_perturb"](theta_adv, run)) == bits(theta_adv)
-    run.shrink, run.perturb = 0.0, 1.0
-    assert bits(START_TRANSFORMS["shrink_perturb"](theta_adv, run)) == bits(fresh)
-    run.shrink, run.perturb = 0.4, 0.1
-    mixed = START_TRANSFORMS["shrink_perturb"](theta_adv, run)
+    at = lambda shrink, perturb: Phase("y", start="shrink_perturb", shrink=shrink, perturb=perturb)  # noqa: E731
+    assert bits(START_TRANSFORMS["shrink_perturb"](theta_adv, run, at(1.0, 0.0))) == bits(theta_adv)
+    assert bits(START_TRANSFORMS["shrink_perturb"](theta_adv, run, at(0.0, 1.0))) == bits(fresh)
+    mixed = START_TRANSFORMS["shrink_perturb"](theta_adv, run, at(0.4, 0.1))
     expected = 0.4 * np.asarray(theta_adv["hidden"]["kernel"]) + 0.1 * np.asarray(fresh["hidden"]["kernel"])
     np.testing.assert_allclose(mixed["hidden"]["kernel"], expected, rtol=1e-6)
 

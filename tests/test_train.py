@@ -167,12 +167,12 @@ def test_step_cap_and_finished_seeds_stay_put():
     out = train(spec, theta0, xs, ys, jax.random.split(jax.random.PRNGKey(2), 4), lr=0.01, max_steps=25)
     assert (out.steps == 25).all() and not out.converged.any() and not out.diverged.any()
     # A done state run through more chunks is bit-for-bit unchanged.
-    from advjax.train import host_init_state
+    from advjax.train import host_init_state, make_hyper
 
     trainable = dict(theta0)
     state = host_init_state(trainable, jax.random.split(jax.random.PRNGKey(2), 4), 0.01)
     state = state._replace(params=out.params, step=jnp.asarray(out.steps), done=jnp.ones(4, bool))
-    again = _run_chunk(spec, state, {}, xs, ys, jnp.float32(0.01), jnp.int32(1000))
+    again = _run_chunk(spec, state, {}, xs, ys, make_hyper(4, 0.01, 1000, xs.shape[1]))
     for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(again)):
         assert np.array_equal(np.asarray(a), np.asarray(b))
 
