@@ -3,23 +3,36 @@
     python -m advjax.figures RUN_DIR... --out figures/
 
 Each RUN_DIR is the --out of a sweep (results.csv + manifest.json). For every run it
-draws test accuracy vs width (mean ± 1 std, and median with interquartile range) and
-steps to zero training error vs width; from the runs it finds, it composes the paper's
-figures (1, 3, 4, 5, 6, and 2 where final parameters were kept with --keep-params).
-It writes significance.csv: per dataset and width, paired tests of adversarial vs
-baseline and frozen vs adversarial test accuracy.
+draws test accuracy vs width (mean ± 1 std, and median with interquartile range), steps
+to zero training error vs width, and the paired differences between its experiments
+(paired_<run>.png); from the runs it finds, it composes the paper's figures (1, 3, 4, 5,
+6, and 2 where final parameters were kept with --keep-params). It writes
+significance.csv: per run, width and grid point, paired tests of the experiments'
+test accuracy (adversarial vs baseline, frozen vs adversarial, ...: `comparisons`).
 
-A seed counts as unconverged in an experiment when any of its phases stopped at the
-step cap (or diverged). Statistics use every seed; widths where some seeds did not
-converge are drawn with open markers and the count is written next to the point.
+A sweep that varied hyperparameters has a results.csv column per grid axis it varied
+(`GRID_AXES`). Rows of different grid points are never pooled: statistics group rows by
+(width, grid point), pairs are the same seed at the same point, the per-run figures have
+a panel per point and the composites a line per point, and grid_<run>_<axis>.png draws
+test accuracy against each axis.
+
+A seed can stop short of its target in either phase, and the figures say which: above a
+panel, "p1 k/n" means k of n seeds stopped phase 1 (fitting random labels) at its step
+cap, "k/n" that k stopped the last phase at its cap (or diverged) before reaching its
+target (`unconverged`). Statistics use every seed; points where some seed stopped short
+have open markers. Steps to zero training error are censored at the cap: a seed that
+never got there counts as at least the cap, drawn as ▲ on the dotted cap line, and a
+median that rests on such seeds is only a lower bound, drawn as △.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import os
 import sys
+import textwrap
 from dataclasses import dataclass
 
 import jax
@@ -30,9 +43,11 @@ from .model import model_from_options
 from .results import read_manifest, read_results
 
 PAPER = ("baseline", "adversarial", "frozen")  # the paper's colors: black, red, blue
+# Others from Okabe and Ito's colorblind-safe palette, and Tol's wine and ochre: experiments
+# that one sweep runs together (hypotheses-*.toml) get colors no reader confuses.
 COLORS = {"baseline": "black", "adversarial": "red", "frozen": "blue",
-          "norm_matched_layer": "tab:green", "norm_matched_global": "tab:olive", "shrink_perturb": "tab:orange",
-          "random_features": "tab:purple", "teacher_features": "tab:cyan", "orthogonal_features": "tab:brown"}
+          "norm_matched_layer": "#009E73", "norm_matched_global": "#CC79A7", "shrink_perturb": "#E69F00",
+          "random_features": "#56B4E9", "teacher_features": "#882255", "orthogonal_features": "#DDAA33"}
 LABELS = {"baseline": "1: baseline", "adversarial": "2: adversarial", "frozen": "3: frozen features",
           "norm_matched_layer": "θ0 at Θ_adv's norm (per layer)", "norm_matched_global": "θ0 at Θ_adv's norm (whole)",
           "shrink_perturb": "shrink-perturb Θ_adv", "random_features": "random features (θ0's)",
@@ -41,6 +56,13 @@ COMPARISONS = (("adversarial", "baseline"), ("frozen", "adversarial"), ("norm_ma
                ("norm_matched_global", "baseline"), ("shrink_perturb", "adversarial"),
                ("random_features", "frozen"), ("teacher_features", "random_features"),
                ("orthogonal_features", "random_features"))
+# The hyperparameters a sweep can vary over a grid: results.csv has a column for each one
+# it varied (more than one value), named so. Value -> what it is, for axis labels.
+GRID_AXES = {"lr": "learning rate", "phase1_lr": "phase-1 learning rate", "max_steps": "step cap per phase",
+             "weight_decay": "weight decay", "momentum": "momentum", "shrink": "shrink factor",
+             "perturb": "perturbation scale", "random_fraction": "random-label fraction",
+             "phase1_target_acc": "phase-1 target training accuracy", "target_train_acc": "target training accuracy"}
+LOG_AXES = ("lr", "phase1_lr", "max_steps", "weight_decay")  # grid axes that span decades: a log x scale
 
 
 def color(exp: str) -> str:
@@ -69,10 +91,20 @@ def comparisons(experiments: list[str]) -> list[tuple[str, str]]:
     return [*COMPARISONS, *per_layer]
 
 
-MEASURES = {"sharpness": "sharpness (top Hessian eigenvalue)", "norm_total": "parameter norm",
-            "distance": "distance from the phase's start", "margin": "min training margin",
-            "active_fraction": "fraction of active ReLUs", "boundary_length": "decision boundary length",
-            "linear_regions": "linear regions met (grid)"}
+# Measure columns in the order drawn -> what a panel of them is titled: words, and units.
+MEASURES = {"sharpness": "sharpness: top eigenvalue of the training loss's Hessian",
+            "norm_total": "parameter norm ‖θ‖₂, all layers",
+            "distance": "distance travelled ‖θ − θ_start‖₂, last phase",
+            "margin": "smallest training margin (logit units)",
+            "active_fraction": "active ReLUs (fraction of unit × training point pairs)",
+            "boundary_length": "decision boundary length (input units)",
+            "linear_regions": "linear regions met on the input grid (count)"}
+TITLES = {"test_acc": "test accuracy", "steps": "steps to zero training error (last phase)", **MEASURES}
+
+
+def title_of(column: str) -> str:
+    """A results.csv column in words (TITLES), else its name."""
+    return TITLES.get(column, column)
 
 
 @dataclass
@@ -138,19 +170,99 @@ def load_run(path: str) -> Run:
     return Run(path, manifest, rows)
 
 
-def unconverged(row: dict) -> bool:
-    return (not row["converged"]) or row["diverged"] or row["phase1_converged"] is False
+def unconverged(row: dict, phase: str = "any") -> bool:
+    """Whether a seed stopped short of its target in `phase`: "phase1" (phase1_converged
+    false: phase 1 hit its step cap before fitting the random labels), "last" (converged
+    false: the last phase hit its cap, or diverged, first) or "any" (either)."""
+    first = row["phase1_converged"] is False
+    last = not row["converged"] or bool(row["diverged"])
+    return {"phase1": first, "last": last, "any": first or last}[phase]
 
 
-def by_width(rows: list[dict], experiment: str) -> dict[int, list[dict]]:
-    out: dict[int, list[dict]] = {}
+def step_cap(run: Run, row: dict) -> float:
+    """The last phase's step cap for a row: its grid point's max_steps, else the run's."""
+    value = _axis_value(row.get("max_steps"))
+    return float(run.config["max_steps"]) if value is None else value
+
+
+# -- grid points ---------------------------------------------------------------------------------------
+
+Point = tuple[tuple[str, float | None], ...]  # ((axis, value), ...) in GRID_AXES order; () off a grid
+
+
+def _axis_value(v) -> float | None:
+    """A grid axis's value as a number (results.csv's reader leaves columns it does not
+    know as text); None where a row has no value (a merged run that did not vary it)."""
+    return None if v is None or v == "" else float(v)
+
+
+def axis_columns(rows: list[dict]) -> list[str]:
+    """The grid axes the rows vary: the GRID_AXES columns with more than one value."""
+    return [a for a in GRID_AXES if len({_axis_value(r.get(a)) for r in rows}) > 1]
+
+
+def grid_point(row: dict, axes: list[str]) -> Point:
+    return tuple((a, _axis_value(row.get(a))) for a in axes)
+
+
+def _point_order(point: Point) -> tuple:
+    return tuple((v is None, v or 0.0) for _, v in point)
+
+
+def points(rows: list[dict]) -> list[Point]:
+    """The rows' grid points in order ([()] for a run without grid axes)."""
+    axes = axis_columns(rows)
+    return sorted({grid_point(r, axes) for r in rows}, key=_point_order)
+
+
+def point_text(point: Point) -> str:
+    return ", ".join(f"{a} = {'-' if v is None else f'{v:g}'}" for a, v in point)
+
+
+def row_point(row: dict) -> Point:
+    """The grid point of a row of `significance` (it has the run's axis columns)."""
+    return tuple((a, _axis_value(row[a])) for a in GRID_AXES if a in row)
+
+
+def at_point(run: Run, point: Point) -> Run:
+    """The run's rows at one grid point, as a run of its own (the same label)."""
+    axes = [a for a, _ in point]
+    return dataclasses.replace(run, rows=[r for r in run.rows if grid_point(r, axes) == point])
+
+
+def first_point(run: Run) -> tuple[Run, str]:
+    """A run at its first grid point, and where that is in words ("" off a grid): for
+    figures that draw one setting per run (the composites, summary.png)."""
+    pts = points(run.rows)
+    return at_point(run, pts[0]), (f"{point_text(pts[0])}, the first of {len(pts)} grid points" if pts[0] else "")
+
+
+def file_part(run: Run, point: Point) -> str:
+    """The run's part of a file name: its label, then the grid point (e.g. spirals_lr0.01)."""
+    return "_".join([run.label, *(f"{a}{'none' if v is None else f'{v:g}'}" for a, v in point)])
+
+
+def by_width(rows: list[dict], experiment: str) -> dict[tuple[int, Point], list[dict]]:
+    """An experiment's rows grouped by (width, grid point), in order of point, then
+    width: the seeds of one setting, which statistics may pool."""
+    axes = axis_columns(rows)
+    out: dict[tuple[int, Point], list[dict]] = {}
     for r in rows:
         if r["experiment"] == experiment:
-            out.setdefault(r["width"], []).append(r)
-    return dict(sorted(out.items()))
+            out.setdefault((r["width"], grid_point(r, axes)), []).append(r)
+    return dict(sorted(out.items(), key=lambda kv: (_point_order(kv[0][1]), kv[0][0])))
 
 
 # -- statistics ----------------------------------------------------------------------------------------
+
+def t_half_width(values: np.ndarray) -> float:
+    """Half the width of the 95% confidence interval (Student's t) of the values' mean;
+    NaN for fewer than two values."""
+    from scipy import stats
+
+    n = len(values)
+    return float(stats.t.ppf(0.975, n - 1) * np.std(values, ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+
 
 def paired_test(a: np.ndarray, b: np.ndarray) -> dict:
     """Paired comparison of a and b (same seeds): mean difference a - b with its 95%
@@ -161,7 +273,7 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> dict:
     d = np.asarray(a, float) - np.asarray(b, float)
     n = len(d)
     sd = d.std(ddof=1) if n > 1 else float("nan")
-    half = float(stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n)) if n > 1 else float("nan")
+    half = t_half_width(d)
     out = {"n": n, "mean_diff": float(d.mean()), "sd_diff": float(sd),
            "ci95_low": float(d.mean()) - half, "ci95_high": float(d.mean()) + half,
            "cohens_dz": float(d.mean() / sd) if sd > 0 else float("nan"),
@@ -175,23 +287,28 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> dict:
 
 
 def significance(runs: list[Run]) -> list[dict]:
+    """Per run, comparison, width and grid point: the paired test of test accuracy over
+    the seeds both experiments ran there (`paired_test`), the point's axis values, and
+    p_t_holm, Holm's correction across the widths and grid points of the run's comparison."""
     rows = []
     for run in runs:
         for first, second in comparisons(run.experiments):
             xa, xb = by_width(run.rows, first), by_width(run.rows, second)
-            for width in sorted(set(xa) & set(xb)):
-                ra = {r["seed"]: r for r in xa[width]}
-                rb = {r["seed"]: r for r in xb[width]}
+            for width, point in [key for key in xa if key in xb]:
+                ra = {r["seed"]: r for r in xa[width, point]}
+                rb = {r["seed"]: r for r in xb[width, point]}
                 seeds = sorted(set(ra) & set(rb))
                 res = paired_test(np.array([ra[s]["test_acc"] for s in seeds]),
                                   np.array([rb[s]["test_acc"] for s in seeds]))
-                rows.append({"run": run.label, "width": width, "comparison": f"{first} - {second}",
+                rows.append({"run": run.label, "width": width, **dict(point), "comparison": f"{first} - {second}",
                              "unconverged_seeds": sum(unconverged(ra[s]) or unconverged(rb[s]) for s in seeds),
+                             "phase1_unconverged_seeds": sum(unconverged(ra[s], "phase1") or
+                                                             unconverged(rb[s], "phase1") for s in seeds),
                              **res})
-    # Holm's correction of the t-test across the widths of one comparison in one run (a panel)
+    # Holm's correction of the t-test across one comparison's widths and grid points in one run
     for key in dict.fromkeys((r["run"], r["comparison"]) for r in rows):
-        panel = [r for r in rows if (r["run"], r["comparison"]) == key]
-        for r, p in zip(panel, holm([r["p_t"] for r in panel])):
+        family = [r for r in rows if (r["run"], r["comparison"]) == key]
+        for r, p in zip(family, holm([r["p_t"] for r in family])):
             r["p_t_holm"] = p
     return rows
 
@@ -209,26 +326,38 @@ def holm(p_values: list[float]) -> list[float]:
 
 
 def write_significance(rows: list[dict], path: str) -> None:
-    cols = ["run", "width", "comparison", "n", "mean_diff", "ci95_low", "ci95_high", "sd_diff", "cohens_dz", "t",
-            "p_t", "p_t_holm", "p_wilcoxon", "unconverged_seeds"]
+    axes = [a for a in GRID_AXES if any(a in r for r in rows)]
+    cols = ["run", "width", *axes, "comparison", "n", "mean_diff", "ci95_low", "ci95_high", "sd_diff", "cohens_dz",
+            "t", "p_t", "p_t_holm", "p_wilcoxon", "unconverged_seeds", "phase1_unconverged_seeds"]
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, lineterminator="\n")
         w.writeheader()
         for r in rows:
-            w.writerow({k: (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]) for k in cols})
+            w.writerow({k: (f"{r[k]:.6g}" if isinstance(r.get(k), float) else r.get(k, "")) for k in cols})
 
 
 def significance_text(rows: list[dict]) -> str:
-    lines = [f"{'run':<24} {'width':>6}  {'comparison':<24} {'mean diff':>9} {'95% CI':>19} {'d_z':>6} {'p (t)':>9} "
-             f"{'Holm':>8} {'p (Wilcoxon)':>12}"]
+    grid = any(row_point(r) for r in rows)
+    at = f" {'grid point':<24}" if grid else ""
+    lines = [f"{'run':<24} {'width':>6}{at}  {'comparison':<24} {'mean diff':>9} {'95% CI':>19} {'d_z':>6} "
+             f"{'p (t)':>9} {'Holm':>8} {'p (Wilcoxon)':>12}"]
     for r in rows:
         ci = f"[{r['ci95_low']:+.4f}, {r['ci95_high']:+.4f}]"
-        lines.append(f"{r['run']:<24} {r['width']:>6}  {r['comparison']:<24} {r['mean_diff']:>+9.4f} {ci:>19} "
+        at = f" {point_text(row_point(r)):<24}" if grid else ""
+        lines.append(f"{r['run']:<24} {r['width']:>6}{at}  {r['comparison']:<24} {r['mean_diff']:>+9.4f} {ci:>19} "
                      f"{r['cohens_dz']:>6.2f} {r['p_t']:>9.2g} {r['p_t_holm']:>8.2g} {r['p_wilcoxon']:>12.2g}")
     return "\n".join(lines)
 
 
 # -- drawing ---------------------------------------------------------------------------------------------
+
+PANEL_INCHES = (4.6, 3.8)
+LEGEND_INCHES = 1.0  # below the panels: the figure's legend and what its markers mean
+STRIP_POINTS = 8  # height of one line of capped-seed counts above a panel
+LINESTYLES = ("-", "--", ":", "-.")  # one per grid point of a run, where a panel draws several
+CAP_NOTE = ("Open marker: some seeds stopped short of their target. Above a panel, k/n: k of n seeds stopped the "
+            "last phase at its step cap (or diverged); p1 k/n: k of n stopped phase 1 (random labels) at its cap.")
+
 
 def _plt():
     import matplotlib
@@ -239,70 +368,272 @@ def _plt():
     return plt
 
 
+def _wrap(text: str, inches: float, fontsize: float) -> str:
+    """Text wrapped to fit `inches` (a character is about 0.55 em wide)."""
+    return textwrap.fill(text, max(20, int(inches * 72 / (0.55 * fontsize))))
+
+
+def _subplots(n: int, columns: int = 4, inches: tuple[float, float] = PANEL_INCHES, **kw):
+    """A figure with n panels, at most `columns` a row, room below for the legend; the
+    panels left over in the last row are hidden."""
+    plt = _plt()
+    cols = min(columns, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(inches[0] * cols, inches[1] * rows + LEGEND_INCHES),
+                             squeeze=False, layout="constrained", **kw)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    return plt, fig, list(axes.flat)[:n]
+
+
+def _title(ax, text: str, strip_lines: int = 0) -> None:
+    """A panel's title, wrapped to the panel's width, above its lines of capped counts."""
+    inches = ax.get_position().width * ax.figure.get_figwidth()
+    ax.set_title(_wrap(text, inches, 10), fontsize=10, pad=6 + STRIP_POINTS * strip_lines)
+
+
+def _cap_strip(ax, lines: list[tuple[str, dict[float, list[dict]]]]) -> int:
+    """Above the panel, for each (color, rows by x) of `lines` and each phase in which some
+    seed stopped at a cap, a line of counts at those x: "p1 k/n" (phase 1) or "k/n" (last
+    phase). A line of text per experiment and phase: counts never overlap. Returns the
+    number of lines."""
+    n = 0
+    for col, groups in lines:
+        for phase, prefix in (("phase1", "p1 "), ("last", "")):
+            counts = {x: sum(unconverged(r, phase) for r in g) for x, g in groups.items()}
+            if not any(counts.values()):
+                continue
+            for x, k in counts.items():
+                if k:
+                    ax.annotate(f"{prefix}{k}/{len(groups[x])}", (x, 1), xycoords=ax.get_xaxis_transform(),
+                                xytext=(0, 3 + STRIP_POINTS * n), textcoords="offset points", ha="center",
+                                va="bottom", fontsize=6, color=col, annotation_clip=False)
+            n += 1
+    return n
+
+
+def _ring(ax, x, y, col: str) -> None:
+    """The open marker around a point where some seed stopped short of its target."""
+    ax.plot([x], [y], marker="o", markersize=9, markerfacecolor="none", markeredgecolor=col, linestyle="none")
+
+
+def _values(run: Run, rows: list[dict], metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """A metric's values over seeds and which of them are censored: steps to zero error
+    of a seed that never reached its target in the last phase are at least the cap, and
+    count as the cap. Missing (or non-finite) measures are left out."""
+    if metric == "steps":
+        censored = np.array([unconverged(r, "last") for r in rows])
+        return np.array([step_cap(run, r) if c else r["steps"] for r, c in zip(rows, censored)], float), censored
+    v = np.array([np.nan if r[metric] is None else float(r[metric]) for r in rows])
+    v = v[np.isfinite(v)] if np.isfinite(v).any() else v
+    return v, np.zeros(len(v), bool)
+
+
+def _line(ax, run: Run, metric: str, summary: str, at: dict[int, list[dict]], col: str, name: str,
+          style: str, nudge: float) -> None:
+    """One experiment at one grid point: metric vs width. With censored steps, a mean
+    over capped seeds, or a median resting on them, is a lower bound: △ instead of ●; ▲ on
+    the cap marks the widths where seeds were capped, nudged sideways by `nudge` (a
+    factor) so that experiments capped at the same width do not hide each other."""
+    widths = np.array(list(at), float)
+    mid, lo, hi, bound = [], [], [], []
+    for rows in at.values():
+        v, censored = _values(run, rows, metric)
+        if summary == "mean":
+            mid.append(v.mean())
+            lo.append(v.mean() - v.std())
+            hi.append(v.mean() + v.std())
+        else:
+            mid.append(np.median(v))
+            lo.append(np.percentile(v, 25))
+            hi.append(np.percentile(v, 75))
+        bound.append(bool(censored.any()) if summary == "mean" else 2 * int(censored.sum()) >= len(v) > 0)
+    mid, bound = np.array(mid), np.array(bound)
+    ax.errorbar(widths, mid, yerr=[mid - lo, np.array(hi) - mid], color=col, label=name, capsize=3, marker="o",
+                markersize=4, linewidth=1.2, linestyle=style, markevery=[not b for b in bound])
+    if metric == "steps":
+        capped = [(w, step_cap(run, rows[0])) for w, rows in at.items() if any(unconverged(r, "last") for r in rows)]
+        if capped:
+            ax.plot([w * nudge for w, _ in capped], [cap for _, cap in capped], marker="^", markersize=6, color=col,
+                    linestyle="none", gid="censored")
+        if bound.any():
+            ax.plot(widths[bound], mid[bound], marker="^", markersize=9, markerfacecolor="white",
+                    markeredgecolor=col, linestyle="none", gid="censored_summary")
+        return
+    for w, m, rows in zip(widths, mid, at.values()):
+        if any(unconverged(r) for r in rows):
+            _ring(ax, w, m, col)
+
+
 def panel_metric(ax, run: Run, metric: str, summary: str, title: str | None = None,
                  experiments=PAPER) -> None:
-    """One panel: metric vs width for each experiment. summary: 'mean' (± 1 std) or
-    'median' (with the interquartile range)."""
-    for exp in experiments:
+    """One panel: metric vs width for each experiment, a line per grid point (line styles
+    tell them apart). summary: 'mean' (± 1 std) or 'median' (with the interquartile
+    range). Steps are censored at the step cap (see the module's docstring)."""
+    strip = []
+    for k, exp in enumerate(experiments):
         groups = by_width(run.rows, exp)
-        if not groups:
-            continue
-        widths = np.array(list(groups))
-        vals = [np.array([float(r[metric]) if r[metric] is not None else np.nan for r in g]) for g in groups.values()]
-        vals = [v[np.isfinite(v)] if np.isfinite(v).any() else v for v in vals]
-        if summary == "mean":
-            mid = np.array([v.mean() for v in vals])
-            lo, hi = mid - [v.std() for v in vals], mid + [v.std() for v in vals]
-        else:
-            mid = np.array([np.median(v) for v in vals])
-            lo, hi = np.array([np.percentile(v, 25) for v in vals]), np.array([np.percentile(v, 75) for v in vals])
-        bad = np.array([sum(unconverged(r) for r in g) for g in groups.values()])
-        ax.errorbar(widths, mid, yerr=[mid - lo, hi - mid], color=color(exp), label=label(exp), capsize=3,
-                    marker="o", markersize=4, linewidth=1.2)
-        for w, m, b, g in zip(widths, mid, bad, groups.values()):
-            if b:  # open marker and count: some seeds stopped at the step cap
-                ax.plot([w], [m], marker="o", markersize=9, markerfacecolor="none", markeredgecolor=color(exp))
-                ax.annotate(f"{b}/{len(g)}", (w, m), textcoords="offset points", xytext=(5, 4), fontsize=7,
-                            color=color(exp))
+        for i, point in enumerate(dict.fromkeys(p for _, p in groups)):
+            at = {w: g for (w, p), g in groups.items() if p == point}
+            name = f"{label(exp)} ({point_text(point)})" if point else label(exp)
+            _line(ax, run, metric, summary, at, color(exp), name, LINESTYLES[i % len(LINESTYLES)],
+                  nudge=1.04 ** (k - (len(experiments) - 1) / 2))
+            strip.append((color(exp), at))
+    if metric == "steps" and any(unconverged(r, "last") for r in run.rows if r["experiment"] in experiments):
+        for cap in sorted({step_cap(run, r) for r in run.rows}):
+            ax.axhline(cap, color="gray", linestyle=":", linewidth=0.9, label="step cap (last phase)")
+        ax.plot([], [], marker="^", markersize=6, color="gray", linestyle="none",
+                label="seeds capped in the last phase: at least the cap")
+        ax.plot([], [], marker="^", markersize=9, markerfacecolor="white", markeredgecolor="gray", linestyle="none",
+                label="a summary resting on capped seeds: a lower bound")
     ax.set_xscale("log")
     if metric in ("steps", "sharpness", "linear_regions", "norm_total", "distance"):
         ax.set_yscale("log")
     ax.set_xlabel("width p")
-    ax.set_ylabel({"test_acc": "test accuracy", "steps": "steps to zero training error", **MEASURES}[metric])
+    ax.set_ylabel(title_of(metric))
     n_seeds = len({r["seed"] for r in run.rows})
-    ax.set_title(title or f"{run.label} ({n_seeds} seeds)", fontsize=10)
+    _title(ax, title or f"{run.label} ({n_seeds} seeds)", _cap_strip(ax, strip))
     ax.grid(alpha=0.3, which="both")
 
 
-def _figure(panels, metric, summary, path, suptitle):
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
-    for ax, (run, title) in zip(axes[0], panels):
-        panel_metric(ax, run, metric, summary, title)
-    return _finish(plt, fig, axes, suptitle, path, dpi=120)
+def _finish(plt, fig, suptitle: str, path: str, dpi: int, note: str = CAP_NOTE) -> str:
+    """The figure's legend below the panels (each label once, what the markers mean as
+    its title) and its title, both wrapped to the figure's width; saved and closed."""
+    from matplotlib.container import Container
 
-
-def _finish(plt, fig, axes, suptitle: str, path: str, dpi: int) -> str:
-    """Legend in the first panel, the cap note in the title, saved and closed."""
-    axes[0][0].legend(fontsize=8, loc="best")
-    fig.suptitle(suptitle + "  (open marker k/n: k of n seeds stopped at the step cap)", fontsize=10)
-    fig.tight_layout()
+    handles: dict[str, object] = {}
+    for ax in fig.axes:
+        for handle, text in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(text, handle)
+    handles = dict(sorted(handles.items(), key=lambda kv: not isinstance(kv[1], Container)))  # experiments first
+    inches = fig.get_figwidth()
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", fontsize=8, frameon=False,
+               ncol=max(1, min(len(handles), int(inches // 2.4))), title=_wrap(note, inches, 7), title_fontsize=7)
+    fig.suptitle(_wrap(suptitle, inches, 10), fontsize=10)
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
 
-def _grid_figure(run: Run, metrics: list[str], path: str, suptitle: str) -> str:
-    """Every experiment of a run, one panel per metric, median and IQR."""
-    plt = _plt()
-    cols = min(4, len(metrics))
-    rows = -(-len(metrics) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.8 * rows), squeeze=False)
-    for ax, metric in zip(axes.flat, metrics):
-        panel_metric(ax, run, metric, "median", title=metric, experiments=run.experiments)
-    for ax in list(axes.flat)[len(metrics):]:
-        ax.axis("off")
-    return _finish(plt, fig, axes, suptitle + ", median and IQR", path, dpi=110)
+def _figure(panels: list[tuple[Run, str | None]], metric: str, summary: str, path: str, suptitle: str,
+            sharey: bool = False) -> str:
+    plt, fig, axes = _subplots(len(panels), sharey=sharey)
+    for ax, (run, title) in zip(axes, panels):
+        panel_metric(ax, run, metric, summary, title)
+    if sharey:  # one y axis, labelled once
+        for ax in axes[1:]:
+            ax.set_ylabel("")
+    return _finish(plt, fig, suptitle, path, dpi=120)
+
+
+def _metrics_figure(run: Run, metrics: list[str], path: str, suptitle: str) -> str:
+    """Every experiment of a run, one panel per metric (titled in words), median and IQR."""
+    plt, fig, axes = _subplots(len(metrics))
+    for ax, metric in zip(axes, metrics):
+        panel_metric(ax, run, metric, "median", title=title_of(metric), experiments=run.experiments)
+        ax.set_ylabel("")  # the title names it
+    return _finish(plt, fig, suptitle + ", median and IQR", path, dpi=110)
+
+
+def panel_paired(ax, rows: list[dict]) -> None:
+    """One comparison's rows of `significance`: the mean paired difference of test
+    accuracy vs width with its 95% t-interval, a line per grid point (shifted a little
+    apart), a zero line, ★ above the widths where Holm's correction leaves p < 0.05, and
+    open markers where some seed of a pair stopped short of its target."""
+    import matplotlib
+
+    first, second = rows[0]["comparison"].split(" - ")
+    pts = list(dict.fromkeys(row_point(r) for r in rows))
+    for j, point in enumerate(pts):
+        sel = [r for r in rows if row_point(r) == point]
+        x = np.array([r["width"] for r in sel], float) * 1.06 ** (j - (len(pts) - 1) / 2)
+        mid = np.array([r["mean_diff"] for r in sel])
+        lo, hi = np.array([r["ci95_low"] for r in sel]), np.array([r["ci95_high"] for r in sel])
+        col = color(first) if len(pts) == 1 else matplotlib.colormaps["viridis"](0.85 * j / (len(pts) - 1))
+        ax.errorbar(x, mid, yerr=[mid - lo, hi - mid], color=col, marker="o", markersize=4, capsize=3,
+                    label=point_text(point) or None, gid="paired")
+        for xi, m, top, r in zip(x, mid, hi, sel):
+            if r["p_t_holm"] < 0.05:
+                ax.annotate("★", (xi, top if np.isfinite(top) else m), xytext=(0, 1), textcoords="offset points",
+                            ha="center", va="bottom", fontsize=9, color=col)
+            if r["unconverged_seeds"]:
+                _ring(ax, xi, m, col)
+    ax.axhline(0, color="gray", linewidth=0.8, linestyle="--")
+    ax.set_xscale("log")
+    ax.set_xlabel("width p")
+    ax.set_ylabel("difference in test accuracy")
+    _title(ax, f"{label(first)} − {label(second)}")
+    ax.grid(alpha=0.3, which="both")
+
+
+def paired_figure(run: Run, path: str) -> str | None:
+    """paired_<run>.png: a panel per comparison the run has (`comparisons`), the paired
+    differences of significance.csv, where the reader sees which are above zero."""
+    sig = significance([run])
+    if not sig:
+        return None
+    by_comparison: dict[str, list[dict]] = {}
+    for r in sig:
+        by_comparison.setdefault(r["comparison"], []).append(r)
+    plt, fig, axes = _subplots(len(by_comparison))
+    for ax, rows in zip(axes, by_comparison.values()):
+        panel_paired(ax, rows)
+    n_seeds = len({r["seed"] for r in run.rows})
+    return _finish(plt, fig, f"Paired differences of test accuracy (the same seeds, {n_seeds}), mean and 95% "
+                   f"t-interval: {run.label}", path, dpi=110,
+                   note="★: p < 0.05 after Holm's correction across the comparison's widths (and grid points). "
+                        "Open marker: some seed of a pair stopped short of its target.")
+
+
+def _grid_scale(ax, axis: str, values: list[float]) -> None:
+    """Log x for axes that span decades (symlog where one value is 0, e.g. no weight
+    decay), linear for the others; ticks at the grid's values."""
+    if axis in LOG_AXES:
+        positive = [v for v in values if v > 0]
+        if len(positive) == len(values):
+            ax.set_xscale("log")
+        else:
+            ax.set_xscale("symlog", linthresh=min(positive, default=1.0))
+    ax.set_xticks(values, [f"{v:g}" for v in values])
+    ax.set_xticks([], minor=True)
+
+
+def grid_figure(run: Run, axis: str, path: str) -> str:
+    """grid_<run>_<axis>.png: test accuracy (mean and 95% t-interval over seeds) against
+    one grid axis, a line per experiment; a panel per width and per point of the run's
+    other grid axes. Open markers and counts above a panel where some seed stopped short."""
+    others = [a for a in axis_columns(run.rows) if a != axis]
+    rows = [r for r in run.rows if _axis_value(r.get(axis)) is not None]
+    widths = sorted({r["width"] for r in rows})
+    rests = sorted({grid_point(r, others) for r in rows}, key=_point_order)
+    values = sorted({_axis_value(r[axis]) for r in rows})
+    plt, fig, axes = _subplots(len(rests) * len(widths), columns=len(widths), inches=(4.0, 3.4))
+    for ax, (rest, width) in zip(axes, [(rest, w) for rest in rests for w in widths]):
+        strip = []
+        for exp in run.experiments:
+            groups: dict[float, list[dict]] = {}
+            for r in rows:
+                if r["experiment"] == exp and r["width"] == width and grid_point(r, others) == rest:
+                    groups.setdefault(_axis_value(r[axis]), []).append(r)
+            if not groups:
+                continue
+            groups = dict(sorted(groups.items()))
+            acc = [np.array([r["test_acc"] for r in g], float) for g in groups.values()]
+            mid = np.array([a.mean() for a in acc])
+            ax.errorbar(list(groups), mid, yerr=[t_half_width(a) for a in acc], color=color(exp), label=label(exp),
+                        marker="o", markersize=4, capsize=3, linewidth=1.2)
+            for x, m, g in zip(groups, mid, groups.values()):
+                if any(unconverged(r) for r in g):
+                    _ring(ax, x, m, color(exp))
+            strip.append((color(exp), groups))
+        _grid_scale(ax, axis, values)
+        ax.set_xlabel(f"{GRID_AXES[axis]} ({axis})")
+        ax.set_ylabel("test accuracy")
+        ax.grid(alpha=0.3)
+        _title(ax, f"p = {width}" + (f", {point_text(rest)}" if rest else ""), _cap_strip(ax, strip))
+    n_seeds = len({r["seed"] for r in rows})
+    return _finish(plt, fig, f"Test accuracy vs {GRID_AXES[axis]}, mean and 95% t-interval over {n_seeds} seeds: "
+                   f"{run.label}", path, dpi=110)
 
 
 def decision_boundaries(runs: list[Run], width: int, path: str, seed: int | None = None) -> str | None:
@@ -354,17 +685,20 @@ SUMMARY_INCHES, SUMMARY_DPI = (10.0, 4.0), 100  # summary.png is 1000 x 400 pixe
 
 def draw_summary(run: Run, path: str) -> str:
     """The picture every sweep leaves (OUT/summary.png): test accuracy (mean ± 1 std) and
-    steps of the last phase (median and IQR) vs width, for each experiment it ran."""
+    steps of the last phase (median and IQR) vs width, for each experiment it ran (at the
+    first grid point of a sweep over a grid)."""
+    run, where = first_point(run)
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=SUMMARY_INCHES, squeeze=False)
-    panel_metric(axes[0][0], run, "test_acc", "mean", "test accuracy, mean ± 1 std", run.experiments)
-    panel_metric(axes[0][1], run, "steps", "median", "steps of the last phase, median and IQR", run.experiments)
+    fig, axes = plt.subplots(1, 2, figsize=SUMMARY_INCHES, layout="constrained")
+    panel_metric(axes[0], run, "test_acc", "mean", "test accuracy, mean ± 1 std", run.experiments)
+    panel_metric(axes[1], run, "steps", "median", "steps of the last phase, median and IQR", run.experiments)
     widths = sorted({r["width"] for r in run.rows})
-    for ax in axes[0]:  # the widths run, as plain numbers
+    for ax in axes:  # the widths run, as plain numbers
         ax.set_xticks(widths, [str(w) for w in widths])
         ax.set_xticks([], minor=True)
     n_seeds = len({r["seed"] for r in run.rows})
-    return _finish(plt, fig, axes, f"{run.label}, {n_seeds} seeds", path, dpi=SUMMARY_DPI)
+    return _finish(plt, fig, f"{run.label}, {n_seeds} seeds" + (f", at {where}" if where else ""), path,
+                   dpi=SUMMARY_DPI)
 
 
 def depth_figure(runs: list[Run], path: str) -> str | None:
@@ -372,11 +706,12 @@ def depth_figure(runs: list[Run], path: str) -> str | None:
     accuracy vs depth of the paper's three experiments, mean ± 1 std; (b) and (c) what
     re-initialising layer k, or freezing layers 1..k, of Θ_adv changes against the
     adversarial run (paired mean difference of test accuracy over seeds, ± its 95%
-    confidence interval), one line per depth."""
+    confidence interval), one line per depth. A run with grid axes is drawn at its first
+    grid point (the title says so)."""
     from matplotlib.ticker import MaxNLocator
-    from scipy import stats
 
-    by_depth = {r.config.get("depth", 1): r for r in runs}
+    firsts = {r.config.get("depth", 1): first_point(r) for r in runs}
+    by_depth = {d: run for d, (run, _) in firsts.items()}
     if len(by_depth) < 2 or len({r.dataset for r in runs}) > 1:
         return None
     widths = sorted(set.intersection(*({q["width"] for q in r.rows} for r in by_depth.values())))
@@ -384,32 +719,28 @@ def depth_figure(runs: list[Run], path: str) -> str | None:
     fig, axes = plt.subplots(len(widths), 3, figsize=(14, 3.9 * len(widths)), squeeze=False)
     depths = sorted(by_depth)
     for row, width in zip(axes, widths):
+        strip = []
         for exp in PAPER:
-            mids, errs, ds = [], [], []
-            for d in depths:
-                sel = [q for q in by_depth[d].rows if q["width"] == width and q["experiment"] == exp]
-                if not sel:
-                    continue
-                acc = [q["test_acc"] for q in sel]
-                ds.append(d)
-                mids.append(np.mean(acc))
-                errs.append(np.std(acc))
-                capped = sum(unconverged(q) for q in sel)
-                if capped:  # open marker and count, as in every figure: k of n seeds at the step cap
-                    row[0].plot([d], [mids[-1]], marker="o", markersize=9, markerfacecolor="none",
-                                markeredgecolor=color(exp))
-                    row[0].annotate(f"{capped}/{len(sel)}", (d, mids[-1]), textcoords="offset points",
-                                    xytext=(5, 4), fontsize=7, color=color(exp))
-            row[0].errorbar(ds, mids, yerr=errs, color=color(exp), label=label(exp), marker="o", capsize=3)
+            groups = {d: sel for d in depths
+                      if (sel := [q for q in by_depth[d].rows if q["width"] == width and q["experiment"] == exp])}
+            mids = [np.mean([q["test_acc"] for q in sel]) for sel in groups.values()]
+            row[0].errorbar(list(groups), mids, yerr=[np.std([q["test_acc"] for q in sel]) for sel in groups.values()],
+                            color=color(exp), label=label(exp), marker="o", capsize=3)
+            for d, m, sel in zip(groups, mids, groups.values()):
+                if any(unconverged(q) for q in sel):
+                    _ring(row[0], d, m, color(exp))
+            strip.append((color(exp), groups))
         row[0].set_xticks(depths)
         row[0].set_xlabel("depth (hidden layers)")
         row[0].set_ylabel("test accuracy")
-        row[0].set_title(f"(a) p = {width}: test accuracy vs depth", fontsize=10)
+        row[0].set_title(f"(a) p = {width}: test accuracy vs depth", fontsize=10,
+                         pad=6 + STRIP_POINTS * _cap_strip(row[0], strip))
         for ax, kind, what in ((row[1], "reinit", "layer k re-initialised"), (row[2], "freeze", "layers 1..k frozen")):
+            strip = []
             for d in depths:
                 rows = [q for q in by_depth[d].rows if q["width"] == width]
                 adv = {q["seed"]: q["test_acc"] for q in rows if q["experiment"] == "adversarial"}
-                ks, mids, half, capped = [], [], [], []
+                groups, mids, half = {}, [], []
                 for k in range(1, d + 2):
                     sel = [q for q in rows if q["experiment"] == f"{kind}_{k}"]
                     mine = {q["seed"]: q["test_acc"] for q in sel}
@@ -417,28 +748,28 @@ def depth_figure(runs: list[Run], path: str) -> str | None:
                     if len(seeds) < 2:
                         continue
                     diff = np.array([mine[s_] - adv[s_] for s_ in seeds])
-                    ks.append(k)
+                    groups[k] = sel
                     mids.append(diff.mean())
-                    half.append(stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff)))
-                    capped.append((sum(unconverged(q) for q in sel), len(sel)))
-                if ks:
-                    line = ax.errorbar(ks, mids, yerr=half, marker="o", capsize=3, label=f"depth {d}")
-                    for k, m, (c, n) in zip(ks, mids, capped):
-                        if c:
-                            ax.annotate(f"{c}/{n}", (k, m), textcoords="offset points", xytext=(5, 4), fontsize=7,
-                                        color=line[0].get_color())
+                    half.append(t_half_width(diff))
+                if groups:
+                    line = ax.errorbar(list(groups), mids, yerr=half, marker="o", capsize=3, label=f"depth {d}")
+                    strip.append((line[0].get_color(), groups))
             ax.axhline(0, color="red", linewidth=0.8, linestyle="--")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("layer k (the last is the readout)" if kind == "reinit" else "k")
             ax.set_ylabel("test acc − adversarial's")
-            ax.set_title(f"({'b' if kind == 'reinit' else 'c'}) p = {width}: Θ_adv with {what}", fontsize=10)
+            ax.set_title(f"({'b' if kind == 'reinit' else 'c'}) p = {width}: Θ_adv with {what}", fontsize=10,
+                         pad=6 + STRIP_POINTS * _cap_strip(ax, strip))
             ax.legend(fontsize=7)
         row[0].legend(fontsize=7)
         for ax in row:
             ax.grid(alpha=0.3)
     name = next(iter(by_depth.values())).dataset
-    fig.suptitle(f"{name}: the adversarial gap and the layers that carry it, by depth (paired over seeds, 95% CI; "
-                 "open marker k/n: k of n seeds at the step cap)", fontsize=11)
+    wheres = [f"depth {d} at {where}" for d, (_, where) in sorted(firsts.items()) if where]
+    at = f"; {'; '.join(wheres)}" if wheres else ""
+    fig.suptitle(_wrap(f"{name}: the adversarial gap and the layers that carry it, by depth (paired over seeds, "
+                       f"95% CI; open marker: some seeds stopped short; k/n above a panel: seeds capped in the last "
+                       f"phase, p1 k/n: in phase 1){at}", 14, 11), fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -446,12 +777,14 @@ def depth_figure(runs: list[Run], path: str) -> str | None:
 
 
 def _paper_panels(run: Run, out: str) -> list[str]:
+    """accuracy_<run>.png (mean and median) and steps_<run>.png: a panel per grid point."""
+    panels = [(at_point(run, p), f"{run.label}, {point_text(p)}" if p else None) for p in points(run.rows)]
     return [
-        _figure([(run, None)], "test_acc", "mean", os.path.join(out, f"accuracy_{run.label}.png"),
+        _figure(panels, "test_acc", "mean", os.path.join(out, f"accuracy_{run.label}.png"),
                 f"Test accuracy vs width, mean ± 1 std: {run.label}"),
-        _figure([(run, None)], "test_acc", "median", os.path.join(out, f"accuracy_median_{run.label}.png"),
+        _figure(panels, "test_acc", "median", os.path.join(out, f"accuracy_median_{run.label}.png"),
                 f"Test accuracy vs width, median and IQR: {run.label}"),
-        _figure([(run, None)], "steps", "median", os.path.join(out, f"steps_{run.label}.png"),
+        _figure(panels, "steps", "median", os.path.join(out, f"steps_{run.label}.png"),
                 f"Steps to zero training error (last phase), median and IQR: {run.label}"),
     ]
 
@@ -462,21 +795,36 @@ def draw_all(runs: list[Run], out: str, boundary_width: int = 500, composites: b
     for run in runs:
         if set(run.experiments) & set(PAPER):
             made += _paper_panels(run, out)
-        if set(run.experiments) - set(PAPER):
-            made.append(_grid_figure(run, ["test_acc", "steps"], os.path.join(out, f"experiments_{run.label}.png"),
-                                     f"Test accuracy and steps of every experiment: {run.label}"))
-        if run.measured:
-            made.append(_grid_figure(run, run.measured, os.path.join(out, f"measures_{run.label}.png"),
-                                     f"Measures of the final solutions: {run.label}"))
+        for point in points(run.rows):  # one figure per grid point: they have a panel per metric already
+            at, name, where = at_point(run, point), file_part(run, point), f" ({point_text(point)})" if point else ""
+            if set(run.experiments) - set(PAPER):
+                made.append(_metrics_figure(at, ["test_acc", "steps"], os.path.join(out, f"experiments_{name}.png"),
+                                            f"Test accuracy and steps of every experiment: {run.label}{where}"))
+            if at.measured:
+                made.append(_metrics_figure(at, at.measured, os.path.join(out, f"measures_{name}.png"),
+                                            f"Measures of the final solutions: {run.label}{where}"))
+        paired = paired_figure(run, os.path.join(out, f"paired_{run.label}.png"))
+        if paired:
+            made.append(paired)
+        made += [grid_figure(run, axis, os.path.join(out, f"grid_{run.label}_{axis}.png"))
+                 for axis in axis_columns(run.rows)]
     depth = depth_figure(runs, os.path.join(out, f"depth_{runs[0].dataset}.png")) if len(runs) > 1 else None
     if depth:
         made.append(depth)
     if not composites:
         return made
-    named = {r.label: r for r in runs}
+    named = {r.label: first_point(r) for r in runs}  # a composite draws one setting per run
 
-    def pick(*labels):
-        return [(named[lb], f"({chr(97 + i)}) {lb}") for i, lb in enumerate(labels) if lb in named]
+    def panel(lb: str, title: str) -> tuple[Run, str]:
+        run, where = named[lb]
+        return run, f"{title}, at {where}" if where else title
+
+    def pick(*labels: str, titles: tuple[str, ...] = ()):
+        """The runs of a composite's panels, titled (default: by their labels) and lettered
+        as in the paper where the figure has several panels."""
+        lettered = sum(lb in named for lb in labels) > 1
+        return [panel(lb, f"({chr(97 + i)}) {title}" if lettered else title)
+                for i, (lb, title) in enumerate(zip(labels, titles or labels)) if lb in named]
 
     compositions = [
         ("fig1.png", pick("gaussians", "spirals", "mnist"), "test_acc", "mean",
@@ -485,13 +833,13 @@ def draw_all(runs: list[Run], out: str, boundary_width: int = 500, composites: b
          "Fig. 3: steps to zero training error (last phase), median and IQR"),
         ("fig4.png", pick("circles"), "test_acc", "mean", "Fig. 4: concentric circles, mean ± 1 std"),
         ("fig5.png", pick("spirals"), "test_acc", "median", "Fig. 5: spirals (t ≤ 10), median and IQR"),
-        ("fig6.png", [(named[lb], t) for lb, t in (("spirals-tmax6.28", "(a) data redrawn per seed"),
-                                                     ("spirals-tmax6.28-fixed", "(b) one fixed data draw"))
-                      if lb in named], "test_acc", "mean", "Fig. 6: spirals, t ≤ 2π"),
+        ("fig6.png", pick("spirals-tmax6.28", "spirals-tmax6.28-fixed",
+                          titles=("data redrawn per seed", "one fixed data draw")),
+         "test_acc", "mean", "Fig. 6: spirals, t ≤ 2π, mean ± 1 std"),
     ]
     for name, panels, metric, summary, title in compositions:
         if panels:
-            made.append(_figure(panels, metric, summary, os.path.join(out, name), title))
+            made.append(_figure(panels, metric, summary, os.path.join(out, name), title, sharey=name == "fig6.png"))
     fig2 = decision_boundaries(runs, boundary_width, os.path.join(out, "fig2.png"))
     if fig2:
         made.append(fig2)

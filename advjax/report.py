@@ -18,7 +18,18 @@ import os
 import sys
 import tempfile
 
-from .figures import FigureError, Run, decision_boundaries, draw_summary, load_run, significance
+from .figures import (
+    FigureError,
+    Run,
+    at_point,
+    decision_boundaries,
+    draw_summary,
+    load_run,
+    point_text,
+    points,
+    row_point,
+    significance,
+)
 from .options import BY_NAME
 
 STYLE = """
@@ -96,42 +107,55 @@ def _facts(run: Run) -> str:
     return "".join(lines)
 
 
+def _grid(run: Run) -> tuple[list[str], list[tuple[list[str], Run]]]:
+    """The run at each of its grid points, so that tables never pool them: a leading
+    column's header, and per point that column's cell (no column without grid axes)."""
+    pts = points(run.rows)
+    return (["grid point"] if pts[0] else []), [([point_text(p)] if p else [], at_point(run, p)) for p in pts]
+
+
 def _summary(run: Run) -> str:
     from .sweep import summary_rows
 
-    rows = [[r["width"], r["experiment"], r["n"], f"{r['test_acc_mean']:.4f} ± {r['test_acc_std']:.4f}",
+    grid, at_points = _grid(run)
+    rows = [[*where, r["width"], r["experiment"], r["n"], f"{r['test_acc_mean']:.4f} ± {r['test_acc_std']:.4f}",
              f"{r['median_steps']:.0f}", f"{r['converged']:.0%}",
              "-" if r["phase1_converged"] is None else f"{r['phase1_converged']:.0%}"]
-            for r in summary_rows(run.rows)]
-    return _table(["width", "experiment", "seeds", "test acc (mean ± std)", "median steps", "converged",
-                   "phase 1 conv."], rows, left=2)
+            for where, at in at_points for r in summary_rows(at.rows)]
+    return _table([*grid, "width", "experiment", "seeds", "test acc (mean ± std)", "median steps", "converged",
+                   "phase 1 conv."], rows, left=2 + len(grid))
 
 
 def _significance(run: Run) -> str:
-    rows = [[r["width"], r["comparison"], r["n"], f"{r['mean_diff']:+.4f}",
-             f"[{r['ci95_low']:+.4f}, {r['ci95_high']:+.4f}]", f"{r['cohens_dz']:.2f}", f"{r['p_t']:.2g}",
-             f"{r['p_t_holm']:.2g}", f"{r['p_wilcoxon']:.2g}", r["unconverged_seeds"]] for r in significance([run])]
+    sig = significance([run])
+    grid = any(row_point(r) for r in sig)
+    rows = [[*([point_text(row_point(r))] if grid else []), r["width"], r["comparison"], r["n"],
+             f"{r['mean_diff']:+.4f}", f"[{r['ci95_low']:+.4f}, {r['ci95_high']:+.4f}]", f"{r['cohens_dz']:.2f}",
+             f"{r['p_t']:.2g}", f"{r['p_t_holm']:.2g}", f"{r['p_wilcoxon']:.2g}", r["unconverged_seeds"]] for r in sig]
     if not rows:
         return '<p class="note">No pair of experiments to compare.</p>'
-    return _table(["width", "comparison", "n", "mean diff", "95% CI", "d_z", "p (t)", "p (t), Holm over widths",
-                   "p (Wilcoxon)", "unconverged seeds"], rows, left=2)
+    return _table([*(["grid point"] if grid else []), "width", "comparison", "n", "mean diff", "95% CI", "d_z",
+                   "p (t)", "p (t), Holm over widths" + (" and grid points" if grid else ""), "p (Wilcoxon)",
+                   "unconverged seeds"], rows, left=2 + int(grid))
 
 
 def _phase1(run: Run) -> str:
     rows = []
-    for width in sorted({r["width"] for r in run.rows}):
-        sel = [r for r in run.rows if r["width"] == width and r["phase1_converged"] is not None]
-        seeds = {r["seed"]: r for r in sel}  # phase 1 is shared by the experiments of a seed
-        if not seeds:
-            continue
-        steps = sorted(r["phase1_steps"] for r in seeds.values())
-        fitted = [r["phase1_train_acc"] for r in seeds.values() if r["phase1_train_acc"] is not None]
-        rows.append([width, f"{sum(r['phase1_converged'] for r in seeds.values())}/{len(seeds)}",
-                     steps[len(steps) // 2], f"{min(fitted):.3f}" if fitted else ""])
+    grid, at_points = _grid(run)
+    for where, at in at_points:
+        for width in sorted({r["width"] for r in at.rows}):
+            sel = [r for r in at.rows if r["width"] == width and r["phase1_converged"] is not None]
+            seeds = {r["seed"]: r for r in sel}  # phase 1 is shared by the experiments of a seed
+            if not seeds:
+                continue
+            steps = sorted(r["phase1_steps"] for r in seeds.values())
+            fitted = [r["phase1_train_acc"] for r in seeds.values() if r["phase1_train_acc"] is not None]
+            rows.append([*where, width, f"{sum(r['phase1_converged'] for r in seeds.values())}/{len(seeds)}",
+                         steps[len(steps) // 2], f"{min(fitted):.3f}" if fitted else ""])
     if not rows:
         return '<p class="note">No experiment of this run trains on random labels.</p>'
-    return _table(["width", "seeds fitting y_rand", "median phase-1 steps", "least fraction of y_rand fitted"], rows,
-                  left=0)
+    return _table([*grid, "width", "seeds fitting y_rand", "median phase-1 steps", "least fraction of y_rand fitted"],
+                  rows, left=len(grid))
 
 
 def run_section(run: Run, tmp: str) -> str:
@@ -160,7 +184,8 @@ def write_report(run_dirs: list[str], out: str) -> str:
     title = "advjax report: " + ", ".join(r.label for r in runs)
     page = (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{_esc(title)}</title>"
             f"<style>{STYLE}</style></head><body><h1>{_esc(title)}</h1>"
-            "<p class=\"note\">Open markers with k/n in the figures: k of n seeds stopped at the step cap. "
+            "<p class=\"note\">Open markers in the figures: some seeds stopped short of their target; above a "
+            "panel, k/n: k of n seeds stopped the last phase at its step cap (or diverged), p1 k/n: phase 1. "
             "Paired tests compare the same seeds' test accuracy between two experiments.</p>"
             f"<div class=\"runs\">{sections}</div></body></html>\n")
     tmp_out = f"{out}.tmp{os.getpid()}"
