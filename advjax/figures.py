@@ -40,6 +40,7 @@ import numpy as np
 
 from .checkpoint import final_path, restore_final
 from .model import model_from_options
+from .options import GRID_AXES
 from .results import read_manifest, read_results
 
 PAPER = ("baseline", "adversarial", "frozen")  # the paper's colors: black, red, blue
@@ -56,9 +57,9 @@ COMPARISONS = (("adversarial", "baseline"), ("frozen", "adversarial"), ("norm_ma
                ("norm_matched_global", "baseline"), ("shrink_perturb", "adversarial"),
                ("random_features", "frozen"), ("teacher_features", "random_features"),
                ("orthogonal_features", "random_features"))
-# The hyperparameters a sweep can vary over a grid: results.csv has a column for each one
-# it varied (more than one value), named so. Value -> what it is, for axis labels.
-GRID_AXES = {"lr": "learning rate", "phase1_lr": "phase-1 learning rate", "max_steps": "step cap per phase",
+# The hyperparameters a sweep can vary over a grid (options.GRID_AXES): results.csv has a
+# column for each one it varied (more than one value), named so. What each is, in words:
+AXIS_WORDS = {"lr": "learning rate", "phase1_lr": "phase-1 learning rate", "max_steps": "step cap per phase",
              "weight_decay": "weight decay", "momentum": "momentum", "shrink": "shrink factor",
              "perturb": "perturbation scale", "random_fraction": "random-label fraction",
              "phase1_target_acc": "phase-1 target training accuracy", "target_train_acc": "target training accuracy"}
@@ -627,13 +628,14 @@ def grid_figure(run: Run, axis: str, path: str) -> str:
                     _ring(ax, x, m, color(exp))
             strip.append((color(exp), groups))
         _grid_scale(ax, axis, values)
-        ax.set_xlabel(f"{GRID_AXES[axis]} ({axis})")
+        ax.set_xlabel(f"{AXIS_WORDS.get(axis, axis)} ({axis})")
         ax.set_ylabel("test accuracy")
         ax.grid(alpha=0.3)
         _title(ax, f"p = {width}" + (f", {point_text(rest)}" if rest else ""), _cap_strip(ax, strip))
     n_seeds = len({r["seed"] for r in rows})
-    return _finish(plt, fig, f"Test accuracy vs {GRID_AXES[axis]}, mean and 95% t-interval over {n_seeds} seeds: "
-                   f"{run.label}", path, dpi=110)
+    words = AXIS_WORDS.get(axis, axis)
+    return _finish(plt, fig, f"Test accuracy vs {words}, mean and 95% t-interval over {n_seeds} seeds: {run.label}",
+                   path, dpi=110)
 
 
 def decision_boundaries(runs: list[Run], width: int, path: str, seed: int | None = None) -> str | None:
