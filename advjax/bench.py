@@ -19,6 +19,10 @@ which any seed fits them, so every implementation does the same number of update
 - (c) torch.func: the same seeds stacked (stack_module_state + vmap + grad);
 - (d) jax per-seed: a jitted step function called from a Python loop, one seed at a time.
 
+And a grid: a 12-point step-size grid × 10 seeds on spirals at widths 10 and 100, one
+advjax run (the grid in one compiled program) against 12 advjax runs of one point each
+(the process-per-trial way of Hydra, W&B sweeps and Ray Tune), whole wall time.
+
 The machine: peak float32 matmul FLOP/s and copy bandwidth, measured in the same run.
 Useful FLOPs per seed-step are counted from the shapes (matmuls only). With M the sum of
 fan_in x fan_out over the layers (dp + pk at depth 1): full batch 4nM + 2n(M - dp) (forward,
@@ -344,6 +348,52 @@ def machine_peaks(quick: bool) -> dict:
             "peak_flops": max(jax_flops, np_flops), "copy_bytes_per_s": bw}
 
 
+# -- a hyperparameter grid: one program against a process per grid point ------------------------------------
+
+GRID_LRS = tuple(float(f"{v:.3g}") for v in np.geomspace(0.001, 1.0, 12))  # 12 step sizes, 10^-3 .. 1
+
+
+def grid_row(width: int, quick: bool) -> dict:
+    """A 12-point step-size grid × 10 seeds on spirals (the baseline, full-batch GD):
+    one advjax run with --lr a list, against 12 advjax runs of one step size each (how
+    Hydra, W&B sweeps or Ray Tune run a grid: a process per trial). Whole wall time,
+    start-up and compilation included; each arm starts from an empty compile cache (the
+    separate runs then share theirs, as trials on one machine would). Also checks that
+    each grid point's rows equal its separate run's."""
+    import os
+    import subprocess
+    import tempfile
+
+    from .results import read_results
+
+    steps = 1000 if quick else 5000
+    common = ["--dataset", "spirals", "--widths", str(width), "--seeds", "10", "--experiments", "baseline",
+              "--max-steps", str(steps), "--n-test", "1000", "--no-measures", "--no-figure", "--quiet"]
+    with tempfile.TemporaryDirectory() as tmp:
+        def sweep(args, out, cache):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "advjax.sweep", *common, *args, "--out", os.path.join(tmp, out),
+                            "--compile-cache", os.path.join(tmp, cache)], check=True, stdout=subprocess.DEVNULL)
+            return time.perf_counter() - t0
+
+        one = sweep(["--lr", ",".join(map(str, GRID_LRS))], "grid", "cache-grid")
+        apart = sum(sweep(["--lr", str(lr)], f"lr{i}", "cache-apart") for i, lr in enumerate(GRID_LRS))
+        grid = read_results(os.path.join(tmp, "grid", "results.csv"))
+        same = all([{k: v for k, v in r.items() if k != "lr"} for r in grid if r["lr"] == lr]
+                   == read_results(os.path.join(tmp, f"lr{i}", "results.csv")) for i, lr in enumerate(GRID_LRS))
+    return {"workload": "grid-spirals", "width": width, "points": len(GRID_LRS), "seeds": 10, "max_steps": steps,
+            "one_run_seconds": one, "separate_runs_seconds": apart, "speedup": apart / one, "same_rows": same}
+
+
+def grid_table(rows: list[dict]) -> str:
+    lines = [f"{'grid (12 step sizes x 10 seeds, spirals)':<42} {'width':>5}  {'one run s':>9}  {'12 runs s':>9}  "
+             f"{'speedup':>7}  {'same rows':>9}"]
+    for r in rows:
+        lines.append(f"{'':<42} {r['width']:>5}  {r['one_run_seconds']:>9.1f}  {r['separate_runs_seconds']:>9.1f}  "
+                     f"{r['speedup']:>6.1f}x  {'yes' if r['same_rows'] else 'NO':>9}")
+    return "\n".join(lines)
+
+
 # -- the run -------------------------------------------------------------------------------------------------
 
 IMPLS = {"advjax": run_advjax, "torch_loop": run_torch_loop, "torch_func": run_torch_func,
@@ -400,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
     ap.add_argument("--widths", default="10,100,1000")
     ap.add_argument("--only", default=",".join(IMPLS), help="implementations to run (advjax always runs)")
+    ap.add_argument("--no-grid", dest="grid", action="store_false",
+                    help="skip the grid rows (one run of a 12-point step-size grid against 12 runs)")
     args = ap.parse_args(argv)
     try:
         widths = [int(w) for w in args.widths.split(",")]
@@ -435,6 +487,12 @@ def main(argv: list[str] | None = None) -> int:
         results.append(r)
         print(f"  {job['workload']:<6} p={job['width']:<5} {job['impl']:<13} {r['seed_steps_per_s']:>12,.0f} "
               "seed-steps/s", file=sys.stderr, flush=True)
+    grids = []
+    if args.grid:
+        for p in (w for w in widths if w <= 100):
+            grids.append(grid_row(p, args.quick))
+            print(f"  grid   p={p:<5} one run {grids[-1]['one_run_seconds']:.1f} s, 12 runs "
+                  f"{grids[-1]['separate_runs_seconds']:.1f} s", file=sys.stderr, flush=True)
     checks = []
     if "torch_loop" in only:
         checks = [agreement("2d", 100, 2000), agreement("mnist", 100, 1000)]
@@ -445,11 +503,14 @@ def main(argv: list[str] | None = None) -> int:
                      "torch": __import__("torch").__version__ if "torch" in sys.modules else None},
         "quick": args.quick,
         "results": results,
+        "grid": grids,
         "agreement": checks,
         "seconds": time.perf_counter() - t_start,
     }
     if all(i in only for i in IMPLS):
         print(table(results, peaks))
+    if grids:
+        print(grid_table(grids))
     for c in checks:
         print(f"same numbers ({c['workload']}, p={c['width']}): steps to zero error advjax {c['steps_advjax']}, "
               f"torch {c['steps_torch']}; max relative loss difference over the first 30 steps "
@@ -458,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
-    return 0 if all(c["agree"] for c in checks) else 1
+    return 0 if all(c["agree"] for c in checks) and all(g["same_rows"] for g in grids) else 1
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ def test_bench_quick_tiny(tmp_path, monkeypatch):
         "matmul_size": 1, "jax_matmul_flops": 1e9, "numpy_matmul_flops": 1e9, "peak_flops": 1e9,
         "copy_bytes_per_s": 1e9})
     out = tmp_path / "b.json"
-    assert bench.main(["--quick", "--only", "advjax,jax_per_seed", "--json", str(out)]) == 0
+    assert bench.main(["--quick", "--only", "advjax,jax_per_seed", "--json", str(out), "--no-grid"]) == 0
     report = json.loads(out.read_text())
     rows = {(r["workload"], r["impl"]): r for r in report["results"]}
     assert set(rows) == {(w, i) for w in ("2d", "mnist", "mnist-deep3") for i in ("advjax", "jax_per_seed")}
@@ -40,3 +40,9 @@ def test_useful_flops_counts():
 def test_advjax_and_the_torch_loop_compute_the_same_thing():
     check = bench.agreement("2d", 20, 3000)
     assert check["agree"], check
+
+
+def test_grid_row_one_run_against_a_run_per_point(monkeypatch):
+    monkeypatch.setattr(bench, "GRID_LRS", (0.01, 0.3))
+    row = bench.grid_row(4, quick=True)
+    assert row["same_rows"] and row["points"] == 2 and row["one_run_seconds"] > 0
