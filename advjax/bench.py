@@ -106,6 +106,52 @@ def run_advjax(name, width, n_seeds, steps):
     return {"seed_steps": int(out.steps.sum()), "seconds": dt, "compile_seconds": compile_s}
 
 
+def step_cost(name: str, width: int, n_seeds: int) -> dict:
+    """FLOPs and bytes of one seed-step as XLA counts them in the compiled program: the
+    trainer's own step (`train._step`: forward, gradient, update, the error check),
+    vmapped over n_seeds seeds, divided by n_seeds."""
+    from .train import PhaseSpec, _step, host_init_state, make_hyper
+
+    _, n, _, batch, lr = WORKLOADS[name]
+    model, x, y, theta0, bkeys = workload_data(name, n_seeds, width)
+    spec = PhaseSpec(model, model.layers, batch_size=batch, x_batched=x.ndim == 3)
+    hyper = make_hyper(n_seeds, lr, 10**6, n)
+    state = host_init_state(theta0, bkeys, hyper, spec)
+    step = jax.vmap(lambda s, xx, yy, h: _step(spec, h, {}, xx, yy, s),
+                    in_axes=(0, 0 if spec.x_batched else None, 0, 0))
+    cost = jax.jit(step).lower(state, x, y, hyper).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return {"xla_flops_per_seed_step": float(cost["flops"]) / n_seeds,
+            "xla_bytes_per_seed_step": float(cost["bytes accessed"]) / n_seeds}
+
+
+def roofline(row: dict, peaks: dict) -> dict:
+    """The least time a seed-step can take on this machine (its FLOPs at the matmul
+    peak, or its bytes at the in-cache copy bandwidth, whichever is longer), what bounds
+    it, and how far advjax's measured time is from it. XLA counts the bytes every op
+    reads and writes; seed groups are sized to keep them in cache, so they are charged
+    at cache speed (at the DRAM copy bandwidth most workloads would be far slower than
+    measured: that count is no bound there)."""
+    compute = row["xla_flops_per_seed_step"] / peaks["peak_flops"]
+    memory = row["xla_bytes_per_seed_step"] / peaks["cache_copy_bytes_per_s"]
+    measured = 1.0 / row["seed_steps_per_s"]
+    return {"bound_seconds": max(compute, memory), "bound_by": "compute" if compute >= memory else "memory",
+            "measured_seconds": measured, "times_bound": measured / max(compute, memory)}
+
+
+def machine_name() -> str:
+    """The CPU model (from /proc/cpuinfo) and any accelerator jax sees."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    dev = jax.devices()[0]
+    accel = f", {dev.device_kind} ({dev.platform})" if dev.platform != "cpu" else ""
+    return f"{cpu}, {cpu_cores()} cores{accel}"
+
+
 # -- (d) a jitted per-seed step from a Python loop ---------------------------------------------------
 
 def run_jax_per_seed(name, width, n_seeds, steps):
@@ -344,8 +390,16 @@ def machine_peaks(quick: bool) -> dict:
     for _ in range(reps):
         np.copyto(dst, big)
     bw = 2 * big.nbytes * reps / (time.perf_counter() - t0)  # read + write
+    # The trainer sizes seed groups to stay in cache: its bytes move at cache speed.
+    small = np.ones(128 * 2**10 // 4, np.float32)  # 128 KiB: two copies fit a 512 KiB L2
+    dst_small = np.empty_like(small)
+    reps_small = 20_000 if quick else 50_000
+    t0 = time.perf_counter()
+    for _ in range(reps_small):
+        np.copyto(dst_small, small)
+    cache_bw = 2 * small.nbytes * reps_small / (time.perf_counter() - t0)
     return {"matmul_size": size, "jax_matmul_flops": jax_flops, "numpy_matmul_flops": np_flops,
-            "peak_flops": max(jax_flops, np_flops), "copy_bytes_per_s": bw}
+            "peak_flops": max(jax_flops, np_flops), "copy_bytes_per_s": bw, "cache_copy_bytes_per_s": cache_bw}
 
 
 # -- a hyperparameter grid: one program against a process per grid point ------------------------------------
@@ -383,6 +437,19 @@ def grid_row(width: int, quick: bool) -> dict:
                    == read_results(os.path.join(tmp, f"lr{i}", "results.csv")) for i, lr in enumerate(GRID_LRS))
     return {"workload": "grid-spirals", "width": width, "points": len(GRID_LRS), "seeds": 10, "max_steps": steps,
             "one_run_seconds": one, "separate_runs_seconds": apart, "speedup": apart / one, "same_rows": same}
+
+
+def roofline_table(rows: list[dict], peaks: dict) -> str:
+    lines = [f"{'roofline':<11} {'width':>5}  {'MFLOP/step':>10} {'KB/step':>9}  {'bound µs':>9} {'by':>7}  "
+             f"{'advjax µs':>9} {'x bound':>8}"]
+    for r in rows:
+        lines.append(f"{r['workload']:<11} {r['width']:>5}  {r['xla_flops_per_seed_step'] / 1e6:>10.3f} "
+                     f"{r['xla_bytes_per_seed_step'] / 1e3:>9.1f}  {r['bound_seconds'] * 1e6:>9.3f} "
+                     f"{r['bound_by']:>7}  {r['measured_seconds'] * 1e6:>9.3f} {r['times_bound']:>7.1f}x")
+    lines.append("per seed-step, FLOPs and bytes as XLA's cost analysis counts the compiled step; bound: the FLOPs "
+                 f"at {peaks['peak_flops'] / 1e9:.0f} GFLOP/s or the bytes at the in-cache copy bandwidth "
+                 f"{peaks['cache_copy_bytes_per_s'] / 1e9:.1f} GB/s, whichever is longer")
+    return "\n".join(lines)
 
 
 def grid_table(rows: list[dict]) -> str:
@@ -440,7 +507,8 @@ def table(results: list[dict], peaks: dict) -> str:
     lines.append("seed-steps per second; vs loop / vs func: advjax's ratio to (b) and (c) in this run")
     lines.append(f"machine: peak float32 matmul {peaks['peak_flops'] / 1e9:.0f} GFLOP/s "
                  f"(jax {peaks['jax_matmul_flops'] / 1e9:.0f}, numpy {peaks['numpy_matmul_flops'] / 1e9:.0f}), "
-                 f"copy {peaks['copy_bytes_per_s'] / 1e9:.1f} GB/s")
+                 f"copy {peaks['copy_bytes_per_s'] / 1e9:.1f} GB/s (DRAM), "
+                 f"{peaks['cache_copy_bytes_per_s'] / 1e9:.1f} GB/s (in cache)")
     return "\n".join(lines)
 
 
@@ -484,6 +552,9 @@ def main(argv: list[str] | None = None) -> int:
         r["seed_steps_per_s"] = r["seed_steps"] / r["seconds"]
         r["useful_flops_per_seed_step"] = useful_flops(d, n, job["width"], k, batch, DEPTH.get(job["workload"], 1))
         r["useful_flops_per_s"] = r["seed_steps_per_s"] * r["useful_flops_per_seed_step"]
+        if job["impl"] == "advjax":
+            r.update(step_cost(job["workload"], job["width"], job["seeds"]))
+            r.update(roofline(r, peaks))
         results.append(r)
         print(f"  {job['workload']:<6} p={job['width']:<5} {job['impl']:<13} {r['seed_steps_per_s']:>12,.0f} "
               "seed-steps/s", file=sys.stderr, flush=True)
@@ -497,7 +568,8 @@ def main(argv: list[str] | None = None) -> int:
     if "torch_loop" in only:
         checks = [agreement("2d", 100, 2000), agreement("mnist", 100, 1000)]
     report = {
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cores": cpu_cores(),
+        "machine": {"name": machine_name(), "platform": platform.platform(), "processor": platform.processor(),
+                    "cores": cpu_cores(),
                     "jax_devices": [str(d) for d in jax.devices()], **peaks},
         "versions": {"jax": jax.__version__, "numpy": np.__version__,
                      "torch": __import__("torch").__version__ if "torch" in sys.modules else None},
@@ -507,8 +579,10 @@ def main(argv: list[str] | None = None) -> int:
         "agreement": checks,
         "seconds": time.perf_counter() - t_start,
     }
+    print(f"machine: {machine_name()}")
     if all(i in only for i in IMPLS):
         print(table(results, peaks))
+    print(roofline_table([r for r in results if r["impl"] == "advjax"], peaks))
     if grids:
         print(grid_table(grids))
     for c in checks:

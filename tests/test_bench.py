@@ -14,7 +14,7 @@ def test_bench_quick_tiny(tmp_path, monkeypatch):
         for w in bench.WORKLOADS for i in ("advjax", "jax_per_seed")])
     monkeypatch.setattr(bench, "machine_peaks", lambda quick: {
         "matmul_size": 1, "jax_matmul_flops": 1e9, "numpy_matmul_flops": 1e9, "peak_flops": 1e9,
-        "copy_bytes_per_s": 1e9})
+        "copy_bytes_per_s": 1e9, "cache_copy_bytes_per_s": 1e10})
     out = tmp_path / "b.json"
     assert bench.main(["--quick", "--only", "advjax,jax_per_seed", "--json", str(out), "--no-grid"]) == 0
     report = json.loads(out.read_text())
@@ -46,3 +46,15 @@ def test_grid_row_one_run_against_a_run_per_point(monkeypatch):
     monkeypatch.setattr(bench, "GRID_LRS", (0.01, 0.3))
     row = bench.grid_row(4, quick=True)
     assert row["same_rows"] and row["points"] == 2 and row["one_run_seconds"] > 0
+
+
+def test_roofline_flops_of_the_compiled_step_match_a_hand_count():
+    # MNIST's N_p step is matmuls and little else: XLA's count is the hand count of the
+    # matmuls (forward and backward on the minibatch, the error check on all 128) + <2%
+    d, n, k, batch, _ = bench.WORKLOADS["mnist"]
+    for p in (10, 100):
+        xla = bench.step_cost("mnist", p, 4)["xla_flops_per_seed_step"]
+        assert 1.0 <= xla / bench.useful_flops(d, n, p, k, batch) < 1.02
+    # on 2-D points the elementwise work (ReLU and its mask, biases, the loss) is of the same order
+    xla = bench.step_cost("2d", 100, 4)["xla_flops_per_seed_step"]
+    assert 1.0 <= xla / bench.useful_flops(2, 100, 100, 1, None) < 2.0
