@@ -355,7 +355,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("loss_reduction", "mean", choice(LOSS_REDUCTIONS), "mean (default; PyTorch's default) or sum "
            "(Liu et al.'s code)", type=str),
     Option("phase1_optimizer", "sgd", choice(OPTIMIZERS), "optimizer of the random-label phase: sgd (default, "
-           "the paper's) or adam (fits random labels on 2-D data in ~10^4 steps where GD needs >10^6)",
+           "the paper's) or adam (on 2-D data it fits random labels at p >= 200 within 10^5 steps, where GD "
+           "mostly does not within 10^6; REPRODUCING.md, Phase 1)",
            _random_phase, "with an experiment that trains on random labels", type=str),
     Option("phase1_lr", None, axis(number(above=True)), "step size of the random-label phase (default: --lr, "
            "the grid point's)", _random_phase, "with an experiment that trains on random labels", type=float | None,
