@@ -134,10 +134,9 @@ class Run:
             parts.append(f"tmax{c['t_max']:.2f}")
         if c.get("fix_data") and self.dataset != "mnist":
             parts.append("fixed")
-        if c.get("momentum"):
-            parts.append(f"mom{c['momentum']:g}")
-        if c.get("weight_decay"):
-            parts.append(f"wd{c['weight_decay']:g}")
+        for key, short in (("momentum", "mom"), ("weight_decay", "wd")):  # a grid axis names its points instead
+            if isinstance(c.get(key), (int, float)) and c[key]:
+                parts.append(f"{short}{c[key]:g}")
         if c.get("model", "mlp") != "mlp":
             parts.append(c["model"])
         if c.get("depth", 1) != 1:
