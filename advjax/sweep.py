@@ -36,7 +36,7 @@ from .checkpoint import (
     final_path,
     save_final,
 )
-from .data import DataError, Dataset, make_dataset, random_labels, standardized
+from .data import DataError, Dataset, as_images, make_dataset, random_labels, standardized
 from .devices import use_cpu_devices
 from .experiments import (
     Optimizer,
@@ -54,7 +54,7 @@ from .experiments import (
 from .measures import columns as measure_columns
 from .measures import measure
 from .memory import check_memory, seeds_in_flight
-from .model import Model, activations_per_example, make_model, n_outputs
+from .model import CONV_KINDS, Model, activations_per_example, make_model, n_outputs
 from .options import (
     BY_NAME,
     GRID_AXES,
@@ -132,7 +132,8 @@ def evaluate_in_batches(model: Model, params, split, y_train, x_batched: bool, b
     """`evaluate` over seeds in batches, so the test logits of many wide seeds never
     sit in memory at once."""
     n = len(y_train)
-    step = max(1, min(batch, (2**27) // max(1, activations_per_example(model) * max(split.x_test.shape[-2], 1))))
+    n_test = split.x_test.shape[1 if x_batched else 0]  # examples lead (after the seed axis): x may be images
+    step = max(1, min(batch, (2**27) // max(1, activations_per_example(model) * max(n_test, 1))))
     parts = []
     for a in range(0, n, step):
         sl = slice(a, min(a + step, n))
@@ -172,6 +173,8 @@ def load_data(cfg: SweepConfig) -> Dataset:
     ds = make_dataset(cfg.dataset, cfg.n_train, cfg.n_test, noise=cfg.noise, t_max=cfg.t_max,
                       mnist_path=cfg.mnist_path, npz_keys=cfg.npz_keys, input_dim=cfg.input_dim,
                       teacher_width=cfg.teacher_width, relabel=cfg.relabel)
+    if cfg.model in CONV_KINDS:  # the same draws, as (n, H, W, C) images
+        ds = as_images(ds)
     return standardized(ds) if cfg.standardize else ds
 
 
@@ -213,7 +216,8 @@ def enable_compile_cache(directory: str | None) -> None:
 # -- checkpoints -------------------------------------------------------------------------------
 
 def make_sweep_model(cfg: SweepConfig, ds: Dataset, width: int) -> Model:
-    return make_model(cfg.model, width, ds.n_features, n_outputs(ds.n_classes), cfg.init, cfg.depth)
+    n_in = ds.input_shape if ds.images else ds.n_features
+    return make_model(cfg.model, width, n_in, n_outputs(ds.n_classes), cfg.init, cfg.depth)
 
 
 def phase_optimizers(cfg: SweepConfig) -> tuple[Optimizer, Optimizer]:
@@ -477,7 +481,7 @@ def _sweep_widths(cfg, ds, out, writer, seeds, keys, split, y_train, y_rand, x_b
         "config": cfg.to_dict(),
         "dataset": {"name": ds.name, "n_features": ds.n_features, "n_classes": ds.n_classes,
                     "n_train": ds.n_train, "n_test": ds.n_test, "data_shared_by_seeds": not x_batched,
-                    "sha256": ds.sha256},
+                    "sha256": ds.sha256, **({"input_shape": list(ds.input_shape)} if ds.images else {})},
         "seeds": seeds,
         "versions": _versions(),
         "device": {"platform": jax.default_backend(), "devices": [str(d) for d in jax.devices()]},

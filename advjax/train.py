@@ -449,14 +449,14 @@ def train(
     # else batches of `flight` seeds, blocks or not.
     unit = block if flight >= block else flight
     flight = flight // unit * unit
-    n_groups, group = seed_groups(spec, x.shape[-2], -(-unit // mesh.size))
+    n_groups, group = seed_groups(spec, y.shape[-1], -(-unit // mesh.size))
     split = NamedSharding(mesh, P(SEED_AXIS))
     shared = NamedSharding(mesh, P())
 
     params0, x, y, batch_keys = gather((params0, x, y, batch_keys))
     trainable = {k: v for k, v in params0.items() if k in spec.trainable}
     frozen = {k: v for k, v in params0.items() if k not in spec.trainable}
-    n_train = x.shape[-2]
+    n_train = y.shape[-1]  # x may be (seeds,) n examples of any shape: points, vectors, images
     hyper = make_hyper(n_seeds, lr, max_steps, n_train if need is None else need, momentum, weight_decay)
     # The state of every seed lives on the host; only the batch in flight is on devices.
     like = host_init_state(trainable, batch_keys, hyper, spec, donate=donate)

@@ -41,7 +41,7 @@ Groups (the id prefix):
             teacher, --adv-from when no experiment needs Θ_adv, --shrink/--perturb
             without shrink_perturb, --grid on data that is not 2-D, --relabel on
             synthetic data, --coordinator/--num-processes/--process-id without
-            --distributed
+            --distributed, --model cnn on points or flat vectors, --depth with cnn
   dist-*    --distributed combinations: a partial triple, --process-id out of range,
             a --coordinator that is not HOST:PORT, no coordinator and no SLURM/TPU
             environment
@@ -650,6 +650,11 @@ NOT_APPLICABLE = [
     C("na-grid-on-mnist", ["--dataset", "mnist", "--n-test", "10", "--measures", "--grid", "64"], "--grid"),
     # --relabel is new; on synthetic data (labels made 0..K-1 by construction) it does not apply
     C("na-relabel-on-gaussians", ["--relabel"], "--relabel"),
+    # a conv model needs images: refused on points and flat vectors, and --depth is the MLP's
+    C("na-cnn-on-gaussians", ["--model", "cnn"], "--model"),
+    C("na-cnn-on-teacher", ["--dataset", "teacher", "--model", "cnn"], "--model"),
+    C("na-cnn-on-flat-npz", lambda ctx: ["--dataset", ctx.npz(), "--model", "cnn"], "--model"),
+    C("na-depth-with-cnn", ["--dataset", "digits", "--model", "cnn", "--depth", "2"], "--depth"),
     C("na-coordinator-without-distributed", ["--coordinator", "127.0.0.1:12355"], "--coordinator"),
     C("na-num-processes-without-distributed", ["--num-processes", "2"], "--num-processes"),
     C("na-process-id-without-distributed", ["--process-id", "1"], "--process-id"),
