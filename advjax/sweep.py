@@ -108,12 +108,22 @@ def draw_seeds(cfg: SweepConfig, ds: Dataset, seeds: list[int]):
 
     With fixed data (or a dataset that cannot be redrawn) one draw, the first seed's, is
     shared by all seeds and x carries no seed axis (x_batched False)."""
-    keys = seed_keys(seeds)
+    keys, y_rand = _keys_and_random_labels(np.asarray(seeds, np.uint32), ds.n_train, ds.n_classes)
+    keys = SeedKeys(*keys)
     x_batched = ds.redraws and not cfg.fix_data
+    # The data stay eager: under jit XLA fuses their float arithmetic (multiply-adds)
+    # and the points would change in their last bits.
     split = jax.vmap(ds.draw)(keys.data) if x_batched else ds.draw(keys.data[0])
-    y_train = split.y_train if x_batched else jnp.broadcast_to(split.y_train, (len(seeds), ds.n_train))
-    y_rand = jax.vmap(lambda k: random_labels(k, ds.n_train, ds.n_classes))(keys.labels)
+    y_train = split.y_train if x_batched else np.tile(np.asarray(split.y_train), (len(seeds), 1))
     return keys, split, y_train, y_rand, x_batched
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _keys_and_random_labels(seeds_S: jax.Array, n_train: int, n_classes: int):
+    """Every purpose's keys and y_rand in one compiled program (integer arithmetic: the
+    same bits as op by op, and one cold compilation instead of a dozen)."""
+    keys = seed_keys(seeds_S)
+    return dataclasses.astuple(keys), jax.vmap(lambda k: random_labels(k, n_train, n_classes))(keys.labels)
 
 
 

@@ -209,6 +209,15 @@ def _run_chunk(spec, state, frozen, x, y, hyper, chunk_len=None):
     return jax.lax.while_loop(cond, body, (jnp.int32(0), state))[1]
 
 
+def initial_opt_state(spec: PhaseSpec | None, hyper: Hyper, trainable) -> optax.OptState:
+    """Every seed's optimizer state before its first step, as host zeros: the states of
+    SGD (with momentum and weight decay) and Adam all start at zero (traces, moments
+    and step counts), so no program needs compiling (tests/test_train.py checks it
+    against optax's own init)."""
+    shapes = jax.eval_shape(jax.vmap(lambda h, t: make_optimizer(h.lr, spec, h).init(t)), hyper, trainable)
+    return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+
+
 def host_init_state(trainable, batch_keys, hyper: Hyper | float, spec: PhaseSpec | None = None, donate: bool = False
                     ) -> SeedState:
     """Every seed's initial trainer state, as host arrays. The state is updated in place,
@@ -220,7 +229,7 @@ def host_init_state(trainable, batch_keys, hyper: Hyper | float, spec: PhaseSpec
     own = lambda a: a if donate and isinstance(a, np.ndarray) and a.flags.writeable else np.array(a)  # noqa: E731
     return SeedState(
         params=jax.tree.map(own, trainable),
-        opt_state=gather(jax.vmap(lambda h, t: make_optimizer(h.lr, spec, h).init(t))(hyper, trainable)),
+        opt_state=initial_opt_state(spec, hyper, trainable),
         step=zeros(np.int32), done=zeros(bool), converged=zeros(bool), diverged=zeros(bool),
         batch_key=np.array(batch_keys),
     )

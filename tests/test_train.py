@@ -252,3 +252,22 @@ def test_momentum_weight_decay_and_adam_match_the_textbook_updates(optimizer, mo
         ref = _hand_rolled(model, seed(theta0), xs[i], ys[i], 0.01, 20, optimizer, momentum, weight_decay)
         for a, b in zip(jax.tree.leaves(seed(out.params)), jax.tree.leaves(ref)):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("optimizer,momentum,weight_decay,per_seed", [
+    ("sgd", 0.0, 0.0, ()), ("sgd", 0.9, 0.0, ()), ("sgd", 0.0, 0.01, ()), ("adam", 0.0, 0.0, ()),
+    ("sgd", 0.0, 0.0, ("momentum", "weight_decay"))])
+def test_initial_optimizer_state_is_optax_init(optimizer, momentum, weight_decay, per_seed):
+    """The host zeros the trainer starts from equal optax's own init, leaf for leaf."""
+    from advjax.train import initial_opt_state, make_hyper, make_optimizer
+
+    model = MLP(width=3, n_in=2, n_out=1)
+    params = jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(0), 2))
+    spec = PhaseSpec(model, ALL, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay,
+                     per_seed=per_seed)
+    hyper = make_hyper(2, 0.1, 10, 5, momentum=[0.0, 0.9], weight_decay=[0.0, 0.1])
+    ours = initial_opt_state(spec, hyper, params)
+    ref = jax.vmap(lambda h, t: make_optimizer(h.lr, spec, h).init(t))(hyper, params)
+    assert jax.tree.structure(ours) == jax.tree.structure(ref)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref)):
+        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, np.asarray(b))
