@@ -6,9 +6,11 @@ one `vmap`. "Pool" datasets (MNIST, a user's .npz) hold fixed arrays: a draw pic
 
 Every draw returns a `Split` of arrays with shapes x_train (n, d), y_train (n,),
 x_test (m, d), y_test (m,); labels are int32 in 0..K-1. Image datasets (mnist, digits,
-a .npz of (N, H, W[, C]) images) store their images flat, row-major, and record
+cifar10, a .npz of (N, H, W[, C]) images) store their images flat, row-major, and record
 `image_shape` (H, W, C); `as_images(ds)` draws the same examples as (n, H, W, C) arrays
 for conv models. An MLP gets the flat vectors, exactly as before images existed.
+
+File readers validate and never unpickle: CIFAR-10 is read from its binary version only.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import io
 import math
 import os
+import stat
+import tarfile
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -29,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 SYNTHETIC = ("gaussians", "circles", "spirals")
-BUILTIN = (*SYNTHETIC, "teacher", "mnist", "digits")
+BUILTIN = (*SYNTHETIC, "teacher", "mnist", "digits", "cifar10")
 
 # The bundled 5,000 MNIST digits come sorted by class. A fixed permutation (this seed,
 # never the sweep's) splits them once into a training pool and a held-out test set.
@@ -189,18 +194,21 @@ def from_pool(
     flag: str = "--dataset",
     relabel: bool = False,
     image_shape: tuple[int, int, int] | None = None,
+    n_classes: int | None = None,
 ) -> Dataset:
     """Training points drawn without replacement from a fixed pool; a fixed test set.
 
     The arrays are checked first (shapes, real finite features, labels exactly 0..K-1
     with two classes or more among the training pool; `relabel` maps the sorted
-    distinct labels to 0..K-1), and their content is hashed into `sha256`. Images,
-    (N, H, W) or (N, H, W, C), are stored flat with their `image_shape`."""
-    x_pool, y_pool, x_test, y_test, found_shape = _check_arrays(x_pool, y_pool, x_test, y_test, flag, relabel)
+    distinct labels to 0..K-1; a known `n_classes`, CIFAR-10's 10, needs labels in
+    0..n_classes-1 only, not every class present), and their content is hashed into
+    `sha256`. Images, (N, H, W) or (N, H, W, C), are stored flat with their `image_shape`."""
+    x_pool, y_pool, x_test, y_test, found_shape = _check_arrays(x_pool, y_pool, x_test, y_test, flag, relabel,
+                                                                n_classes)
     image_shape = image_shape or found_shape
     if image_shape is not None and math.prod(image_shape) != x_pool.shape[1]:
         raise DataError(flag, f"images of shape {image_shape} do not have {x_pool.shape[1]} features")
-    n_classes = int(max(y_pool.max(), y_test.max())) + 1
+    n_classes = n_classes or int(max(y_pool.max(), y_test.max())) + 1
     n_train = len(x_pool) if n_train is None else n_train
     n_test = len(x_test) if n_test is None else n_test
     if n_train > len(x_pool):
@@ -233,7 +241,7 @@ def content_sha256(*arrays: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _check_arrays(x_tr, y_tr, x_te, y_te, flag: str, relabel: bool = False):
+def _check_arrays(x_tr, y_tr, x_te, y_te, flag: str, relabel: bool = False, n_classes: int | None = None):
     """Checked float32 features (images flattened) and int32 labels 0..K-1, and the
     images' (H, W, C) or None; or DataError naming `flag`."""
     xs, ys, shapes = [], [], []
@@ -264,7 +272,9 @@ def _check_arrays(x_tr, y_tr, x_te, y_te, flag: str, relabel: bool = False):
     found = np.unique(np.concatenate(ys))
     if relabel:
         ys = [np.searchsorted(found, y) for y in ys]
-    elif not np.array_equal(found, np.arange(len(found))):
+    elif n_classes is not None and (found.min() < 0 or found.max() >= n_classes):
+        raise DataError(flag, f"labels must be 0..{n_classes - 1}; found {found.min()}..{found.max()}")
+    elif n_classes is None and not np.array_equal(found, np.arange(len(found))):
         shown = ", ".join(str(v) for v in found[:6]) + (", ..." if len(found) > 6 else "")
         raise DataError(flag, f"labels must be exactly 0..K-1; found {len(found)} distinct: {shown} "
                         f"(--relabel maps them to 0..{len(found) - 1})")
@@ -333,8 +343,13 @@ def mnist_idx(directory: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
                             f"got {x.ndim}-D and {y.ndim}-D")
         if len(x) != len(y):
             raise DataError("--mnist-path", f"{part}: {len(x)} images but {len(y)} labels in {directory}")
-    scaled = lambda a: (a / 255.0).astype(np.float32)  # noqa: E731  (N, H, W): from_pool flattens, keeps the shape
-    return scaled(x_tr), y_tr.astype(np.int32), scaled(x_te), y_te.astype(np.int32)
+    return unit_pixels(x_tr), y_tr.astype(np.int32), unit_pixels(x_te), y_te.astype(np.int32)
+
+
+def unit_pixels(a: np.ndarray) -> np.ndarray:
+    """Bytes 0..255 as float32 in [0, 1] (v / 255; the same values as (v / 255.0) in
+    float64 rounded to float32, without a float64 copy). Shape kept: from_pool flattens."""
+    return a.astype(np.float32) / np.float32(255)
 
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -367,6 +382,163 @@ def load_npz(path: str, keys: tuple[str, ...] = NPZ_KEYS):
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise DataError("--dataset", f"{path} is damaged or truncated ({type(e).__name__}: "
                         f"{str(e).splitlines()[0][:80] if str(e) else 'unreadable'})") from None
+
+
+CIFAR10_TRAIN = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
+CIFAR10_TEST = "test_batch.bin"
+CIFAR10_SHAPE = (32, 32, 3)
+CIFAR10_RECORD = 1 + 32 * 32 * 3  # a label byte, then the R, G and B planes, each 32x32 row-major
+CIFAR10_BIN_DIR = "cifar-10-batches-bin"  # inside cifar-10-binary.tar.gz
+# The "python version" holds pickles (data_batch_1 ... without .bin): refused, never unpickled.
+CIFAR10_PICKLES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch",
+                   "batches.meta", "cifar-10-batches-py")
+CIFAR10_FETCH = ("fetch the binary version (cifar-10-binary.tar.gz, from https://www.cs.toronto.edu/~kriz/cifar.html) "
+                 "and give its .tar.gz or its directory")
+
+
+def cifar_records(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 32, 32, 3) uint8 images and (N,) int32 labels from one binary CIFAR-10 batch;
+    `name` (the file) is what a refusal names."""
+    _check_record_count(len(raw), name)
+    records = np.frombuffer(raw, np.uint8).reshape(-1, CIFAR10_RECORD)
+    labels = records[:, 0]
+    bad = np.flatnonzero(labels > 9)
+    if bad.size:
+        raise DataError("--cifar-path", f"{name}: record {bad[0]} has label {labels[bad[0]]}; CIFAR-10's labels are "
+                        f"0..9 ({bad.size} of its {len(labels)} records out of range: not a CIFAR-10 batch, or "
+                        "damaged)")
+    images = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # channel planes -> (H, W, C)
+    return np.ascontiguousarray(images), labels.astype(np.int32)
+
+
+def _check_record_count(size: int, name: str) -> None:
+    if size == 0 or size % CIFAR10_RECORD:
+        raise DataError("--cifar-path", f"{name} holds {size:,} bytes, not a whole number of {CIFAR10_RECORD:,}-byte "
+                        "records (1 label byte + 3,072 pixel bytes): truncated, or not the binary CIFAR-10")
+
+
+def _cifar_refuse_pickles(where: str) -> DataError:
+    return DataError("--cifar-path", f"{where} is the python version of CIFAR-10 (pickled batches, which advjax never "
+                     f"unpickles); {CIFAR10_FETCH}")
+
+
+def _cifar_dir_bytes(directory: str, names: tuple[str, ...]) -> dict[str, tuple[str, bytes]]:
+    """name -> (its path, its bytes) for the batch files of a directory (or of its
+    cifar-10-batches-bin/, the archive's layout)."""
+    inner = os.path.join(directory, CIFAR10_BIN_DIR)
+    base = inner if not os.path.exists(os.path.join(directory, names[0])) and os.path.isdir(inner) else directory
+    missing = [n for n in names if not os.path.exists(os.path.join(base, n))]
+    if missing and any(os.path.exists(os.path.join(directory, p)) for p in CIFAR10_PICKLES):
+        raise _cifar_refuse_pickles(directory)
+    if missing:
+        raise DataError("--cifar-path", f"{base} has no {missing[0]} (the binary CIFAR-10 has "
+                        f"{', '.join(CIFAR10_TRAIN)} and {CIFAR10_TEST})")
+    out = {}
+    for name in names:
+        path = os.path.join(base, name)
+        try:
+            st = os.stat(path)
+            if not stat.S_ISREG(st.st_mode):
+                raise DataError("--cifar-path", f"{path} is not a regular file (a device, a pipe or a directory)")
+            _check_record_count(st.st_size, path)
+            with open(path, "rb") as f:
+                out[name] = (path, f.read())
+        except OSError as e:
+            raise DataError("--cifar-path", f"{path} cannot be read ({e.strerror or type(e).__name__})") from None
+    return out
+
+
+def _cifar_tar_bytes(path: str, names: tuple[str, ...]) -> dict[str, tuple[str, bytes]]:
+    """name -> (ARCHIVE:member, its bytes) for the batch files of a .tar.gz (members
+    matched by base name), read without extracting anything to disk; a member that is a
+    link, device or directory is refused."""
+    out = {}
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            members = tar.getmembers()
+            by_name = {}
+            for m in members:
+                by_name.setdefault(os.path.basename(m.name.rstrip("/")), []).append(m)
+            for name in names:
+                found = by_name.get(name, [])
+                if not found:
+                    if any(p in by_name for p in CIFAR10_PICKLES):
+                        raise _cifar_refuse_pickles(path)
+                    raise DataError("--cifar-path", f"{path} has no member {name} (the binary CIFAR-10 has "
+                                    f"{', '.join(CIFAR10_TRAIN)} and {CIFAR10_TEST})")
+                if len(found) > 1:
+                    raise DataError("--cifar-path", f"{path} holds {name} {len(found)} times "
+                                    f"({', '.join(m.name for m in found[:3])})")
+                member = found[0]
+                if not member.isreg():  # links are never followed, devices never opened
+                    raise DataError("--cifar-path", f"{path}: {member.name} is not a regular file (a link, device "
+                                    "or directory)")
+                shown = f"{path}:{member.name}"
+                _check_record_count(member.size, shown)
+                out[name] = (shown, tar.extractfile(member).read())
+    except DataError:
+        raise
+    except tarfile.ReadError:
+        raise DataError("--cifar-path", f"{path} is neither a directory nor a readable .tar.gz (damaged, or not "
+                        "an archive); give the binary CIFAR-10's directory or cifar-10-binary.tar.gz") from None
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        raise DataError("--cifar-path", f"{path} is not a readable .tar.gz of the binary CIFAR-10 "
+                        f"({type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else 'truncated'})") from None
+    return out
+
+
+def cifar10_binary(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The user's own binary CIFAR-10 (nothing is downloaded): a directory holding
+    data_batch_1.bin ... data_batch_5.bin and test_batch.bin (or holding
+    cifar-10-batches-bin/ with them), or the .tar.gz of that directory. Images as
+    (N, 32, 32, 3) floats in [0, 1] (v / 255, as MNIST's), the five training batches
+    in order, then the test batch."""
+    names = (*CIFAR10_TRAIN, CIFAR10_TEST)
+    if os.path.isdir(path):
+        raw = _cifar_dir_bytes(path, names)
+    elif os.path.isfile(path):
+        raw = _cifar_tar_bytes(path, names)
+    else:
+        raise DataError("--cifar-path", f"no such directory or .tar.gz: {path}")
+    parts = {name: cifar_records(b, shown) for name, (shown, b) in raw.items()}
+    x_tr = np.concatenate([parts[n][0] for n in CIFAR10_TRAIN])
+    y_tr = np.concatenate([parts[n][1] for n in CIFAR10_TRAIN])
+    x_te, y_te = parts[CIFAR10_TEST]
+    return unit_pixels(x_tr), y_tr, unit_pixels(x_te), y_te
+
+
+def cifar_bytes(images: np.ndarray, labels: np.ndarray) -> bytes:
+    """(N, 32, 32, 3) uint8 images and their labels as binary CIFAR-10 records."""
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.dtype != np.uint8 or images.shape[1:] != CIFAR10_SHAPE or labels.shape != (len(images),):
+        raise ValueError(f"need (N, 32, 32, 3) uint8 images and N labels, got {images.dtype} {images.shape} and "
+                         f"labels {labels.shape}")
+    planes = images.transpose(0, 3, 1, 2).reshape(len(images), -1)  # (H, W, C) -> channel planes
+    return np.concatenate([labels.astype(np.uint8)[:, None], planes], axis=1).tobytes()
+
+
+def write_cifar_binary(path: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
+                       y_test: np.ndarray) -> str:
+    """Write images and labels in the binary CIFAR-10's format (for tests and synthetic
+    sweeps): the training images split in order over data_batch_1.bin ... data_batch_5.bin
+    (as evenly as possible), the test images in test_batch.bin. `path` a directory, or a
+    name ending in .tar.gz for an archive laid out as cifar-10-binary.tar.gz
+    (cifar-10-batches-bin/...). Labels are written as given (a byte each), unchecked."""
+    files = {name: cifar_bytes(x, y) for name, x, y in
+             zip(CIFAR10_TRAIN, np.array_split(x_train, 5), np.array_split(y_train, 5))}
+    files[CIFAR10_TEST] = cifar_bytes(x_test, y_test)
+    if not path.endswith((".tar.gz", ".tgz")):
+        os.makedirs(path, exist_ok=True)
+        for name, b in files.items():
+            with open(os.path.join(path, name), "wb") as f:
+                f.write(b)
+        return path
+    with tarfile.open(path, "w:gz") as tar:
+        for name, b in files.items():
+            info = tarfile.TarInfo(f"{CIFAR10_BIN_DIR}/{name}")
+            info.size = len(b)
+            tar.addfile(info, io.BytesIO(b))
+    return path
 
 
 def digits_bundled() -> tuple[np.ndarray, np.ndarray]:
@@ -450,6 +622,7 @@ def make_dataset(
     input_dim: int = 20,
     teacher_width: int = 4,
     relabel: bool = False,
+    cifar_path: str | None = None,
 ) -> Dataset:
     """Resolve a dataset name (or .npz path) and sizes to a `Dataset`."""
     if name in SYNTHETIC:
@@ -462,6 +635,11 @@ def make_dataset(
                          image_shape=None if mnist_path else (28, 28, 1))  # the IDX files carry their shape
     if name == "digits":
         return digits(n_train or 128, n_test)
+    if name == "cifar10":  # the user's own binary copy; default: all 50,000 training images (Liu et al.)
+        if not cifar_path:
+            raise DataError("--cifar-path", "--dataset cifar10 reads your own copy of the binary CIFAR-10 "
+                            f"(nothing is downloaded): give --cifar-path DIR; {CIFAR10_FETCH}")
+        return from_pool("cifar10", *cifar10_binary(cifar_path), n_train, n_test, flag="--cifar-path", n_classes=10)
     if name.endswith(".npz"):
         return from_pool(os.path.basename(name), *load_npz(name, npz_keys), n_train, n_test, relabel=relabel)
     raise DataError("--dataset", f"unknown dataset {name!r}; choose one of "

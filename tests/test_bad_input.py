@@ -58,6 +58,11 @@ Groups (the id prefix):
             directory, truncated, non-gzip .gz, truncated .gz, wrong magic, wrong type
             code, absurd header, an IDX "file" that is a directory, 0 items, a count
             mismatch between images and labels
+  cifar-*   --dataset cifar10: no --cifar-path, a missing path or batch file, a batch file
+            that is not a whole number of 3,073-byte records (cut short, empty) or holds a
+            label above 9, one that is a device, the pickled python version (a directory
+            or its .tar.gz; a payload in it would create a file if unpickled), an archive
+            that is not a tar or has a link for a member, --cifar-path off cifar10
   out-*     --out: an existing regular file, a path under a regular file, a non-empty
             directory without --resume, a dangling symlink, a device, an empty string
             (an unwritable directory cannot be tested as root: skipped then)
@@ -288,6 +293,10 @@ class Ctx:
             (d / IDX_NAMES[key]).write_bytes(a if isinstance(a, bytes) else _idx_bytes(a))
         return d
 
+    @property
+    def out_marker(self) -> Path:  # a file that code run from a data file would create (out-of-tree of --out)
+        return self.tmp / "payload-ran"
+
     def toml(self, body: str, name: str = "sweep.toml") -> str:
         """A config file: `body` plus TINY's keys that it does not set (inside [sweep]
         when the body opens with it)."""
@@ -300,6 +309,65 @@ class Ctx:
         path = self.tmp / name
         path.write_text(text)
         return str(path)
+
+
+def _cifar_arrays(n_train: int = 10, n_test: int = 50) -> tuple:
+    rng = np.random.default_rng(2)
+    return (rng.integers(0, 256, (n_train, 32, 32, 3), dtype=np.uint8), np.arange(n_train) % 10,
+            rng.integers(0, 256, (n_test, 32, 32, 3), dtype=np.uint8), np.arange(n_test) % 10)
+
+
+def cifar_dir(ctx: Ctx, name: str = "cifar", **files) -> str:
+    """A valid binary CIFAR-10 directory (10 train, 50 test images), its batch files
+    replaced by `files` (data_batch_3=bytes; DROP removes one)."""
+    from advjax.data import write_cifar_binary
+
+    d = write_cifar_binary(str(ctx.tmp / name), *_cifar_arrays())
+    for stem, raw in files.items():
+        path = Path(d) / f"{stem}.bin"
+        path.unlink()
+        if raw is not DROP:
+            raw(path) if callable(raw) else path.write_bytes(raw)
+    return d
+
+
+def cifar(path) -> list[str]:
+    return ["--dataset", "cifar10", "--cifar-path", str(path)]
+
+
+def cifar_python(ctx: Ctx, archive: bool) -> list[str]:
+    """The python version (pickled batches) of CIFAR-10, each a payload that would create
+    a file if it were ever unpickled; the case's --out must stay absent, and so must it."""
+    import pickle
+    import tarfile
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(ctx.out_marker), "w"))
+
+    py = ctx.tmp / "cifar-10-batches-py"
+    py.mkdir()
+    for stem in (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"):
+        (py / stem).write_bytes(pickle.dumps(Payload()))
+    if not archive:
+        return cifar(py)
+    with tarfile.open(ctx.tmp / "cifar-10-python.tar.gz", "w:gz") as tar:
+        tar.add(py, arcname="cifar-10-batches-py")
+    return cifar(ctx.tmp / "cifar-10-python.tar.gz")
+
+
+def cifar_linked_tar(ctx: Ctx) -> list[str]:
+    import tarfile
+
+    d = Path(cifar_dir(ctx))
+    with tarfile.open(ctx.tmp / "c.tar.gz", "w:gz") as tar:
+        for p in sorted(d.iterdir()):
+            if p.name != "test_batch.bin":
+                tar.add(p, arcname=f"cifar-10-batches-bin/{p.name}")
+        link = tarfile.TarInfo("cifar-10-batches-bin/test_batch.bin")
+        link.type, link.linkname = tarfile.SYMTYPE, "/dev/zero"
+        tar.addfile(link)
+    return cifar(ctx.tmp / "c.tar.gz")
 
 
 def mnist(d) -> list[str]:
@@ -781,6 +849,25 @@ IDX = [
       "--mnist-path"),
 ]
 
+CIFAR = [
+    C("cifar-no-path", ["--dataset", "cifar10"], "--cifar-path"),
+    C("cifar-missing-path", lambda ctx: cifar(ctx.tmp / "nowhere"), "--cifar-path"),
+    C("cifar-missing-batch", lambda ctx: cifar(cifar_dir(ctx, data_batch_4=DROP)), ("--cifar-path", "data_batch_4")),
+    C("cifar-batch-cut-short", lambda ctx: cifar(cifar_dir(ctx, data_batch_2=bytes(3073 * 2 - 1))),
+      ("--cifar-path", "data_batch_2.bin", "3,073")),
+    C("cifar-batch-empty", lambda ctx: cifar(cifar_dir(ctx, test_batch=b"")), ("--cifar-path", "test_batch.bin")),
+    C("cifar-label-10", lambda ctx: cifar(cifar_dir(ctx, data_batch_1=b"\x0a" + bytes(3072))),
+      ("--cifar-path", "data_batch_1.bin", "label 10")),
+    C("cifar-batch-is-a-device", lambda ctx: cifar(cifar_dir(ctx, data_batch_5=lambda p: p.symlink_to("/dev/zero"))),
+      ("--cifar-path", "data_batch_5.bin")),
+    C("cifar-python-version-dir", lambda ctx: cifar_python(ctx, archive=False), ("--cifar-path", "binary version")),
+    C("cifar-python-version-tar", lambda ctx: cifar_python(ctx, archive=True), ("--cifar-path", "binary version")),
+    C("cifar-not-a-tar", lambda ctx: cifar(_write(ctx.tmp / "c.tar.gz", b"not an archive\n")), "--cifar-path"),
+    C("cifar-tar-link-member", cifar_linked_tar, ("--cifar-path", "test_batch.bin")),
+    C("na-cifar-path-on-mnist", lambda ctx: ["--dataset", "mnist", "--cifar-path", cifar_dir(ctx)], "--cifar-path"),
+    C("cifar-n-train-beyond-file", lambda ctx: [*cifar(cifar_dir(ctx)), "--n-train", "11"], "--n-train"),
+]
+
 OUT = [
     C("out-regular-file", lambda ctx: ["--out", _write(ctx.tmp / "out", b"precious\n")], "--out"),
     C("out-under-regular-file", lambda ctx: ["--out", str(Path(_write(ctx.tmp / "f", b"precious\n")) / "sub")],
@@ -850,8 +937,8 @@ ADV_FROM = [
 ]
 
 
-CASES = [*NUMERIC, *DUPLICATES, *ENUMS, *ARGPARSE, *NOT_APPLICABLE, *DISTRIBUTED, *TOML, *NPZ, *IDX, *OUT,
-         *RESUME, *ADV_FROM]
+CASES = [*NUMERIC, *DUPLICATES, *ENUMS, *ARGPARSE, *NOT_APPLICABLE, *DISTRIBUTED, *TOML, *NPZ, *IDX, *CIFAR,
+         *OUT, *RESUME, *ADV_FROM]
 assert len({c.id for c in CASES}) == len(CASES), "case ids must be unique"
 
 
@@ -955,6 +1042,8 @@ def test_bad_input_is_one_line_exit_2_and_out_is_reusable(case: Case, tmp_path, 
     if out_of(argv) is None:
         argv += ["--out", str(tmp_path / "out")]
     problems = check_refusal(argv, case.expect, case.forbid, capsys, fork=case.heavy)
+    if ctx.out_marker.exists():
+        problems.append("code from a data file ran (a pickle was loaded)")
     if problems:
         pytest.fail(" | ".join(problems), pytrace=False)
 
@@ -1064,6 +1153,8 @@ def test_the_builders_inputs_are_valid_when_undamaged(tmp_path, adv_run):
     assert (ds.n_features, ds.n_classes, ds.n_train, ds.n_test) == (3, 2, 30, 50)
     ds = make_dataset("mnist", 20, 10, mnist_path=str(ctx.idx_dir()))
     assert (ds.n_features, ds.n_classes) == (16, 10)
+    ds = make_dataset("cifar10", cifar_path=cifar_dir(ctx))
+    assert (ds.n_train, ds.n_test, ds.n_classes, ds.image_shape) == (10, 50, 10, (32, 32, 3))
     cfg = from_dict(load_toml(ctx.toml("")), source="sweep.toml")
     assert cfg.widths == (4,) and cfg.seeds == 1
     cfg = from_dict(load_toml(ctx.toml("[sweep]\nseeds = 1\n", name="s2.toml")), source="s2.toml")

@@ -9,6 +9,8 @@ import pytest
 
 from advjax.data import (
     DataError,
+    as_images,
+    cifar10_binary,
     circles_points,
     gaussians_points,
     load_npz,
@@ -16,6 +18,8 @@ from advjax.data import (
     random_labels,
     read_idx,
     spirals_points,
+    standardized,
+    write_cifar_binary,
 )
 
 KEY = jax.random.PRNGKey(0)
@@ -132,3 +136,163 @@ def test_standardize_uses_training_statistics_only():
     mean, sd = np.asarray(raw.x_train).mean(0), np.asarray(raw.x_train).std(0)
     np.testing.assert_allclose(np.asarray(std.x_test), (np.asarray(raw.x_test) - mean) / sd, rtol=1e-4, atol=1e-5)
     assert (np.asarray(std.y_train) == np.asarray(raw.y_train)).all()
+
+
+# -- CIFAR-10, binary version ----------------------------------------------------------------
+
+def _cifar_record(label: int, r: np.ndarray, g: np.ndarray, b: np.ndarray) -> bytes:
+    """One record as the CIFAR-10 page describes it: the label byte, then the red, green
+    and blue planes, each 32x32 row-major (written by hand, not by advjax's writer)."""
+    return bytes([label]) + r.astype(np.uint8).tobytes() + g.astype(np.uint8).tobytes() + b.astype(np.uint8).tobytes()
+
+
+def _hand_made_cifar(directory, n_per_batch: int = 2, n_test: int = 3):
+    """Batch files whose planes differ per channel and position; returns the expected
+    (N, 32, 32, 3) uint8 images and labels of train and test."""
+    rng = np.random.default_rng(0)
+    directory.mkdir(parents=True, exist_ok=True)
+    expected = {"train": ([], []), "test": ([], [])}
+    names = [(f"data_batch_{i}.bin", "train", n_per_batch) for i in range(1, 6)] + [("test_batch.bin", "test", n_test)]
+    for name, part, n in names:
+        raw = b""
+        for _ in range(n):
+            planes = rng.integers(0, 256, (3, 32, 32))
+            label = int(rng.integers(0, 10))
+            raw += _cifar_record(label, *planes)
+            expected[part][0].append(np.stack(planes, axis=-1))  # (H, W, C): channel c is plane c
+            expected[part][1].append(label)
+        (directory / name).write_bytes(raw)
+    return [(np.array(x, np.uint8), np.array(y)) for x, y in expected.values()]
+
+
+def test_cifar_binary_reader_gives_images_labels_and_channel_order(tmp_path):
+    (x_tr, y_tr), (x_te, y_te) = _hand_made_cifar(tmp_path / "bin")
+    got = cifar10_binary(str(tmp_path / "bin"))
+    assert got[0].shape == (10, 32, 32, 3) and got[2].shape == (3, 32, 32, 3) and got[0].dtype == np.float32
+    np.testing.assert_array_equal(got[0], (x_tr / 255.0).astype(np.float32))  # as the MNIST path scales
+    np.testing.assert_array_equal(got[1], y_tr)
+    np.testing.assert_array_equal(got[2], (x_te / 255.0).astype(np.float32))
+    np.testing.assert_array_equal(got[3], y_te)
+    # red is the first plane: pixel (h, w) of channel 0 is byte 1 + 32h + w of the record
+    raw = (tmp_path / "bin" / "data_batch_1.bin").read_bytes()
+    assert got[0][0, 5, 7, 0] == np.float32(raw[1 + 32 * 5 + 7] / 255.0)
+    assert got[0][0, 5, 7, 2] == np.float32(raw[1 + 2048 + 32 * 5 + 7] / 255.0)
+    # advjax's writer makes the same bytes; its .tar.gz (cifar-10-batches-bin/...) reads the same
+    write_cifar_binary(str(tmp_path / "again"), x_tr, y_tr, x_te, y_te)
+    for name in (*(f"data_batch_{i}.bin" for i in range(1, 6)), "test_batch.bin"):
+        assert (tmp_path / "again" / name).read_bytes() == (tmp_path / "bin" / name).read_bytes()
+    archive = write_cifar_binary(str(tmp_path / "cifar-10-binary.tar.gz"), x_tr, y_tr, x_te, y_te)
+    for a, b in zip(cifar10_binary(archive), got):
+        np.testing.assert_array_equal(a, b)
+    # a directory holding cifar-10-batches-bin/ (the archive extracted) is read too
+    (tmp_path / "extracted").mkdir()
+    (tmp_path / "bin").rename(tmp_path / "extracted" / "cifar-10-batches-bin")
+    np.testing.assert_array_equal(cifar10_binary(str(tmp_path / "extracted"))[0], got[0])
+
+
+def test_cifar10_dataset_all_training_images_by_default_or_drawn(tmp_path):
+    (x_tr, y_tr), (x_te, y_te) = _hand_made_cifar(tmp_path / "bin", n_per_batch=4)
+    ds = make_dataset("cifar10", cifar_path=str(tmp_path / "bin"))
+    assert (ds.n_train, ds.n_test, ds.n_features, ds.image_shape, ds.redraws) == (20, 3, 3072, (32, 32, 3), False)
+    s = as_images(ds).draw(KEY)
+    np.testing.assert_array_equal(np.asarray(s.x_train), (x_tr / 255.0).astype(np.float32))
+    sub = make_dataset("cifar10", 8, cifar_path=str(tmp_path / "bin"))  # --n-train 8: drawn like MNIST's
+    a, b = sub.draw(KEY), sub.draw(jax.random.PRNGKey(1))
+    assert sub.redraws and a.x_train.shape == (8, 3072) and not np.array_equal(a.x_train, b.x_train)
+    rows = {r.tobytes() for r in (x_tr / 255.0).astype(np.float32).reshape(20, -1)}
+    assert all(r.tobytes() in rows for r in np.asarray(a.x_train))
+    # --standardize on images a conv model sees: per channel, with the training draw's statistics
+    st = standardized(as_images(ds)).draw(KEY).x_train
+    np.testing.assert_allclose(np.asarray(st).mean(axis=(0, 1, 2)), 0, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(st).std(axis=(0, 1, 2)), 1, atol=1e-4)
+
+
+class _Payload:
+    """A pickle whose loading creates `path`: what an unpickler would run."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_cifar_python_version_is_refused_without_unpickling(tmp_path):
+    import pickle
+    import tarfile
+
+    probe = tmp_path / "probe-ran"
+    pickle.loads(pickle.dumps(_Payload(probe)))
+    assert probe.exists()  # the payload does run code when unpickled
+    marker = tmp_path / "payload-ran"
+    payload = pickle.dumps(_Payload(marker))
+    py = tmp_path / "cifar-10-batches-py"
+    py.mkdir()
+    for name in (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"):
+        (py / name).write_bytes(payload)
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(py, arcname="cifar-10-batches-py")
+    for path in (py, tmp_path, archive):
+        with pytest.raises(DataError, match="python version.*binary version") as e:
+            make_dataset("cifar10", cifar_path=str(path))
+        assert e.value.flag == "--cifar-path" and "\n" not in str(e.value)
+    # a pickle renamed .bin is bytes like any other: refused by its size, never loaded
+    binary = tmp_path / "renamed"
+    binary.mkdir()
+    for name in (*(f"data_batch_{i}.bin" for i in range(1, 6)), "test_batch.bin"):
+        (binary / name).write_bytes(payload)
+    with pytest.raises(DataError, match="3,073-byte records"):
+        make_dataset("cifar10", cifar_path=str(binary))
+    assert not marker.exists()
+
+
+def test_cifar_bad_files_are_refused_naming_the_file(tmp_path):
+    import tarfile
+
+    _hand_made_cifar(tmp_path / "bin")
+    batch = tmp_path / "bin" / "data_batch_3.bin"
+    good = batch.read_bytes()
+    for raw, what in ((good[:-1], "3,073-byte records"), (b"", "3,073-byte records"),
+                      (b"\x0a" + good[1:], "label 10")):
+        batch.write_bytes(raw)
+        with pytest.raises(DataError, match=what) as e:
+            make_dataset("cifar10", cifar_path=str(tmp_path / "bin"))
+        assert e.value.flag == "--cifar-path" and "data_batch_3.bin" in str(e.value)
+    batch.unlink()
+    with pytest.raises(DataError, match="no data_batch_3.bin"):
+        make_dataset("cifar10", cifar_path=str(tmp_path / "bin"))
+    batch.write_bytes(good)
+    # in an archive, links are not followed: a symlink member is refused, even to a good file
+    archive = tmp_path / "linked.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for p in sorted((tmp_path / "bin").iterdir()):
+            if p.name != "test_batch.bin":
+                tar.add(p, arcname=f"cifar-10-batches-bin/{p.name}")
+        link = tarfile.TarInfo("cifar-10-batches-bin/test_batch.bin")
+        link.type, link.linkname = tarfile.SYMTYPE, "data_batch_1.bin"
+        tar.addfile(link)
+    with pytest.raises(DataError, match="test_batch.bin is not a regular file"):
+        make_dataset("cifar10", cifar_path=str(archive))
+    with pytest.raises(DataError, match="--cifar-path DIR"):
+        make_dataset("cifar10")
+
+
+def test_cifar10_cli_end_to_end_from_a_directory_and_a_tar_gz(tmp_path, capsys):
+    """A tiny synthetic CIFAR-10 in the real format through the CLI with the small CNN,
+    standardized: the directory and its .tar.gz give the same results.csv, byte for byte."""
+    from advjax.results import read_results
+    from advjax.sweep import main
+
+    (x_tr, y_tr), (x_te, y_te) = _hand_made_cifar(tmp_path / "bin")
+    archive = write_cifar_binary(str(tmp_path / "cifar-10-binary.tar.gz"), x_tr, y_tr, x_te, y_te)
+    common = ["--dataset", "cifar10", "--model", "cnn", "--widths", "2", "--seeds", "2", "--max-steps", "4",
+              "--experiments", "1,2", "--standardize", "--quiet", "--no-measures",
+              "--no-figure"]
+    for name, path in (("dir", tmp_path / "bin"), ("tar", archive)):
+        assert main([*common, "--cifar-path", str(path), "--out", str(tmp_path / name)]) == 0, capsys.readouterr().err
+    rows = read_results(str(tmp_path / "dir" / "results.csv"))
+    assert [(r["experiment"], r["seed"]) for r in rows] == [("baseline", 0), ("baseline", 1), ("adversarial", 0),
+                                                            ("adversarial", 1)]
+    assert all(r["dataset"] == "cifar10" and r["steps"] <= 4 for r in rows)
+    assert (tmp_path / "dir" / "results.csv").read_bytes() == (tmp_path / "tar" / "results.csv").read_bytes()
