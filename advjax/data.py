@@ -11,6 +11,7 @@ cifar10, a .npz of (N, H, W[, C]) images) store their images flat, row-major, an
 for conv models. An MLP gets the flat vectors, exactly as before images existed.
 
 File readers validate and never unpickle: CIFAR-10 is read from its binary version only.
+`confusion_images` makes Liu et al.'s confusion set (phase 1's altered copies).
 """
 
 from __future__ import annotations
@@ -128,6 +129,9 @@ class Dataset:
     sha256: str | None = None  # content hash of fixed arrays (None: drawn from a key, nothing to hash)
     image_shape: tuple[int, int, int] | None = None  # (H, W, C) of the flat features, if they are images
     images: bool = False  # draws give x as (n, H, W, C) images rather than flat (n, n_features)
+    # data key -> where an input value of 0 lands in that draw's inputs (None: at 0); a
+    # standardized draw moves it to -mean/std, and the confusion set's zeros follow it
+    zero_value: Callable[[jax.Array], jax.Array] | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -601,13 +605,49 @@ def standardized(ds: Dataset) -> Dataset:
     deviation per channel over every training image and pixel (the CIFAR convention)."""
     axes = (0, 1, 2) if ds.images else 0
 
-    def draw(key: jax.Array) -> Split:
+    def statistics(key: jax.Array) -> tuple[Split, jax.Array, jax.Array]:
         s = ds.draw(key)
         mean, std = s.x_train.mean(axis=axes), s.x_train.std(axis=axes)
-        std = jnp.where(std > 0, std, 1.0)
+        return s, mean, jnp.where(std > 0, std, 1.0)
+
+    def draw(key: jax.Array) -> Split:
+        s, mean, std = statistics(key)
         return s._replace(x_train=(s.x_train - mean) / std, x_test=(s.x_test - mean) / std)
 
-    return dataclasses.replace(ds, draw=draw)
+    def zero_value(key: jax.Array) -> jax.Array:  # a raw 0 (a black pixel), standardized: per feature or channel
+        _, mean, std = statistics(key)
+        return (0.0 - mean) / std
+
+    return dataclasses.replace(ds, draw=draw, zero_value=zero_value)
+
+
+def n_zeroed(zero_out: float, d: int) -> int:
+    """round(F·D), halves up: how many of an example's D input values a confusion copy sets
+    to 0 (Liu et al. floor it, int(F·D); the two agree at their F = 0.1, D = 3,072: 307)."""
+    return math.floor(zero_out * d + 0.5)
+
+
+def confusion_images(key: jax.Array, x: jax.Array, copies: int, zero_out: float,
+                     zero: jax.Array | float = 0.0) -> jax.Array:
+    """Liu et al.'s confusion set, its inputs: `copies` copies of every example of x
+    (n, ...) (row r·n + i is copy r of example i), in each round(zero_out·D) of the
+    example's D input values (every pixel of every channel of an image), chosen uniformly
+    without replacement per copy, set to 0; `zero` is where a 0 lands in x (a
+    standardized draw's -mean/std, per feature or channel). Their random labels come
+    from elsewhere (`random_labels`, the sweep's own key)."""
+    n, shape = x.shape[0], x.shape[1:]
+    d, k = math.prod(shape), n_zeroed(zero_out, math.prod(shape))
+    zero = jnp.asarray(zero, x.dtype)
+    zero = zero.reshape(d) if zero.size == d else jnp.broadcast_to(zero, shape).reshape(d)
+    flat = x.reshape(n, d)
+    rows = jnp.arange(n)[:, None]
+
+    def one_copy(copy_key: jax.Array) -> jax.Array:
+        chosen = jax.vmap(lambda kk: jax.random.permutation(kk, d)[:k])(jax.random.split(copy_key, n))
+        zeroed = jnp.zeros((n, d), bool).at[rows, chosen].set(True)
+        return jnp.where(zeroed, zero, flat)
+
+    return jax.lax.map(one_copy, jax.random.split(key, copies)).reshape(copies * n, *shape)
 
 
 def make_dataset(

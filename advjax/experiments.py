@@ -270,6 +270,17 @@ class TrainSettings:
         return Optimizer(self.optimizer, self.lr, self.max_steps, self.momentum, self.weight_decay)
 
 
+@dataclass(frozen=True)
+class RandomSet:
+    """What phases on random labels train on where it is not (x_train, y_rand): Liu et
+    al.'s confusion set, R altered copies of every training example, each with its own
+    random label. Laid out as x_train (a seed axis where x_batched), m = R·n examples."""
+
+    x: jax.Array
+    y: np.ndarray  # (seeds, m): each copy's true label (its source example's)
+    y_rand: np.ndarray  # (seeds, m): the labels phase 1 fits
+
+
 @dataclass
 class WidthRun:
     """Everything the phases of one width need; arrays carry the seed axis first
@@ -288,18 +299,27 @@ class WidthRun:
     fresh: Callable[[], dict] | None = None  # a second, independent init of every seed (shrink_perturb, reinit)
     teacher: Callable[[], dict] | None = None  # the teacher's features of every seed (--dataset teacher)
     fraction_keys: jax.Array | None = None  # (seeds,): which points a random_fraction < 1 randomizes
+    random_set: RandomSet | None = None  # phases on random labels train on it (None: on x_train, y_rand)
 
     def initial(self) -> dict:
         return self.theta0() if callable(self.theta0) else self.theta0
 
+    def x_of(self, phase: Phase) -> jax.Array:
+        """The inputs a phase trains on: the confusion set's on random labels where there
+        is one, else x_train."""
+        return self.random_set.x if phase.labels == "y_rand" and self.random_set is not None else self.x_train
+
     def labels_of(self, phase: Phase) -> np.ndarray:
         """The labels a phase trains on, per seed (partly random where random_fraction < 1)."""
-        if phase.labels != "y_rand" or phase.random_fraction == 1.0:
+        if phase.labels != "y_rand":
             return self.labels[phase.labels]
+        rs = self.random_set
+        y, y_rand = (self.labels["y"], self.labels["y_rand"]) if rs is None else (rs.y, rs.y_rand)
+        if phase.random_fraction == 1.0:
+            return y_rand
         key = f"y_rand@{phase.random_fraction!r}"
         if key not in self.labels:
-            self.labels[key] = partly_random(self.labels["y"], self.labels["y_rand"], phase.random_fraction,
-                                             self.fraction_keys)
+            self.labels[key] = partly_random(y, y_rand, phase.random_fraction, self.fraction_keys)
         return self.labels[key]
 
 
@@ -382,7 +402,8 @@ def _train_together(prefixes: list[tuple[Phase, ...]], run: WidthRun, name: str)
     starts = [start_of(phase, prev, run) for phase, prev in zip(phases, before)]
     del before
     together = len(prefixes) > 1
-    n_seeds, n_train = len(run.batch_keys), run.x_train.shape[1 if run.x_batched else 0]
+    x = run.x_of(first)
+    n_seeds, n_train = len(run.batch_keys), x.shape[1 if run.x_batched else 0]
     stack = lambda parts: jax.tree.map(lambda *a: np.concatenate(a), *parts) if together else parts[0]  # noqa: E731
     per_point = lambda values: np.repeat(np.asarray(values), n_seeds)  # noqa: E731
     spec = PhaseSpec(
@@ -402,7 +423,7 @@ def _train_together(prefixes: list[tuple[Phase, ...]], run: WidthRun, name: str)
     label = describe(prefixes[0], i, name) + (f" · {len(prefixes)} grid points" if together else "")
     callback = run.progress(label, max(o.max_steps for o in opts)) if run.progress else None
     out = train(
-        spec, stack(starts), stack([run.x_train] * len(prefixes)) if run.x_batched else run.x_train,
+        spec, stack(starts), stack([x] * len(prefixes)) if run.x_batched else x,
         stack([run.labels_of(p) for p in phases]), np.tile(keys, (len(prefixes), 1)),
         per_point([o.lr for o in opts]), per_point([o.max_steps for o in opts]),
         progress=callback, store=run.store(prefixes) if run.store else None,

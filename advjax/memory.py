@@ -60,6 +60,11 @@ def optimizer_copies(cfg) -> int:
     return max(2 if cfg.phase1_optimizer == "adam" else 0, 1 if cfg.momentum else 0)
 
 
+def examples_trained(cfg, ds: Dataset) -> int:
+    """The most examples one phase trains on: n, or phase 1's confusion set of R·n."""
+    return ds.n_train * max(1, cfg.confusion_copies)
+
+
 def seeds_in_flight(cfg, model: Model, ds: Dataset, x_batched: bool) -> int:
     """How many seeds one program trains at once: --max-seeds-in-flight, else as many as
     fit --memory-budget (default: half the free memory), at least one per device."""
@@ -72,7 +77,7 @@ def seeds_in_flight(cfg, model: Model, ds: Dataset, x_batched: bool) -> int:
         if jax.local_devices()[0].platform == "cpu":  # the host also holds every seed's state
             budget -= host_copies(cfg) * cfg.seeds * n_parameters(model) * 4
         budget //= 2
-    fit = budget // bytes_per_seed(model, ds.n_train, x_batched, optimizer_copies(cfg))
+    fit = budget // bytes_per_seed(model, examples_trained(cfg, ds), x_batched, optimizer_copies(cfg))
     return int(min(cfg.seeds, max(jax.device_count(), fit)))
 
 
@@ -104,11 +109,13 @@ def check_memory(cfg, ds: Dataset, model: Model, x_batched: bool) -> None:
     add("--n-train", 4 * ds.n_train * (d + 1), data_copies)
     add("--seeds", 8 * ds.n_train + 40, cfg.seeds)  # labels and keys
     add("--n-test", 4 * ds.n_test * (d + 1), data_copies)
+    if cfg.confusion_copies:  # phase 1's confusion set: R·n inputs, their true and random labels per seed
+        add("--confusion-copies", 4 * examples_trained(cfg, ds) * (d + 2 * cfg.seeds // data_copies), data_copies)
     units = width if model.kind == "mlp" else activations_per_example(model)  # a conv net: every position's units
     add("--n-test" if ds.n_test >= width else "--widths", 12 * ds.n_test * (units + n_out))  # one seed's evaluation
     if cfg.measures and d == 2:
         add("--grid", 8 * cfg.grid**2 * (n_out + 3), 1)
-    one_seed = bytes_per_seed(model, ds.n_train, x_batched, optimizer_copies(cfg))
+    one_seed = bytes_per_seed(model, examples_trained(cfg, ds), x_batched, optimizer_copies(cfg))
     if jax.local_devices()[0].platform == "cpu":  # the seeds in flight (one per device at least) are host memory too
         data_heavy = ds.n_train * (width + d) > DEVICE_COPIES * n_params
         add("--n-train" if data_heavy else "--widths", jax.local_device_count() * one_seed)

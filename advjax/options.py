@@ -380,6 +380,14 @@ OPTIONS: tuple[Option, ...] = (
            "randomizes: round(α·n) points, drawn per seed, get uniform random labels, the rest keep theirs "
            "(default 1: all, the paper's y_rand)", _random_phase, "with an experiment that trains on random labels",
            type=float, grid=True),
+    Option("confusion_copies", 0, integer(0, INT32_MAX, "a number of copies from 0 up to 2,147,483,647"),
+           "Liu et al.'s confusion set: phase 1 trains on R copies of every training example, in each a share "
+           "--zero-out of the input values set to 0, each copy with its own uniform random label (default 0: the "
+           "training examples themselves with y_rand)", _random_phase,
+           "with an experiment that trains on random labels", type=int),
+    Option("zero_out", 0.1, number(below=1.0), "confusion set: the share F of each copy's input values (every "
+           "pixel of every channel) set to 0, round(F·D) of D (default 0.1)",
+           lambda c: c.confusion_copies > 0 and _random_phase(c), "with --confusion-copies 1 or more", type=float),
     Option("phase1_target_acc", 1.0, axis(fraction(True)), "phase 1 stops at this training accuracy on its "
            "labels (default 1: zero error)", _random_phase, "with an experiment that trains on random labels",
            type=float, grid=True),

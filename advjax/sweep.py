@@ -36,11 +36,12 @@ from .checkpoint import (
     final_path,
     save_final,
 )
-from .data import DataError, Dataset, as_images, make_dataset, random_labels, standardized
+from .data import DataError, Dataset, as_images, confusion_images, make_dataset, random_labels, standardized
 from .devices import use_cpu_devices
 from .experiments import (
     Optimizer,
     Phase,
+    RandomSet,
     Stops,
     TrainSettings,
     WidthRun,
@@ -81,7 +82,7 @@ from .rundir import RunLock, check_writable, entries, remove_stray_temporaries
 from .train import COMPILE_STATS, evaluate, init_params
 
 # Independent streams per seed: fixing one source of randomness never moves another.
-KEY_DATA, KEY_LABELS, KEY_INIT, KEY_BATCHES, KEY_FRESH, KEY_FRACTION = range(6)
+KEY_DATA, KEY_LABELS, KEY_INIT, KEY_BATCHES, KEY_FRESH, KEY_FRACTION, KEY_CONFUSION = range(7)
 
 
 @dataclass
@@ -92,6 +93,7 @@ class SeedKeys:
     batches: jax.Array
     fresh: jax.Array  # a second init (shrink_perturb's θ_fresh)
     fraction: jax.Array  # which points --random-fraction < 1 randomizes
+    confusion: jax.Array  # the confusion set (--confusion-copies): its zeroed values and its labels
 
 
 def seed_keys(seeds: list[int]) -> SeedKeys:
@@ -100,7 +102,7 @@ def seed_keys(seeds: list[int]) -> SeedKeys:
     base = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
     fold = lambda i: jax.vmap(lambda k: jax.random.fold_in(k, i))(base)  # noqa: E731
     return SeedKeys(fold(KEY_DATA), fold(KEY_LABELS), fold(KEY_INIT), fold(KEY_BATCHES), fold(KEY_FRESH),
-                    fold(KEY_FRACTION))
+                    fold(KEY_FRACTION), fold(KEY_CONFUSION))
 
 
 def draw_seeds(cfg: SweepConfig, ds: Dataset, seeds: list[int]):
@@ -126,6 +128,26 @@ def _keys_and_random_labels(seeds_S: jax.Array, n_train: int, n_classes: int):
     return dataclasses.astuple(keys), jax.vmap(lambda k: random_labels(k, n_train, n_classes))(keys.labels)
 
 
+def draw_confusion(cfg: SweepConfig, ds: Dataset, keys: SeedKeys, split, y_train, x_batched: bool
+                   ) -> RandomSet | None:
+    """Liu et al.'s confusion set, what phase 1 trains on where --confusion-copies R > 0
+    (None otherwise: phase 1 trains on x_train with y_rand, as before): R copies of every
+    training example, in each round(F·D) input values zeroed, each copy with a uniform
+    random label. Like the data it copies, it is one per seed where each seed draws its
+    own data, and the first seed's where the data are shared; its labels are every seed's
+    own. All of it comes from the seeds' confusion keys, so no other stream moves."""
+    r = cfg.confusion_copies
+    if not r:
+        return None
+    k_zeroed = lambda k: jax.random.fold_in(k, 0)  # noqa: E731
+    zero = ds.zero_value or (lambda key: 0.0)
+    copies = lambda k, key_data, x: confusion_images(k_zeroed(k), x, r, cfg.zero_out, zero(key_data))  # noqa: E731
+    if x_batched:
+        x = jax.vmap(copies)(keys.confusion, keys.data, split.x_train)
+    else:
+        x = copies(keys.confusion[0], keys.data[0], split.x_train)
+    y_rand = jax.vmap(lambda k: random_labels(jax.random.fold_in(k, 1), r * ds.n_train, ds.n_classes))(keys.confusion)
+    return RandomSet(x=x, y=np.tile(np.asarray(y_train), (1, r)), y_rand=y_rand)
 
 
 def _versions() -> dict:
@@ -296,6 +318,8 @@ def phase_fingerprint(cfg: SweepConfig, ds: Dataset, model: Model, prefix, seeds
             fp["shrink"], fp["perturb"] = p.shrink, p.perturb
     if cfg.standardize:
         fp["standardize"] = True
+    if cfg.confusion_copies and any(p.labels == "y_rand" for p in prefix):
+        fp["confusion"] = {"copies": cfg.confusion_copies, "zero_out": cfg.zero_out}
     if ds.sha256 is not None:  # fixed arrays (MNIST, a .npz): their content, never their path
         fp["data"] = {"sha256": ds.sha256}
     return json.loads(json.dumps(fp))  # tuples -> lists, as they come back from JSON
@@ -420,8 +444,9 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
                 raise ConfigError("--out", f"{out} was filled by another sweep meanwhile; choose a new directory")
             remove_stray_temporaries(out)
         keys, split, y_train, y_rand, x_batched = draw_seeds(cfg, ds, seeds)
+        random_set = draw_confusion(cfg, ds, keys, split, y_train, x_batched)
         rows = Rows(_sweep_widths(cfg, ds, out, writer, seeds, keys, split, y_train, y_rand, x_batched, plans, keep,
-                                  every, progress, cache_dir, rows, width_stats))
+                                  every, progress, cache_dir, rows, width_stats, random_set))
         rows.out = out
         if writer and cfg.figure:
             rows.figure = summary_figure(out)
@@ -481,7 +506,7 @@ def check_adv_from(cfg: SweepConfig, ds: Dataset, seeds: list[int], keep, out: s
 
 
 def _sweep_widths(cfg, ds, out, writer, seeds, keys, split, y_train, y_rand, x_batched, plans, keep, every,
-                  progress, cache_dir, rows, width_stats) -> list[dict]:
+                  progress, cache_dir, rows, width_stats, random_set=None) -> list[dict]:
     """The sweep proper, once its inputs are checked and --out is locked: each width's
     experiments, rows and checkpoints."""
     grid, points = bool(cfg.axes()), cfg.points()
@@ -528,7 +553,7 @@ def _sweep_widths(cfg, ds, out, writer, seeds, keys, split, y_train, y_rand, x_b
             return stores[0] if len(stores) == 1 else PointStores(stores, len(seeds))
 
         in_flight = seeds_in_flight(memory_view(cfg), model, ds, x_batched)
-        run = width_run(cfg, ds, model, keys, split, y_train, y_rand, x_batched, in_flight, store)
+        run = width_run(cfg, ds, model, keys, split, y_train, y_rand, x_batched, in_flight, store, random_set)
         run.progress = lambda label, cap, w=width: progress.phase(f"[{ds.name} p={w}] {label}", cap)
         width_stats[str(width)] = {"seeds_in_flight": in_flight}
         for name, at_points in plans.items():
@@ -578,7 +603,8 @@ def point_rows(cfg, ds, model, run, split, y_train, x_batched, in_flight, seeds,
                                    in_flight) if cfg.measures else {})
     first = outcomes[0] if len(outcomes) > 1 else None
     if first is not None:  # how far phase 1 got in fitting its (random) labels
-        p1 = evaluate_in_batches(model, first.params, split, run.labels_of(phases[0]), x_batched, in_flight)
+        p1 = evaluate_in_batches(model, first.params, split._replace(x_train=run.x_of(phases[0])),
+                                 run.labels_of(phases[0]), x_batched, in_flight)
     return [{
         "dataset": ds.name, "width": width, "experiment": name, "seed": s, **point,
         "train_acc": m.train_acc[i], "test_acc": m.test_acc[i], "train_loss": m.train_loss[i],
@@ -592,9 +618,10 @@ def point_rows(cfg, ds, model, run, split, y_train, x_batched, in_flight, seeds,
 
 
 def width_run(cfg: SweepConfig, ds: Dataset, model: Model, keys: SeedKeys, split, y_train, y_rand, x_batched: bool,
-              in_flight: int, store) -> WidthRun:
+              in_flight: int, store, random_set: RandomSet | None = None) -> WidthRun:
     """The phases' shared inputs for one width; θ0 and the others are made when a phase
-    needs them, in batches of `in_flight` seeds."""
+    needs them, in batches of `in_flight` seeds. `random_set`: phase 1's confusion set,
+    if any (`draw_confusion`)."""
     n = len(keys.data)
     teacher = None
     if ds.teacher is not None:
@@ -614,6 +641,7 @@ def width_run(cfg: SweepConfig, ds: Dataset, model: Model, keys: SeedKeys, split
         fresh=functools.partial(init_params, model, keys.fresh, in_flight),
         teacher=teacher,
         fraction_keys=keys.fraction,
+        random_set=random_set,
     )
 
 

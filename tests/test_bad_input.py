@@ -62,7 +62,9 @@ Groups (the id prefix):
             that is not a whole number of 3,073-byte records (cut short, empty) or holds a
             label above 9, one that is a device, the pickled python version (a directory
             or its .tar.gz; a payload in it would create a file if unpickled), an archive
-            that is not a tar or has a link for a member, --cifar-path off cifar10
+            that is not a tar or has a link for a member, --cifar-path off cifar10; the
+            confusion set: --confusion-copies negative or without a random-label phase,
+            --zero-out outside [0, 1) or without --confusion-copies
   out-*     --out: an existing regular file, a path under a regular file, a non-empty
             directory without --resume, a dangling symlink, a device, an empty string
             (an unwritable directory cannot be tested as root: skipped then)
@@ -866,6 +868,13 @@ CIFAR = [
     C("cifar-tar-link-member", cifar_linked_tar, ("--cifar-path", "test_batch.bin")),
     C("na-cifar-path-on-mnist", lambda ctx: ["--dataset", "mnist", "--cifar-path", cifar_dir(ctx)], "--cifar-path"),
     C("cifar-n-train-beyond-file", lambda ctx: [*cifar(cifar_dir(ctx)), "--n-train", "11"], "--n-train"),
+    C("cli-confusion-copies-negative", ["--experiments", "2", "--confusion-copies", "-1"], "--confusion-copies"),
+    C("cli-confusion-copies-fraction", ["--experiments", "2", "--confusion-copies", "1.5"], "--confusion-copies"),
+    C("na-confusion-copies-baseline-only", ["--experiments", "1", "--confusion-copies", "2"], "--confusion-copies"),
+    C("cli-zero-out-1", ["--experiments", "2", "--confusion-copies", "2", "--zero-out", "1"], "--zero-out"),
+    C("cli-zero-out-negative", ["--experiments", "2", "--confusion-copies", "2", "--zero-out", "-0.1"], "--zero-out"),
+    C("cli-zero-out-nan", ["--experiments", "2", "--confusion-copies", "2", "--zero-out", "nan"], "--zero-out"),
+    C("na-zero-out-without-copies", ["--experiments", "2", "--zero-out", "0.2"], "--zero-out"),
 ]
 
 OUT = [

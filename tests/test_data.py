@@ -280,14 +280,15 @@ def test_cifar_bad_files_are_refused_naming_the_file(tmp_path):
 
 def test_cifar10_cli_end_to_end_from_a_directory_and_a_tar_gz(tmp_path, capsys):
     """A tiny synthetic CIFAR-10 in the real format through the CLI with the small CNN,
-    standardized: the directory and its .tar.gz give the same results.csv, byte for byte."""
+    phase 1 on a confusion set, standardized: the directory and its .tar.gz give the same
+    results.csv, byte for byte."""
     from advjax.results import read_results
     from advjax.sweep import main
 
     (x_tr, y_tr), (x_te, y_te) = _hand_made_cifar(tmp_path / "bin")
     archive = write_cifar_binary(str(tmp_path / "cifar-10-binary.tar.gz"), x_tr, y_tr, x_te, y_te)
     common = ["--dataset", "cifar10", "--model", "cnn", "--widths", "2", "--seeds", "2", "--max-steps", "4",
-              "--experiments", "1,2", "--standardize", "--quiet", "--no-measures",
+              "--experiments", "1,2", "--confusion-copies", "2", "--standardize", "--quiet", "--no-measures",
               "--no-figure"]
     for name, path in (("dir", tmp_path / "bin"), ("tar", archive)):
         assert main([*common, "--cifar-path", str(path), "--out", str(tmp_path / name)]) == 0, capsys.readouterr().err
