@@ -265,7 +265,7 @@ def _check_arrays(x_tr, y_tr, x_te, y_te, flag: str, relabel: bool = False, n_cl
             raise DataError(flag, f"y_{nm} must have shape ({len(x)},), got {y.shape}")
         if y.dtype.kind not in "iub":
             raise DataError(flag, f"y_{nm} must hold integer class labels, got dtype {y.dtype}")
-        x = x.astype(np.float32)
+        x = x.astype(np.float32, copy=False)  # float32 already (CIFAR-10, MNIST): no second copy
         if not np.all(np.isfinite(x)):
             raise DataError(flag, f"x_{nm} holds NaN or infinite values (or values beyond float32)")
         xs.append(x)
