@@ -6,7 +6,9 @@ the phase that trains θ0 on random labels is `theta_adv`. Inside, an Orbax
 CheckpointManager keeps the last two saves, each with two items:
 
 - `state`: the trainer's full seed-batched state (trainable params, optimizer state,
-  per-seed step counters, done/converged/diverged flags, minibatch PRNG keys);
+  per-seed step counters, done/converged/diverged flags, minibatch PRNG keys, and the
+  running statistics of a BatchNorm model; a model without has none, and its saves
+  leave the field out, laid out as before BatchNorm existed);
 - `meta`: JSON: the fingerprint (everything that determines the phase's result),
   whether the phase is complete, and per-seed steps and converged flags.
 
@@ -118,6 +120,17 @@ def _like(tree):
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
 
 
+def _on_disk(state):
+    """A trainer state (a NamedTuple) as it is saved: its fields as a dict, without the
+    running statistics where there are none (checkpoints made before them still read)."""
+    return {k: v for k, v in state._asdict().items() if k != "model_state" or jax.tree.leaves(v)}
+
+
+def _from_disk(saved: dict, like):
+    """The state `_on_disk` saved, as `like`'s type (a field left out was empty)."""
+    return type(like)(**{k: saved[k] if k in saved else v for k, v in like._asdict().items()})
+
+
 class PhaseStore:
     """Saves and restores one phase's trainer state (see module docstring).
 
@@ -200,8 +213,8 @@ class PhaseStore:
         self.check(meta)
         try:
             with self._manager() as mgr:
-                state = mgr.restore(mgr.latest_step(),
-                                    args=ocp.args.Composite(state=ocp.args.StandardRestore(_like(like)))).state
+                state = _from_disk(mgr.restore(mgr.latest_step(), args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(_like(_on_disk(like))))).state, like)
         except Exception as e:
             raise CheckpointError(self.flag, f"checkpoint {self.directory} is unreadable ({_reason(e)})") from None
         if jax.tree.structure(state) != jax.tree.structure(like):
@@ -228,7 +241,7 @@ class PhaseStore:
         }
         try:
             with self._manager(create=True) as mgr:
-                mgr.save(self._n_saves, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                mgr.save(self._n_saves, args=ocp.args.Composite(state=ocp.args.StandardSave(_on_disk(state)),
                                                                  meta=ocp.args.JsonSave(meta)), force=True)
                 mgr.wait_until_finished()
         except Exception as e:  # ENOSPC, EIO, ...: Orbax wraps them in many types
@@ -288,14 +301,17 @@ def final_path(out: str, width: int, experiment: str) -> str:
     return os.path.join(out, "checkpoints", f"p{width}", "final", f"{experiment}.npz")
 
 
-def save_final(path: str, params: dict, model_options: dict, seeds: list[int], x_train, y_train) -> None:
-    """Every layer's final parameters (seed-batched) with the model that applies them and
-    the training data they were fitted to, in one .npz (written atomically)."""
+def save_final(path: str, params: dict, model_options: dict, seeds: list[int], x_train, y_train,
+               state: dict | None = None) -> None:
+    """Every layer's final parameters (seed-batched), and running statistics of a
+    BatchNorm model, with the model that applies them and the training data they were
+    fitted to, in one .npz (written atomically)."""
     if jax.process_index() != 0:
         return
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    flat = {"params/" + "/".join(str(getattr(k, "key", k)) for k in keys): np.asarray(v)
-            for keys, v in jax.tree_util.tree_flatten_with_path(params)[0]}
+    flat = {f"{part}/" + "/".join(str(getattr(k, "key", k)) for k in keys): np.asarray(v)
+            for part, tree in (("params", params), ("state", state or {}))
+            for keys, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
     meta = {"model": model_options, "seeds": list(seeds)}
     with replacing(path, ".npz") as tmp:
         np.savez(tmp, meta=np.array(json.dumps(meta)), x_train=np.asarray(x_train), y_train=np.asarray(y_train),
@@ -310,15 +326,27 @@ def restore_final(path: str) -> tuple[dict, dict, list[int], np.ndarray, np.ndar
         raise FileNotFoundError(f"{path}: no final parameters (was the sweep run with --keep-params?)")
     with np.load(path, allow_pickle=False) as f:
         meta = json.loads(str(f["meta"]))
-        params: dict = {}
-        for name in f.files:
-            if name.startswith("params/"):
-                *layers, leaf = name.split("/")[1:]
-                node = params
-                for layer in layers:
-                    node = node.setdefault(layer, {})
-                node[leaf] = f[name]
-        return params, meta["model"], meta["seeds"], f["x_train"], f["y_train"]
+        return _saved_tree(f, "params"), meta["model"], meta["seeds"], f["x_train"], f["y_train"]
+
+
+def restore_final_state(path: str) -> dict:
+    """The running statistics `save_final` kept beside the parameters ({} for a model
+    without BatchNorm)."""
+    with np.load(path, allow_pickle=False) as f:
+        return _saved_tree(f, "state")
+
+
+def _saved_tree(f, part: str) -> dict:
+    """The nested dict of `save_final`'s entries part/layer/.../leaf."""
+    tree: dict = {}
+    for name in f.files:
+        if name.startswith(part + "/"):
+            *layers, leaf = name.split("/")[1:]
+            node = tree
+            for layer in layers:
+                node = node.setdefault(layer, {})
+            node[leaf] = f[name]
+    return tree
 
 
 class PointStores:

@@ -8,6 +8,10 @@ experiments share (phase 1 of `adversarial` and `frozen`: θ0 trained on y_rand,
 
 Layers are the model's (`model.layers`, the last the readout): experiments that act on
 one layer, `freeze_k` and `reinit_k`, exist for every k the model has.
+
+A BatchNorm model's running statistics pass from phase to phase with its parameters
+(Θ_adv's start phase 2). Where a start transform makes a layer anew from θ0 or a fresh
+init, that layer starts with the initial statistics (`start_state_of`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from dataclasses import dataclass, field
 import jax
 import numpy as np
 
-from .model import Model, feature_layers, readout, zero_readout
+from .model import Model, feature_layers, initial_states, readout, zero_readout
 from .train import Outcome, PhaseSpec, Store, need_for, train
 
 
@@ -309,6 +313,10 @@ class WidthRun:
         is one, else x_train."""
         return self.random_set.x if phase.labels == "y_rand" and self.random_set is not None else self.x_train
 
+    def initial_state(self) -> dict:
+        """Every seed's running statistics at init ({} for a model without BatchNorm)."""
+        return initial_states(self.model, len(self.batch_keys))
+
     def labels_of(self, phase: Phase) -> np.ndarray:
         """The labels a phase trains on, per seed (partly random where random_fraction < 1)."""
         if phase.labels != "y_rand":
@@ -344,6 +352,18 @@ def partly_random(y: np.ndarray, y_rand: np.ndarray, fraction: float, keys: jax.
 def start_of(phase: Phase, prev: dict, run: WidthRun) -> dict:
     """A phase's start: its transform of `prev`, or `prev` itself."""
     return START_TRANSFORMS[phase.start](prev, run, phase) if phase.start else prev
+
+
+def start_state_of(phase: Phase, prev_state: dict, run: WidthRun) -> dict:
+    """The running statistics a phase starts with: the previous phase's, except for the
+    layers its start makes anew: θ0 rescaled (norm-matched: the initial statistics, as the
+    baseline's) or a re-initialised layer (its initial statistics). Shrink-perturb keeps
+    Θ_adv's, as a torch module's buffers are kept when its parameters are."""
+    if phase.start in ("norm_layer", "norm_global"):
+        return run.initial_state()
+    if phase.start == "reinit" and phase.start_layer in prev_state:
+        return {**prev_state, phase.start_layer: run.initial_state()[phase.start_layer]}
+    return prev_state
 
 
 START_WORDS = {
@@ -401,6 +421,8 @@ def _train_together(prefixes: list[tuple[Phase, ...]], run: WidthRun, name: str)
     before = [run.initial()] * len(prefixes) if i == 0 else [run.memo[p[:-1]].params for p in prefixes]
     starts = [start_of(phase, prev, run) for phase, prev in zip(phases, before)]
     del before
+    states = [start_state_of(phase, run.initial_state() if i == 0 else run.memo[p[:-1]].state, run)
+              for phase, p in zip(phases, prefixes)]
     together = len(prefixes) > 1
     x = run.x_of(first)
     n_seeds, n_train = len(run.batch_keys), x.shape[1 if run.x_batched else 0]
@@ -430,14 +452,12 @@ def _train_together(prefixes: list[tuple[Phase, ...]], run: WidthRun, name: str)
         max_in_flight=s.max_in_flight, donate=together or (fresh and not first.start),
         need=per_point([need_for(p.target_acc, n_train) for p in phases]),
         momentum=per_point([o.momentum for o in opts]), weight_decay=per_point([o.weight_decay for o in opts]),
-        block=n_seeds,
+        block=n_seeds, state0=stack(states),
     )
-    del starts
+    del starts, states
     for d, prefix in enumerate(prefixes):
         rows = slice(d * n_seeds, (d + 1) * n_seeds)
-        run.memo[prefix] = Outcome(params=jax.tree.map(lambda a, rows=rows: a[rows], out.params),
-                                   steps=out.steps[rows], converged=out.converged[rows],
-                                   diverged=out.diverged[rows])
+        run.memo[prefix] = Outcome(*(jax.tree.map(lambda a, rows=rows: a[rows], part) for part in out))
 
 
 def last_start(phases: tuple[Phase, ...], run: WidthRun) -> dict:

@@ -216,7 +216,7 @@ def _grid_measures(model: Model, params: dict, bounds: jax.Array, grid: int, chu
     return {"boundary_length": length, "linear_regions": regions.astype(jnp.int32)}
 
 
-def _measure_one(model, loss_reduction, iters, grid, chunk, p_start, p_final, x_NxD, y_N, bounds):
+def _measure_one(model, loss_reduction, iters, grid, chunk, p_start, p_final, s_final, x_NxD, y_N, bounds):
     def sq(tree):
         return sum(jnp.sum(jnp.square(leaf)) for leaf in jax.tree.leaves(tree))
 
@@ -228,14 +228,14 @@ def _measure_one(model, loss_reduction, iters, grid, chunk, p_start, p_final, x_
         "norm_readout": jnp.sqrt(sq(p_final[readout(model)])),
         "norm_total": jnp.sqrt(sq(p_final)),
         "distance": jnp.sqrt(sq(jax.tree.map(jnp.subtract, p_final, p_start))),
-        "margin": jnp.min(_margins(model.apply(p_final, x_NxD), y_N)),
+        "margin": jnp.min(_margins(model.apply(p_final, x_NxD, s_final), y_N)),
     }
 
-    def loss_fn(params):
-        return reduce_loss(per_example_loss(model.apply(params, x_NxD), y_N), None, loss_reduction)
+    def loss_fn(params):  # in inference mode: the running statistics stay s_final
+        return reduce_loss(per_example_loss(model.apply(params, x_NxD, s_final), y_N), None, loss_reduction)
 
     out["sharpness"] = top_hessian_eigenvalue(loss_fn, p_final, jax.random.key(HESSIAN_SEED), iters)
-    pre = jnp.concatenate(model.preactivations(p_final, x_NxD), axis=-1)  # every ReLU layer's units
+    pre = jnp.concatenate(model.preactivations(p_final, x_NxD, s_final), axis=-1)  # every ReLU layer's units
     out["active_fraction"] = jnp.mean((pre > 0).astype(jnp.float32))
     if input_shape(model) == (2,):
         out.update(_grid_measures(model, p_final, _default_bounds(x_NxD) if bounds is None else bounds, grid, chunk))
@@ -245,19 +245,20 @@ def _measure_one(model, loss_reduction, iters, grid, chunk, p_start, p_final, x_
 @functools.partial(
     jax.jit, static_argnames=("model", "x_batched", "loss_reduction", "iters", "grid", "group", "chunk")
 )
-def _measure_all(p_start, p_final, x, y, bounds, *, model, x_batched, loss_reduction, iters, grid, group, chunk):
+def _measure_all(p_start, p_final, s_final, x, y, bounds, *, model, x_batched, loss_reduction, iters, grid, group,
+                 chunk):
     one = functools.partial(_measure_one, model, loss_reduction, iters, grid, chunk)
     n_seeds = y.shape[0]
     n_groups = -(-n_seeds // group)
     pad = n_groups * group - n_seeds
-    batched = (p_start, p_final, x if x_batched else None, y, bounds)
+    batched = (p_start, p_final, s_final, x if x_batched else None, y, bounds)
     # Extra seeds repeat the last one and are dropped again below.
     batched = jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]) if pad else a, batched)
 
     def run(args):
-        ps, pf, xs, ys, bs = args
-        in_axes = (0, 0, 0 if x_batched else None, 0, None if bounds is None else 0)
-        return jax.vmap(one, in_axes=in_axes)(ps, pf, xs if x_batched else x, ys, bs)
+        ps, pf, sf, xs, ys, bs = args
+        in_axes = (0, 0, 0, 0 if x_batched else None, 0, None if bounds is None else 0)
+        return jax.vmap(one, in_axes=in_axes)(ps, pf, sf, xs if x_batched else x, ys, bs)
 
     if n_groups == 1:
         out = run(batched)
@@ -279,6 +280,7 @@ def measure(
     hessian_iters: int = 64,
     grid: int = 256,
     bounds=None,
+    state_final: dict | None = None,
 ) -> dict[str, np.ndarray]:
     """Measure every seed of a batch of trained networks.
 
@@ -304,6 +306,9 @@ def measure(
     bounds
         (xmin, xmax, ymin, ymax), shared, or an (S, 4) array, one box per seed; default:
         each seed's training points' bounding box padded by 10% of its extent each side.
+    state_final
+        Seed-batched running statistics of params_final (a BatchNorm model; None for a
+        model without): every measure sees the network in inference mode.
 
     Returns
     -------
@@ -364,7 +369,7 @@ def measure(
     group = max(1, min(n_seeds, GROUP_ELEMENTS // (units * n)))
     chunk = max(1, min(grid * grid, GROUP_ELEMENTS // (units * group)))
     out = _measure_all(
-        params_start, params_final, x, y, bounds, model=model, x_batched=x_batched,
+        params_start, params_final, state_final or {}, x, y, bounds, model=model, x_batched=x_batched,
         loss_reduction=loss_reduction, iters=hessian_iters, grid=grid, group=group, chunk=chunk,
     )
     return {k: np.asarray(out[k]) for k in (*columns(model), *GRID_COLUMNS) if k in out}

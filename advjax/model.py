@@ -1,13 +1,22 @@
-"""Models: the protocol every part of advjax sees, and its one kind so far, the MLP.
+"""Models: the protocol every part of advjax sees, and its kinds: the MLP, a minimal
+CNN, and the CIFAR VGGs and ResNet-18 with BatchNorm.
 
 A model is a hashable description (a frozen dataclass, static under `jit`) with
 
-- `init(key) -> params`: one seed's parameters, a dict {layer: {"kernel", "bias"}};
-- `apply(params, x_BxD) -> logits_BxK`;
+- `init(key) -> params`: one seed's parameters, a dict {layer: {...}} ("kernel" and
+  "bias" for a dense or plain conv layer);
+- `init_state() -> state`: one seed's running statistics, {layer: {...}} for the layers
+  with BatchNorm ({} for a model without: it adds nothing to any computation);
+- `apply(params, x_BxD, state=None) -> logits_BxK`: inference mode (running statistics);
+- `apply_train(params, state, x_BxD, trainable, weights_B=None) -> (logits, state)`:
+  training mode: the BatchNorm of each layer in `trainable` normalizes with the batch's
+  statistics (examples of weight 0 left out) and moves its running statistics; every
+  other layer is a fixed function, in inference mode, its statistics untouched;
 - `layers`: the layer names in order; the last is the readout, every other layer is a
   feature layer;
-- `preactivations(params, x_BxD)`: the pre-activations of each ReLU layer, in order
-  (what the measures count active units and linear regions from);
+- `preactivations(params, x_BxD, state=None)`: the pre-activations of each ReLU layer,
+  in order, in inference mode (what the measures count active units and linear regions
+  from);
 - `options()`: the kind and every option, what a checkpoint's fingerprint records.
 
 Sizes (parameters, activation floats per example) come from `jax.eval_shape` on these
@@ -28,6 +37,18 @@ computes exactly what it does on their flat vectors.
 `cnn`: the minimal conv net, no normalization: two 3x3 convolutions of `width` channels
 (SAME padding, layers `conv1`, `conv2`), each followed by ReLU and 2x2 max-pooling, then
 the linear `readout` on the flattened feature map. Its n_in must be an image shape.
+
+`vgg11`, `vgg16`, `resnet18`: the CIFAR networks of Liu et al.'s code (kuangliu's
+pytorch-cifar models), channels scaled by width / 64 (width 64: the standard networks).
+VGG: 3x3 convolutions (with bias), each followed by BatchNorm and ReLU (layers `conv1`
+... `conv8` or `conv13`), 2x2 max-pools between stacks, the readout on the flattened
+map (512·width/64 features at 32x32). ResNet-18: the `stem` (3x3 conv, BatchNorm, ReLU;
+no max-pool), BasicBlocks `block1` ... `block8` (two per stage, stages of width, 2·width,
+4·width, 8·width channels, stride 2 entering stages 2-4, 1x1 conv + BatchNorm shortcut
+where the shape changes; convolutions without bias), global average pooling, readout.
+BatchNorm follows torch's BatchNorm2d: eps 1e-5, momentum 0.1 (running = 0.9·running +
+0.1·batch), the running variance from the unbiased batch variance; scale 1, bias 0,
+running mean 0 and variance 1 at init.
 """
 
 from __future__ import annotations
@@ -43,8 +64,8 @@ import jax.numpy as jnp
 import numpy as np
 
 INIT_SCHEMES = ("torch", "lecun", "he", "xavier")
-MODEL_KINDS = ("mlp", "cnn")
-CONV_KINDS = ("cnn",)  # the kinds that need image inputs (N, H, W, C)
+MODEL_KINDS = ("mlp", "cnn", "vgg11", "vgg16", "resnet18")
+CONV_KINDS = ("cnn", "vgg11", "vgg16", "resnet18")  # the kinds that need image inputs (N, H, W, C)
 
 
 class Model(Protocol):
@@ -55,9 +76,25 @@ class Model(Protocol):
     @property
     def layers(self) -> tuple[str, ...]: ...
     def init(self, key: jax.Array) -> dict: ...
-    def apply(self, params: dict, x_BxD: jax.Array) -> jax.Array: ...
-    def preactivations(self, params: dict, x_BxD: jax.Array) -> tuple[jax.Array, ...]: ...
+    def init_state(self) -> dict: ...
+    def apply(self, params: dict, x_BxD: jax.Array, state: dict | None = None) -> jax.Array: ...
+    def apply_train(self, params: dict, state: dict, x_BxD: jax.Array, trainable: tuple[str, ...],
+                    weights_B: jax.Array | None = None) -> tuple[jax.Array, dict]: ...
+    def preactivations(self, params: dict, x_BxD: jax.Array, state: dict | None = None
+                       ) -> tuple[jax.Array, ...]: ...
     def options(self) -> dict: ...
+
+
+class _Stateless:
+    """What a model without BatchNorm says about running statistics: it has none, and
+    training mode is inference mode."""
+
+    def init_state(self) -> dict:
+        return {}
+
+    def apply_train(self, params: dict, state: dict, x_BxD: jax.Array, trainable: tuple[str, ...],
+                    weights_B: jax.Array | None = None) -> tuple[jax.Array, dict]:
+        return self.apply(params, x_BxD), state
 
 
 def _uniform(bound: float):
@@ -100,7 +137,7 @@ class _Stack(nn.Module):
 
 
 @dataclass(frozen=True)
-class MLP:
+class MLP(_Stateless):
     """`depth` hidden ReLU layers of `width` units and a linear readout; PyTorch's
     nn.Linear init per layer by default. Depth 1 is N_p. Hashable: a static argument
     of compiled programs."""
@@ -128,11 +165,11 @@ class MLP:
     def init(self, key: jax.Array) -> dict:
         return self._module.init(key, jnp.zeros((1, math.prod(input_shape(self)))))["params"]
 
-    def apply(self, params: dict, x_BxD: jax.Array) -> jax.Array:
+    def apply(self, params: dict, x_BxD: jax.Array, state: dict | None = None) -> jax.Array:
         """Logits, shape (B, n_out); images (B, H, W, C) are flattened first."""
         return self._module.apply({"params": params}, _flat(x_BxD))
 
-    def preactivations(self, params: dict, x_BxD: jax.Array) -> tuple[jax.Array, ...]:
+    def preactivations(self, params: dict, x_BxD: jax.Array, state: dict | None = None) -> tuple[jax.Array, ...]:
         """Each hidden layer's pre-activations, shape (B, width) each."""
         out, h = [], _flat(x_BxD)
         for name in self.layers[:-1]:
@@ -172,25 +209,40 @@ def _conv_relu_pool(h_BxHxWxC: jax.Array, layer: dict) -> tuple[jax.Array, jax.A
 
 
 @dataclass(frozen=True)
-class CNN:
-    """Two 3x3 conv layers of `width` channels (SAME padding), each ReLU then 2x2
-    max-pooling, and a linear readout; no normalization; PyTorch's default init per
-    layer (fan_in = 3·3·C_in for a conv). `n_in` is the image shape (H, W, C), H and
-    W at least 4. Hashable: a static argument of compiled programs."""
+class _ImageModel:
+    """What every conv net shares: its options, and a check that n_in is an image shape
+    (H, W, C) with H and W at least `min_side`."""
 
     width: int
     n_in: tuple[int, int, int]
     n_out: int
     init_scheme: str = "torch"
-    kind: ClassVar[str] = "cnn"
-    layers: ClassVar[tuple[str, ...]] = ("conv1", "conv2", "readout")
+    kind: ClassVar[str] = ""
+    min_side: ClassVar[int] = 4
 
     def __post_init__(self):
         shape = tuple(self.n_in) if not isinstance(self.n_in, int) else (self.n_in,)
-        if len(shape) != 3 or min(shape[:2]) < 4 or self.width < 1:
-            raise ValueError(f"a cnn needs images (H, W, C) with H, W >= 4 and width >= 1, got n_in "
-                             f"{self.n_in}, width {self.width}")
+        if len(shape) != 3 or min(shape[:2]) < self.min_side:
+            raise ValueError(f"a {self.kind} needs images (H, W, C) of at least {self.min_side}x{self.min_side}, "
+                             f"got {self.n_in}")
+        if self.width < 1:
+            raise ValueError(f"a {self.kind} needs width >= 1, got {self.width}")
         object.__setattr__(self, "n_in", tuple(int(v) for v in shape))
+
+    def options(self) -> dict:
+        return {"kind": self.kind, "width": self.width, "n_in": list(self.n_in), "n_out": self.n_out,
+                "init": self.init_scheme}
+
+
+@dataclass(frozen=True)
+class CNN(_Stateless, _ImageModel):
+    """Two 3x3 conv layers of `width` channels (SAME padding), each ReLU then 2x2
+    max-pooling, and a linear readout; no normalization; PyTorch's default init per
+    layer (fan_in = 3·3·C_in for a conv). `n_in` is the image shape (H, W, C), H and
+    W at least 4. Hashable: a static argument of compiled programs."""
+
+    kind: ClassVar[str] = "cnn"
+    layers: ClassVar[tuple[str, ...]] = ("conv1", "conv2", "readout")
 
     def init(self, key: jax.Array) -> dict:
         height, wide, c_in = self.n_in
@@ -214,18 +266,252 @@ class CNN:
         logits = _flat(h) @ params["readout"]["kernel"] + params["readout"]["bias"]
         return tuple(pres), logits
 
-    def apply(self, params: dict, x_BxHxWxC: jax.Array) -> jax.Array:
+    def apply(self, params: dict, x_BxHxWxC: jax.Array, state: dict | None = None) -> jax.Array:
         """Logits, shape (B, n_out)."""
         return self._forward(params, x_BxHxWxC)[1]
 
-    def preactivations(self, params: dict, x_BxHxWxC: jax.Array) -> tuple[jax.Array, ...]:
+    def preactivations(self, params: dict, x_BxHxWxC: jax.Array, state: dict | None = None
+                       ) -> tuple[jax.Array, ...]:
         """Each conv layer's pre-activations, one unit per (position, channel): shapes
         (B, H·W·width) and (B, H/2·W/2·width)."""
         return tuple(_flat(p) for p in self._forward(params, x_BxHxWxC)[0])
 
-    def options(self) -> dict:
-        return {"kind": self.kind, "width": self.width, "n_in": list(self.n_in), "n_out": self.n_out,
-                "init": self.init_scheme}
+
+# -- conv nets with BatchNorm: the CIFAR VGGs and ResNet-18 -----------------------------------
+
+BN_EPS = 1e-5
+BN_MOMENTUM = 0.1  # torch's convention: running = (1 - 0.1)·running + 0.1·batch (flax's momentum 0.9)
+
+
+def _batch_norm(z_BxHxWxC: jax.Array, params: dict, stats: dict, train: bool,
+                weights_B: jax.Array | None) -> tuple[jax.Array, dict]:
+    """torch's BatchNorm2d, per channel over examples and positions. Training: normalize
+    with the batch's mean and biased variance (examples of weight 0, the padding of a
+    short last minibatch, left out) and move the running statistics, the variance's by
+    the unbiased batch variance; inference: normalize with the running statistics.
+    Returns (output, statistics after)."""
+    if train:
+        w = jnp.ones(z_BxHxWxC.shape[:1], z_BxHxWxC.dtype) if weights_B is None else weights_B
+        w_Bx1x1x1 = w.astype(z_BxHxWxC.dtype)[:, None, None, None]
+        count = jnp.sum(w_Bx1x1x1) * z_BxHxWxC.shape[1] * z_BxHxWxC.shape[2]
+        mean = jnp.sum(w_Bx1x1x1 * z_BxHxWxC, axis=(0, 1, 2)) / count
+        var = jnp.sum(w_Bx1x1x1 * jnp.square(z_BxHxWxC - mean), axis=(0, 1, 2)) / count
+        unbiased = var * count / jnp.maximum(count - 1, 1)
+        stats = {"mean": (1 - BN_MOMENTUM) * stats["mean"] + BN_MOMENTUM * mean,
+                 "var": (1 - BN_MOMENTUM) * stats["var"] + BN_MOMENTUM * unbiased}
+    else:
+        mean, var = stats["mean"], stats["var"]
+    return (z_BxHxWxC - mean) * (params["scale"] * jax.lax.rsqrt(var + BN_EPS)) + params["bias"], stats
+
+
+def _conv_bn(h_BxHxWxC: jax.Array, layer: dict, stats: dict, conv: str, bn: str, stride: int, train: bool,
+             weights_B: jax.Array | None) -> tuple[jax.Array, dict]:
+    """Convolution `conv` of a layer (torch's padding: (k-1)/2 zeros each side; its bias
+    if it has one) then its BatchNorm `bn`: (pre-activations, the BatchNorm's statistics
+    after)."""
+    kernel = layer[conv]["kernel"]
+    pad = (kernel.shape[0] - 1) // 2
+    z = jax.lax.conv_general_dilated(h_BxHxWxC, kernel, (stride, stride), ((pad, pad), (pad, pad)),
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    if "bias" in layer[conv]:
+        z = z + layer[conv]["bias"]
+    return _batch_norm(z, layer[bn], stats[bn], train, weights_B)
+
+
+def _bn_params(channels: int) -> dict:
+    return {"scale": jnp.ones(channels, jnp.float32), "bias": jnp.zeros(channels, jnp.float32)}
+
+
+@dataclass(frozen=True)
+class _Draw:
+    """A weight to be drawn at init: its shape, its layer's fan-in and fan-out, and
+    whether it is a bias."""
+
+    shape: tuple[int, ...]
+    fan_in: int
+    fan_out: int
+    bias: bool = False
+
+
+def _layer(shape: tuple[int, ...], bias: bool = True) -> dict:
+    """One layer's kernel (dense (in, out) or HWIO conv) and bias, to be drawn."""
+    field = math.prod(shape[:-2])
+    fan_in, fan_out = shape[-2] * field, shape[-1] * field
+    return {"kernel": _Draw(shape, fan_in, fan_out), **({"bias": _Draw(shape[-1:], fan_in, fan_out, True)}
+                                                       if bias else {})}
+
+
+TRUNCATED_STD = 0.87962566103423978  # std of N(0, 1) truncated to [-2, 2], as flax's variance_scaling
+
+
+def _draw_all(key: jax.Array, tree: dict, scheme: str) -> dict:
+    """`tree` with every `_Draw` leaf drawn, all from one random draw: XLA's CPU backend
+    is slow to compile random calls, and ResNet-18's vmapped init drawn layer by layer
+    took 21.5 s of CPU to compile, in one draw 1.3 s. torch: every kernel and bias U(±1/√fan_in); lecun,
+    he: kernels truncated normal of variance 1/fan_in, 2/fan_in; xavier: kernels uniform
+    of variance 2/(fan_in + fan_out); zero biases but for torch."""
+    leaves, treedef = jax.tree.flatten(tree)
+    drawn = [d for d in leaves if isinstance(d, _Draw) and (scheme == "torch" or not d.bias)]
+    total = sum(math.prod(d.shape) for d in drawn)
+    if scheme in ("torch", "xavier"):
+        base = jax.random.uniform(key, (total,), jnp.float32, -1.0, 1.0)
+    else:
+        base = jax.random.truncated_normal(key, -2.0, 2.0, (total,), jnp.float32)
+    scale = {"torch": lambda d: d.fan_in**-0.5, "lecun": lambda d: d.fan_in**-0.5 / TRUNCATED_STD,
+             "he": lambda d: (2 / d.fan_in) ** 0.5 / TRUNCATED_STD,
+             "xavier": lambda d: (6 / (d.fan_in + d.fan_out)) ** 0.5}[scheme]
+    out, at = [], 0
+    for leaf in leaves:
+        if not isinstance(leaf, _Draw):
+            out.append(leaf)
+        elif scheme != "torch" and leaf.bias:
+            out.append(jnp.zeros(leaf.shape, jnp.float32))
+        else:
+            size = math.prod(leaf.shape)
+            out.append(base[at: at + size].reshape(leaf.shape) * scale(leaf))
+            at += size
+    return jax.tree.unflatten(treedef, out)
+
+
+class _BatchNormNet(_ImageModel):
+    """The protocol's methods of a conv net with BatchNorm, from its `_forward(params,
+    state, x, trainable, weights)` -> (pre-activations, logits, statistics after)."""
+
+    def init_state(self) -> dict:
+        """Mean 0 and variance 1 for each BatchNorm of the parameters (a part with a "scale")."""
+        norms = {layer: {name: part["scale"].shape for name, part in parts.items()
+                         if isinstance(part, dict) and "scale" in part}
+                 for layer, parts in jax.eval_shape(self.init, jax.random.PRNGKey(0)).items()}
+        return {layer: {name: {"mean": jnp.zeros(shape, jnp.float32), "var": jnp.ones(shape, jnp.float32)}
+                        for name, shape in bns.items()} for layer, bns in norms.items() if bns}
+
+    def _stats(self, state: dict | None) -> dict:
+        if not state:
+            raise ValueError(f"a {self.kind} applies with its BatchNorm running statistics: pass its state")
+        return state
+
+    def apply(self, params: dict, x_BxHxWxC: jax.Array, state: dict | None = None) -> jax.Array:
+        """Logits, shape (B, n_out), in inference mode."""
+        return self._forward(params, self._stats(state), x_BxHxWxC, (), None)[1]
+
+    def apply_train(self, params: dict, state: dict, x_BxHxWxC: jax.Array, trainable: tuple[str, ...],
+                    weights_B: jax.Array | None = None) -> tuple[jax.Array, dict]:
+        """Logits in training mode for the `trainable` layers (inference mode for the
+        others), and the running statistics after."""
+        _, logits, state = self._forward(params, self._stats(state), x_BxHxWxC, tuple(trainable), weights_B)
+        return logits, state
+
+    def preactivations(self, params: dict, x_BxHxWxC: jax.Array, state: dict | None = None
+                       ) -> tuple[jax.Array, ...]:
+        """Each ReLU's input (after BatchNorm, and the shortcut in a ResNet block), one
+        unit per (position, channel), in inference mode."""
+        return tuple(_flat(p) for p in self._forward(params, self._stats(state), x_BxHxWxC, (), None)[0])
+
+
+@dataclass(frozen=True)
+class _VGG(_BatchNormNet):
+    """A CIFAR VGG: 3x3 conv (with bias) + BatchNorm + ReLU per layer, 2x2 max-pools
+    ("M" in `plan`, channels in units of width), then the readout on the flattened map.
+    Five pools: images of at least 32x32."""
+
+    plan: ClassVar[tuple] = ()
+    min_side: ClassVar[int] = 32
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return (*(f"conv{i}" for i in range(1, sum(c != "M" for c in self.plan) + 1)), "readout")
+
+    def _channels(self) -> tuple[int, ...]:
+        return tuple(c * self.width for c in self.plan if c != "M")
+
+    def init(self, key: jax.Array) -> dict:
+        params, c_in = {}, self.n_in[2]
+        for name, c_out in zip(self.layers, self._channels()):
+            params[name] = {"conv": _layer((3, 3, c_in, c_out)), "bn": _bn_params(c_out)}
+            c_in = c_out
+        height, wide, _ = self.n_in
+        params["readout"] = _layer(((height // 32) * (wide // 32) * c_in, self.n_out))
+        return _draw_all(key, params, self.init_scheme)
+
+    def _forward(self, params, state, x_BxHxWxC, trainable, weights_B):
+        pres, after, h = [], {}, x_BxHxWxC
+        names = iter(self.layers)
+        for item in self.plan:
+            if item == "M":
+                h = nn.max_pool(h, (2, 2), strides=(2, 2))
+                continue
+            name = next(names)
+            pre, stats = _conv_bn(h, params[name], state[name], "conv", "bn", 1, name in trainable, weights_B)
+            pres.append(pre)
+            after[name] = {"bn": stats}
+            h = jax.nn.relu(pre)
+        return tuple(pres), _flat(h) @ params["readout"]["kernel"] + params["readout"]["bias"], after
+
+
+@dataclass(frozen=True)
+class VGG11(_VGG):
+    kind: ClassVar[str] = "vgg11"
+    plan: ClassVar[tuple] = (1, "M", 2, "M", 4, 4, "M", 8, 8, "M", 8, 8, "M")
+
+
+@dataclass(frozen=True)
+class VGG16(_VGG):
+    kind: ClassVar[str] = "vgg16"
+    plan: ClassVar[tuple] = (1, 1, "M", 2, 2, "M", 4, 4, 4, "M", 8, 8, 8, "M", 8, 8, 8, "M")
+
+
+@dataclass(frozen=True)
+class ResNet18(_BatchNormNet):
+    """The CIFAR ResNet-18: `stem` (3x3 conv, BatchNorm, ReLU), BasicBlocks `block1` ...
+    `block8` (conv-BN-ReLU, conv-BN, plus the shortcut, ReLU), global average pooling,
+    readout. Convolutions have no bias."""
+
+    kind: ClassVar[str] = "resnet18"
+    min_side: ClassVar[int] = 1
+    layers: ClassVar[tuple[str, ...]] = ("stem", *(f"block{i}" for i in range(1, 9)), "readout")
+
+    def _blocks(self) -> tuple[tuple[str, int, int, int], ...]:
+        """(name, input channels, channels, stride) of each block: two per stage."""
+        out, c_in = [], self.width
+        for stage in range(4):
+            planes = self.width * 2**stage
+            for j in range(2):
+                out.append((f"block{2 * stage + j + 1}", c_in, planes, 2 if stage > 0 and j == 0 else 1))
+                c_in = planes
+        return tuple(out)
+
+    def init(self, key: jax.Array) -> dict:
+        width = self.width
+        params = {"stem": {"conv": _layer((3, 3, self.n_in[2], width), bias=False), "bn": _bn_params(width)}}
+        for name, c_in, planes, stride in self._blocks():
+            params[name] = {"conv1": _layer((3, 3, c_in, planes), bias=False), "bn1": _bn_params(planes),
+                            "conv2": _layer((3, 3, planes, planes), bias=False), "bn2": _bn_params(planes)}
+            if stride != 1 or c_in != planes:
+                params[name] |= {"shortcut": _layer((1, 1, c_in, planes), bias=False),
+                                 "shortcut_bn": _bn_params(planes)}
+        params["readout"] = _layer((8 * width, self.n_out))
+        return _draw_all(key, params, self.init_scheme)
+
+    def _forward(self, params, state, x_BxHxWxC, trainable, weights_B):
+        pre, stats = _conv_bn(x_BxHxWxC, params["stem"], state["stem"], "conv", "bn", 1, "stem" in trainable,
+                              weights_B)
+        pres, after, h = [pre], {"stem": {"bn": stats}}, jax.nn.relu(pre)
+        for name, _, _, stride in self._blocks():
+            p, s, train = params[name], state[name], name in trainable
+            z1, s1 = _conv_bn(h, p, s, "conv1", "bn1", stride, train, weights_B)
+            z2, s2 = _conv_bn(jax.nn.relu(z1), p, s, "conv2", "bn2", 1, train, weights_B)
+            after[name] = {"bn1": s1, "bn2": s2}
+            shortcut = h
+            if "shortcut" in p:
+                shortcut, after[name]["shortcut_bn"] = _conv_bn(h, p, s, "shortcut", "shortcut_bn", stride, train,
+                                                                weights_B)
+            pres += [z1, z2 + shortcut]
+            h = jax.nn.relu(pres[-1])
+        logits = h.mean(axis=(1, 2)) @ params["readout"]["kernel"] + params["readout"]["bias"]
+        return tuple(pres), logits, after
+
+
+CONV_MODELS = {m.kind: m for m in (CNN, VGG11, VGG16, ResNet18)}
 
 
 def make_model(kind: str, width: int, n_in: int | tuple[int, ...], n_out: int, init: str = "torch",
@@ -233,8 +519,8 @@ def make_model(kind: str, width: int, n_in: int | tuple[int, ...], n_out: int, i
     """A model of `kind` (one of MODEL_KINDS) from the sweep's options."""
     if kind == "mlp":
         return MLP(width, n_in if isinstance(n_in, int) else math.prod(n_in), n_out, init, depth)
-    if kind == "cnn":
-        return CNN(width, tuple(n_in) if not isinstance(n_in, int) else n_in, n_out, init)
+    if kind in CONV_MODELS:
+        return CONV_MODELS[kind](width, tuple(n_in) if not isinstance(n_in, int) else n_in, n_out, init)
     raise ValueError(f"unknown model {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
 
 
@@ -268,6 +554,16 @@ def param_shapes(model: Model) -> dict:
     return jax.eval_shape(model.init, jax.random.PRNGKey(0))
 
 
+def has_state(model: Model) -> bool:
+    """Whether the model carries running statistics (BatchNorm)."""
+    return bool(jax.tree.leaves(jax.eval_shape(model.init_state)))
+
+
+def initial_states(model: Model, n_seeds: int) -> dict:
+    """Every seed's running statistics at init, seed axis first (host arrays)."""
+    return jax.tree.map(lambda a: np.repeat(np.asarray(a)[None], n_seeds, axis=0), model.init_state())
+
+
 @functools.lru_cache(maxsize=256)
 def n_parameters(model: Model) -> int:
     """Parameters of one seed (every layer, weights and biases)."""
@@ -278,7 +574,7 @@ def n_parameters(model: Model) -> int:
 def activations_per_example(model: Model) -> int:
     """ReLU units one example goes through: the floats of activations it adds."""
     x = jax.ShapeDtypeStruct((1, *input_shape(model)), jnp.float32)
-    pre = jax.eval_shape(model.preactivations, param_shapes(model), x)
+    pre = jax.eval_shape(model.preactivations, param_shapes(model), x, jax.eval_shape(model.init_state))
     return int(sum(np.prod(p.shape[1:]) for p in pre))
 
 

@@ -294,7 +294,7 @@ def _npz(c) -> bool:
 
 def layer_model(c):
     """A model of c's kind and depth at size 1: what its layers are (names, count)."""
-    return make_model(c.model, 1, (4, 4, 1) if c.model in CONV_KINDS else 1, 1, depth=c.depth)
+    return make_model(c.model, 1, (32, 32, 1) if c.model in CONV_KINDS else 1, 1, depth=c.depth)
 
 
 # Datasets whose examples are images (a .npz may hold images too: checked when it is read).
@@ -349,9 +349,10 @@ OPTIONS: tuple[Option, ...] = (
            "(layer k of Θ_adv re-initialised, k <= depth+1), or all (every one that fits the dataset and model)",
            type=tuple[str, ...]),
     # The model.
-    Option("model", "mlp", choice(MODEL_KINDS), "the network: mlp (default; depth 1 is the paper's N_p), or cnn "
-           "(two 3x3 conv layers of WIDTH channels, each ReLU and 2x2 max-pool, then the readout; image data only)",
-           type=str),
+    Option("model", "mlp", choice(MODEL_KINDS), "the network: mlp (default; depth 1 is the paper's N_p); on image "
+           "data: cnn (two 3x3 conv layers of WIDTH channels, each ReLU and 2x2 max-pool, then the readout), or "
+           "Liu et al.'s CIFAR nets with BatchNorm, vgg11, vgg16 (images of at least 32x32) and resnet18, "
+           "WIDTH their base channels (64: the standard networks)", type=str),
     Option("depth", 1, integer(1, 64, "a number of hidden layers from 1 to 64"), "hidden ReLU layers of WIDTH "
            "units each (default 1: N_p)", lambda c: c.model == "mlp", "with --model mlp", type=int),
     # Training.

@@ -160,9 +160,9 @@ def _versions() -> dict:
             "python": platform.python_version()}
 
 
-def evaluate_in_batches(model: Model, params, split, y_train, x_batched: bool, batch: int):
+def evaluate_in_batches(model: Model, params, split, y_train, x_batched: bool, batch: int, state: dict):
     """`evaluate` over seeds in batches, so the test logits of many wide seeds never
-    sit in memory at once."""
+    sit in memory at once (`state`: the seeds' running statistics, {} without BatchNorm)."""
     n = len(y_train)
     n_test = split.x_test.shape[1 if x_batched else 0]  # examples lead (after the seed axis): x may be images
     step = max(1, min(batch, (2**27) // max(1, activations_per_example(model) * max(n_test, 1))))
@@ -170,9 +170,9 @@ def evaluate_in_batches(model: Model, params, split, y_train, x_batched: bool, b
     for a in range(0, n, step):
         sl = slice(a, min(a + step, n))
         cut = (lambda t, sl=sl: t[sl]) if x_batched else (lambda t: t)  # noqa: E731
-        parts.append(evaluate(model, jax.tree.map(lambda t, sl=sl: t[sl], params), cut(split.x_train), y_train[sl],
-                              cut(split.x_test), cut(split.y_test), train_batched=x_batched,
-                              test_batched=x_batched))
+        rows = lambda tree, sl=sl: jax.tree.map(lambda t: t[sl], tree)  # noqa: E731
+        parts.append(evaluate(model, rows(params), cut(split.x_train), y_train[sl], cut(split.x_test),
+                              cut(split.y_test), train_batched=x_batched, test_batched=x_batched, state=rows(state)))
     return type(parts[0])(*(np.concatenate(v) for v in zip(*parts)))
 
 
@@ -249,7 +249,10 @@ def enable_compile_cache(directory: str | None) -> None:
 
 def make_sweep_model(cfg: SweepConfig, ds: Dataset, width: int) -> Model:
     n_in = ds.input_shape if ds.images else ds.n_features
-    return make_model(cfg.model, width, n_in, n_outputs(ds.n_classes), cfg.init, cfg.depth)
+    try:
+        return make_model(cfg.model, width, n_in, n_outputs(ds.n_classes), cfg.init, cfg.depth)
+    except ValueError as e:  # e.g. images too small for the model's pools
+        raise ConfigError("--model", f"{e} ({ds.name})") from None
 
 
 def phase_optimizers(cfg: SweepConfig) -> tuple[Optimizer, Optimizer]:
@@ -284,17 +287,17 @@ def shared_settings(cfg: SweepConfig) -> TrainSettings:
 
 # Phase fields a fingerprint records only away from these values, so that checkpoints
 # made before they existed still match (shrink and perturb sit at the top, as before).
-_RECORDED_IF_SET = {"target_acc": 1.0, "random_fraction": 1.0}
+_RECORDED_IF_SET = {"target_acc": 1.0, "random_fraction": 1.0, "augment": "none"}
 
 
 def _phase_record(phase: Phase) -> dict:
     """A phase as its fingerprint records it: labels, start, trainable layers, its
     optimizer's fields (optimizer, lr, max_steps, momentum, weight_decay) inline, and a
-    stop target or random-label share that is not the default."""
-    record = {k: v for k, v in dataclasses.asdict(phase).items()
-              if k not in ("optimizer", "shrink", "perturb") and _RECORDED_IF_SET.get(k, object()) != v}
+    stop target, random-label share or augmentation that is not the default."""
+    record = {k: v for k, v in dataclasses.asdict(phase).items() if k not in ("optimizer", "shrink", "perturb")}
     opt = dataclasses.asdict(phase.optimizer) if phase.optimizer else {}
-    return record | {("optimizer" if k == "name" else k): v for k, v in opt.items()}
+    record |= {("optimizer" if k == "name" else k): v for k, v in opt.items()}
+    return {k: v for k, v in record.items() if _RECORDED_IF_SET.get(k, object()) != v}
 
 
 def phase_fingerprint(cfg: SweepConfig, ds: Dataset, model: Model, prefix, seeds: list[int]) -> dict:
@@ -597,14 +600,14 @@ def point_rows(cfg, ds, model, run, split, y_train, x_batched, in_flight, seeds,
     if keep_in:  # every layer's final parameters, for figures
         file_name = f"{name}-{prefix_tag(phases)}" if point else name
         save_final(final_path(keep_in, width, file_name), final.params, model.options(), seeds, split.x_train,
-                   y_train)
-    m = evaluate_in_batches(model, final.params, split, y_train, x_batched, in_flight)
+                   y_train, final.state)
+    m = evaluate_in_batches(model, final.params, split, y_train, x_batched, in_flight, final.state)
     measured = (measure_in_batches(cfg, model, last_start(phases, run), final.params, split, y_train, x_batched,
-                                   in_flight) if cfg.measures else {})
+                                   in_flight, final.state) if cfg.measures else {})
     first = outcomes[0] if len(outcomes) > 1 else None
     if first is not None:  # how far phase 1 got in fitting its (random) labels
         p1 = evaluate_in_batches(model, first.params, split._replace(x_train=run.x_of(phases[0])),
-                                 run.labels_of(phases[0]), x_batched, in_flight)
+                                 run.labels_of(phases[0]), x_batched, in_flight, first.state)
     return [{
         "dataset": ds.name, "width": width, "experiment": name, "seed": s, **point,
         "train_acc": m.train_acc[i], "test_acc": m.test_acc[i], "train_loss": m.train_loss[i],
@@ -646,8 +649,9 @@ def width_run(cfg: SweepConfig, ds: Dataset, model: Model, keys: SeedKeys, split
 
 
 def measure_in_batches(cfg: SweepConfig, model: Model, start, final, split, y_train, x_batched: bool,
-                       batch: int) -> dict:
-    """`measures.measure` of every seed, `batch` seeds at a time."""
+                       batch: int, state: dict) -> dict:
+    """`measures.measure` of every seed, `batch` seeds at a time (`state`: the final
+    running statistics)."""
     n = len(y_train)
     parts = []
     for a in range(0, n, batch):
@@ -655,7 +659,7 @@ def measure_in_batches(cfg: SweepConfig, model: Model, start, final, split, y_tr
         cut = lambda t, sl=sl: jax.tree.map(lambda v: np.asarray(v[sl]), t)  # noqa: E731
         parts.append(measure(model, cut(start), cut(final), cut(split.x_train) if x_batched else split.x_train,
                              cut(y_train), x_batched=x_batched, loss_reduction=cfg.loss_reduction,
-                             hessian_iters=cfg.hessian_iters, grid=cfg.grid))
+                             hessian_iters=cfg.hessian_iters, grid=cfg.grid, state_final=cut(state)))
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 

@@ -37,7 +37,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from .model import Model, activations_per_example, n_parameters
+from .model import Model, activations_per_example, has_state, initial_states, n_parameters
 
 LOSS_REDUCTIONS = ("mean", "sum")
 OPTIMIZERS = ("sgd", "adam")
@@ -98,6 +98,7 @@ class SeedState(NamedTuple):
     converged: jax.Array  # bool: stopped at zero training error
     diverged: jax.Array  # bool: stopped on a non-finite loss or logits
     batch_key: jax.Array
+    model_state: dict  # running statistics (BatchNorm) of every layer; {} for a model without
 
 
 class Outcome(NamedTuple):
@@ -105,6 +106,7 @@ class Outcome(NamedTuple):
     steps: np.ndarray
     converged: np.ndarray
     diverged: np.ndarray
+    state: dict  # running statistics, seed-batched ({} for a model without BatchNorm)
 
 
 def per_example_loss(logits_BxK: jax.Array, y_B: jax.Array) -> jax.Array:
@@ -151,22 +153,32 @@ def batch_indices(key: jax.Array, step: jax.Array, n: int, batch_size: int):
     return perm[jnp.minimum(pos, n - 1)], (pos < n).astype(jnp.float32)
 
 
+def minibatch(spec: PhaseSpec, key: jax.Array, step: jax.Array, x_NxD: jax.Array, y_N: jax.Array):
+    """The examples update `step` of a seed trains on, a function of its minibatch key:
+    (x, y, weights; weights None for the whole set)."""
+    if spec.batch_size is None or spec.batch_size >= len(x_NxD):
+        x, y, w = x_NxD, y_N, None
+    else:
+        idx, w = batch_indices(key, step, len(x_NxD), spec.batch_size)
+        x, y = x_NxD[idx], y_N[idx]
+    return x, y, w
+
+
 def _step(spec: PhaseSpec, hyper: Hyper, frozen, x_NxD, y_N, s: SeedState) -> SeedState:
-    """One iteration for one seed: check the current parameters, then update them
-    unless the seed stops here (or stopped before)."""
+    """One iteration for one seed: check the current parameters (and running
+    statistics), then update them unless the seed stops here (or stopped before)."""
     model, opt = spec.model, make_optimizer(hyper.lr, spec, hyper)
 
     def loss_fn(params, x, y, w):
-        logits = model.apply({**frozen, **params}, x)
-        return reduce_loss(per_example_loss(logits, y), w, spec.loss_reduction), logits
+        logits, state = model.apply_train({**frozen, **params}, s.model_state, x, spec.trainable, w)
+        return reduce_loss(per_example_loss(logits, y), w, spec.loss_reduction), (logits, state)
 
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    if spec.batch_size is None or spec.batch_size >= len(x_NxD):
-        (loss, logits_N), grads = grad_fn(s.params, x_NxD, y_N, None)
-    else:
-        idx, w = batch_indices(s.batch_key, s.step, len(x_NxD), spec.batch_size)
-        (loss, _), grads = grad_fn(s.params, x_NxD[idx], y_N[idx], w)
-        logits_N = model.apply({**frozen, **s.params}, x_NxD)
+    x, y, w = minibatch(spec, s.batch_key, s.step, x_NxD, y_N)
+    (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(s.params, x, y, w)
+    if w is None and not has_state(model):
+        logits_N = logits  # the gradient's forward pass was the check's: it costs nothing
+    else:  # the check sees the whole set in inference mode
+        logits_N = model.apply({**frozen, **s.params}, x_NxD, s.model_state)
 
     zero_error = jnp.sum(predictions(logits_N) == y_N) >= hyper.need  # the target reached (n: zero error)
     bad = ~jnp.isfinite(loss) | ~jnp.all(jnp.isfinite(logits_N))
@@ -182,6 +194,7 @@ def _step(spec: PhaseSpec, hyper: Hyper, frozen, x_NxD, y_N, s: SeedState) -> Se
         converged=jnp.where(s.done, s.converged, zero_error & ~bad),
         diverged=jnp.where(s.done, s.diverged, bad),
         batch_key=s.batch_key,
+        model_state=keep(s.model_state, model_state),
     )
 
 
@@ -218,10 +231,11 @@ def initial_opt_state(spec: PhaseSpec | None, hyper: Hyper, trainable) -> optax.
     return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
 
 
-def host_init_state(trainable, batch_keys, hyper: Hyper | float, spec: PhaseSpec | None = None, donate: bool = False
-                    ) -> SeedState:
+def host_init_state(trainable, batch_keys, hyper: Hyper | float, spec: PhaseSpec | None = None, donate: bool = False,
+                    model_state: dict | None = None) -> SeedState:
     """Every seed's initial trainer state, as host arrays. The state is updated in place,
-    so the params are copied once, unless `donate` hands over writable host arrays."""
+    so the params are copied once, unless `donate` hands over writable host arrays.
+    `model_state`: every seed's running statistics (default: none, a model without)."""
     n = batch_keys.shape[0]
     if not isinstance(hyper, Hyper):  # a step size alone: its optimizer's state has the same shape
         hyper = make_hyper(n, hyper, 0, 0)
@@ -231,7 +245,7 @@ def host_init_state(trainable, batch_keys, hyper: Hyper | float, spec: PhaseSpec
         params=jax.tree.map(own, trainable),
         opt_state=initial_opt_state(spec, hyper, trainable),
         step=zeros(np.int32), done=zeros(bool), converged=zeros(bool), diverged=zeros(bool),
-        batch_key=np.array(batch_keys),
+        batch_key=np.array(batch_keys), model_state=jax.tree.map(own, model_state or {}),
     )
 
 
@@ -427,6 +441,7 @@ def train(
     momentum: float | np.ndarray = 0.0,
     weight_decay: float | np.ndarray = 0.0,
     block: int | None = None,
+    state0: dict | None = None,
 ) -> Outcome:
     """Train every seed of `params0` (leading axis = seeds) on (x, y) to zero error.
 
@@ -448,7 +463,9 @@ def train(
     decides and on Ctrl-C, and saves the final state marked complete. The
     store sees the whole unpadded state as host arrays, so a save restores on any
     device or process count. With `donate`, host numpy params0 become the state and are
-    overwritten (one copy of every seed's parameters less).
+    overwritten (one copy of every seed's parameters less). `state0`: every seed's
+    running statistics at the start (default: the model's initial ones); the layers
+    trained update theirs, the frozen layers' stay as they are.
     """
     mesh = mesh or seed_mesh()
     n_seeds = batch_keys.shape[0]
@@ -468,7 +485,8 @@ def train(
     n_train = y.shape[-1]  # x may be (seeds,) n examples of any shape: points, vectors, images
     hyper = make_hyper(n_seeds, lr, max_steps, n_train if need is None else need, momentum, weight_decay)
     # The state of every seed lives on the host; only the batch in flight is on devices.
-    like = host_init_state(trainable, batch_keys, hyper, spec, donate=donate)
+    state0 = initial_states(spec.model, n_seeds) if state0 is None else gather(state0)
+    like = host_init_state(trainable, batch_keys, hyper, spec, donate=donate, model_state=state0)
     restored = store.restore(like) if store is not None else None
     state = jax.tree.map(lambda a: a if a.flags.writeable else np.array(a),
                          restored if restored is not None else like)
@@ -521,6 +539,7 @@ def train(
         steps=state.step,
         converged=state.converged,
         diverged=state.diverged,
+        state=state.model_state,
     )
 
 
@@ -530,30 +549,32 @@ class Metrics(NamedTuple):
     test_acc: jax.Array
 
 
-def _evaluate_one(model: Model, params, x_tr, y_tr, x_te, y_te) -> Metrics:
-    logits_tr = model.apply(params, x_tr)
+def _evaluate_one(model: Model, params, state, x_tr, y_tr, x_te, y_te) -> Metrics:
+    logits_tr = model.apply(params, x_tr, state)
     return Metrics(
         train_acc=jnp.mean(predictions(logits_tr) == y_tr),
         train_loss=per_example_loss(logits_tr, y_tr).mean(),
-        test_acc=jnp.mean(predictions(model.apply(params, x_te)) == y_te),
+        test_acc=jnp.mean(predictions(model.apply(params, x_te, state)) == y_te),
     )
 
 
-def _evaluate(static, params, x_tr, y_tr, x_te, y_te):
+def _evaluate(static, params, state, x_tr, y_tr, x_te, y_te):
     model, train_batched, test_batched = static
     a, b = (0 if train_batched else None), (0 if test_batched else None)
-    fn = lambda p, *d: _evaluate_one(model, p, *d)  # noqa: E731
-    return jax.vmap(fn, in_axes=(0, a, 0, b, b))(params, x_tr, y_tr, x_te, y_te)
+    fn = lambda p, st, *d: _evaluate_one(model, p, st, *d)  # noqa: E731
+    return jax.vmap(fn, in_axes=(0, 0, a, 0, b, b))(params, state, x_tr, y_tr, x_te, y_te)
 
 
-def evaluate(model: Model, params, x_tr, y_tr, x_te, y_te, train_batched: bool, test_batched: bool):
-    """Train accuracy and mean loss on (x_tr, y_tr), test accuracy, per seed (numpy).
+def evaluate(model: Model, params, x_tr, y_tr, x_te, y_te, train_batched: bool, test_batched: bool,
+             state: dict | None = None):
+    """Train accuracy and mean loss on (x_tr, y_tr), test accuracy, per seed (numpy), in
+    inference mode (`state`: every seed's running statistics, for a BatchNorm model).
 
     y_tr carries the seed axis; x_tr does when train_batched; (x_te, y_te) when test_batched.
     """
     static = (model, train_batched, test_batched)
     # On one device: XLA may order a sharded reduction differently, and results.csv must
     # not depend on how many devices trained the seeds (training itself is bit-identical).
-    args = jax.device_put((params, x_tr, y_tr, x_te, y_te), jax.local_devices()[0])
+    args = jax.device_put((params, state or {}, x_tr, y_tr, x_te, y_te), jax.local_devices()[0])
     out = compiled(_evaluate, static, *args)(*args)
     return Metrics(*(np.asarray(v) for v in out))
