@@ -118,13 +118,15 @@ START_TRANSFORMS: dict[str, Callable[[dict, WidthRun, Phase], dict]] = {
 @dataclass(frozen=True)
 class Optimizer:
     """How a phase trains: optax's sgd (with torch.optim.SGD's momentum and L2 weight
-    decay) or adam, its step size and its step cap."""
+    decay) or adam, its step size and its step cap, and the augmentation of its images
+    ("none" or "crop-flip")."""
 
     name: str = "sgd"
     lr: float = 0.01
     max_steps: int = 100_000
     momentum: float = 0.0
     weight_decay: float = 0.0
+    augment: str = "none"
 
 
 @dataclass(frozen=True)
@@ -416,7 +418,7 @@ def _train_together(prefixes: list[tuple[Phase, ...]], run: WidthRun, name: str)
     assert all((p.labels, p.start, p.trainable, p.start_layer) == (first.labels, first.start, first.trainable,
                                                                   first.start_layer) for p in phases)
     opts = [s.optimizer_of(p) for p in phases]
-    assert len({o.name for o in opts}) == 1
+    assert len({(o.name, o.augment) for o in opts}) == 1
     fresh = i == 0 and callable(run.theta0)  # θ0 made for this phase alone: train in place
     before = [run.initial()] * len(prefixes) if i == 0 else [run.memo[p[:-1]].params for p in prefixes]
     starts = [start_of(phase, prev, run) for phase, prev in zip(phases, before)]
@@ -440,6 +442,7 @@ def _train_together(prefixes: list[tuple[Phase, ...]], run: WidthRun, name: str)
         weight_decay=opts[0].weight_decay,
         # A number that differs between the points is a traced per-seed value (one program for all).
         per_seed=tuple(k for k in ("momentum", "weight_decay") if len({getattr(o, k) for o in opts}) > 1),
+        augment=opts[0].augment,
     )
     keys = np.asarray(jax.vmap(lambda k: jax.random.fold_in(k, i))(run.batch_keys))
     label = describe(prefixes[0], i, name) + (f" · {len(prefixes)} grid points" if together else "")

@@ -36,7 +36,7 @@ from .experiments import (
     per_layer,
 )
 from .model import CONV_KINDS, INIT_SCHEMES, MODEL_KINDS, make_model
-from .train import LOSS_REDUCTIONS, OPTIMIZERS
+from .train import AUGMENTATIONS, LOSS_REDUCTIONS, OPTIMIZERS
 
 INT32_MAX = 2**31 - 1  # step counters and step caps are int32 in the compiled program
 SEED_LIMIT = 2**32  # seed s is PRNGKey(s), a uint32
@@ -399,6 +399,11 @@ OPTIONS: tuple[Option, ...] = (
            "(default 0)", type=float, grid=True),
     Option("weight_decay", 0.0, axis(number()), "L2 weight decay in the true-label phases, baseline included "
            "(default 0)", type=float, grid=True),
+    Option("augment", "none", choice(AUGMENTATIONS), "crop-flip: each training image of every update on the true "
+           "labels, baseline included, randomly cropped from its 4-pixel zero-padded copy and flipped left-right "
+           "with probability 1/2, per seed and step from the seed's minibatch key (default none; phase 1 never)",
+           lambda c: c.model in CONV_KINDS and (c.dataset in IMAGE_DATASETS or _npz(c)),
+           "with a conv model (--model cnn, vgg11, vgg16, resnet18) on image data", type=str),
     Option("init", "torch", choice(INIT_SCHEMES), "initialization: torch (default, nn.Linear's), lecun, he, "
            "xavier", type=str),
     # Experiments' own settings.

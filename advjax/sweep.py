@@ -258,8 +258,9 @@ def make_sweep_model(cfg: SweepConfig, ds: Dataset, width: int) -> Model:
 def phase_optimizers(cfg: SweepConfig) -> tuple[Optimizer, Optimizer]:
     """How phases on the true labels and phases on the random labels train (cfg: one
     grid point's): the paper's SGD/GD (with --momentum, --weight-decay) and
-    --phase1-optimizer, -lr, -max-steps for the random labels."""
-    on_y = Optimizer("sgd", cfg.lr, cfg.max_steps, cfg.momentum, cfg.weight_decay)
+    --phase1-optimizer, -lr, -max-steps for the random labels. --augment, like momentum and
+    weight decay, is an escape tried after Θ_adv: phase 1 trains without it."""
+    on_y = Optimizer("sgd", cfg.lr, cfg.max_steps, cfg.momentum, cfg.weight_decay, cfg.augment)
     on_y_rand = Optimizer(cfg.phase1_optimizer, cfg.phase1_lr, cfg.phase1_max_steps)
     return on_y, on_y_rand
 

@@ -41,6 +41,7 @@ from .model import Model, activations_per_example, has_state, initial_states, n_
 
 LOSS_REDUCTIONS = ("mean", "sum")
 OPTIMIZERS = ("sgd", "adam")
+AUGMENTATIONS = ("none", "crop-flip")
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class PhaseSpec:
     weight_decay: float = 0.0  # L2 coefficient added to the gradient (torch.optim.SGD's weight_decay)
     # "momentum", "weight_decay": taken per seed from `Hyper` (a grid varies them), not from the fields above
     per_seed: tuple[str, ...] = ()
+    augment: str = "none"  # "crop-flip": each update's images randomly cropped and flipped (`augment`)
 
 
 class Hyper(NamedTuple):
@@ -153,14 +155,34 @@ def batch_indices(key: jax.Array, step: jax.Array, n: int, batch_size: int):
     return perm[jnp.minimum(pos, n - 1)], (pos < n).astype(jnp.float32)
 
 
+AUGMENT_STREAM = 2**32 - 1  # folded into a seed's minibatch key for its augmentation draws (an epoch never is)
+
+
+def crop_flip(key: jax.Array, x_BxHxWxC: jax.Array, pad: int = 4) -> jax.Array:
+    """torchvision's RandomCrop(padding=4) then RandomHorizontalFlip, per image: a window
+    of the image's size at a uniform offset (0..2·pad on each axis) of the image padded
+    with `pad` zeros, mirrored left-right with probability ½."""
+    n, height, width, channels = x_BxHxWxC.shape
+    k_offset, k_flip = jax.random.split(key)
+    offsets_Bx2 = jax.random.randint(k_offset, (n, 2), 0, 2 * pad + 1)
+    flip_B = jax.random.bernoulli(k_flip, 0.5, (n,))
+    padded = jnp.pad(x_BxHxWxC, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    crops = jax.vmap(lambda im, o: jax.lax.dynamic_slice(im, (o[0], o[1], 0), (height, width, channels)))(
+        padded, offsets_Bx2)
+    return jnp.where(flip_B[:, None, None, None], crops[:, :, ::-1], crops)
+
+
 def minibatch(spec: PhaseSpec, key: jax.Array, step: jax.Array, x_NxD: jax.Array, y_N: jax.Array):
     """The examples update `step` of a seed trains on, a function of its minibatch key:
-    (x, y, weights; weights None for the whole set)."""
+    (x, y, weights; weights None for the whole set), images augmented as spec.augment says
+    with draws from fold_in(fold_in(key, AUGMENT_STREAM), step)."""
     if spec.batch_size is None or spec.batch_size >= len(x_NxD):
         x, y, w = x_NxD, y_N, None
     else:
         idx, w = batch_indices(key, step, len(x_NxD), spec.batch_size)
         x, y = x_NxD[idx], y_N[idx]
+    if spec.augment == "crop-flip":
+        x = crop_flip(jax.random.fold_in(jax.random.fold_in(key, AUGMENT_STREAM), step), x)
     return x, y, w
 
 
@@ -175,9 +197,9 @@ def _step(spec: PhaseSpec, hyper: Hyper, frozen, x_NxD, y_N, s: SeedState) -> Se
 
     x, y, w = minibatch(spec, s.batch_key, s.step, x_NxD, y_N)
     (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(s.params, x, y, w)
-    if w is None and not has_state(model):
+    if w is None and spec.augment == "none" and not has_state(model):
         logits_N = logits  # the gradient's forward pass was the check's: it costs nothing
-    else:  # the check sees the whole set in inference mode
+    else:  # the check sees the whole unaugmented set in inference mode
         logits_N = model.apply({**frozen, **s.params}, x_NxD, s.model_state)
 
     zero_error = jnp.sum(predictions(logits_N) == y_N) >= hyper.need  # the target reached (n: zero error)
