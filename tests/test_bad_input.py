@@ -41,7 +41,9 @@ Groups (the id prefix):
             teacher, --adv-from when no experiment needs Θ_adv, --shrink/--perturb
             without shrink_perturb, --grid on data that is not 2-D, --relabel on
             synthetic data, --coordinator/--num-processes/--process-id without
-            --distributed, --model cnn on points or flat vectors, --depth with cnn
+            --distributed, --model cnn on points or flat vectors, --depth with cnn or
+            resnet18, vgg11 on images smaller than 32x32, --augment on points, on
+            vectors or with an MLP
   dist-*    --distributed combinations: a partial triple, --process-id out of range,
             a --coordinator that is not HOST:PORT, no coordinator and no SLURM/TPU
             environment
@@ -683,6 +685,8 @@ ENUMS = [
     C("enum-dataset-empty", ["--dataset", ""], "--dataset"),
     C("enum-dataset-csv", ["--dataset", "data.csv"], "--dataset"),
     C("enum-init", ["--init", "kaiming"], "--init"),
+    C("enum-augment", ["--dataset", "digits", "--model", "cnn", "--augment", "mixup"], "--augment"),
+    C("enum-model", ["--model", "resnet50"], "--model"),
     C("enum-loss-reduction", ["--loss-reduction", "none"], "--loss-reduction"),
     C("enum-phase1-optimizer-case", ["--experiments", "2", "--phase1-optimizer", "Adam"], "--phase1-optimizer"),
     C("enum-experiments-number", ["--experiments", "9"], "--experiments"),
@@ -725,6 +729,14 @@ NOT_APPLICABLE = [
     C("na-cnn-on-teacher", ["--dataset", "teacher", "--model", "cnn"], "--model"),
     C("na-cnn-on-flat-npz", lambda ctx: ["--dataset", ctx.npz(), "--model", "cnn"], "--model"),
     C("na-depth-with-cnn", ["--dataset", "digits", "--model", "cnn", "--depth", "2"], "--depth"),
+    C("na-depth-with-resnet18", ["--dataset", "digits", "--model", "resnet18", "--depth", "2"], "--depth"),
+    # VGG's five 2x2 pools need images of 32x32 at least
+    C("na-vgg11-on-8x8-digits", ["--dataset", "digits", "--model", "vgg11"], ("--model", "32")),
+    # --augment crops and flips images a conv model sees: refused on points, vectors and MLPs
+    C("na-augment-on-gaussians", ["--augment", "crop-flip"], "--augment"),
+    C("na-augment-cnn-on-teacher", ["--dataset", "teacher", "--model", "cnn", "--augment", "crop-flip"],
+      "--augment"),
+    C("na-augment-with-mlp-on-digits", ["--dataset", "digits", "--augment", "crop-flip"], "--augment"),
     C("na-coordinator-without-distributed", ["--coordinator", "127.0.0.1:12355"], "--coordinator"),
     C("na-num-processes-without-distributed", ["--num-processes", "2"], "--num-processes"),
     C("na-process-id-without-distributed", ["--process-id", "1"], "--process-id"),
