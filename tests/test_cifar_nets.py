@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from advjax.checkpoint import PhaseStore
+from advjax.checkpoint import PhaseStore, final_path, restore_final_state
 from advjax.experiments import experiment
 from advjax.model import CNN, initial_states, make_model, model_from_options, n_parameters
 from advjax.sweep import main
@@ -159,7 +159,8 @@ class Killed(BaseException):
 def test_running_statistics_survive_a_kill_and_resume(tmp_path, monkeypatch):
     """Killed mid phase 1 just after a save, resumed: results.csv (measures included)
     equals an uninterrupted run's byte for byte; the save held phase 1's moving
-    statistics, and a sweep with --adv-from gets the same phase 2 from Θ_adv's."""
+    statistics, and a sweep with --adv-from gets the same phase 2 from Θ_adv's and keeps
+    the final statistics with the final parameters."""
     rng = np.random.default_rng(0)
     data = tmp_path / "images.npz"
     np.savez(data, x_train=rng.random((16, 8, 8, 3)).astype(np.float32), y_train=np.arange(16) % 3,
@@ -191,5 +192,9 @@ def test_running_statistics_survive_a_kill_and_resume(tmp_path, monkeypatch):
     assert main([*cfg, "--out", str(killed), "--resume"]) == 0
     assert main([*cfg, "--out", str(tmp_path / "whole")]) == 0
     assert (killed / "results.csv").read_bytes() == (tmp_path / "whole" / "results.csv").read_bytes()
-    assert main([*cfg, "--adv-from", str(killed), "--out", str(tmp_path / "later")]) == 0
-    assert (tmp_path / "later" / "results.csv").read_bytes() == (killed / "results.csv").read_bytes()
+    later = tmp_path / "later"
+    assert main([*cfg, "--adv-from", str(killed), "--out", str(later), "--keep-params"]) == 0
+    assert (later / "results.csv").read_bytes() == (killed / "results.csv").read_bytes()
+    kept = restore_final_state(final_path(str(later), 4, "adversarial"))  # kept beside the final parameters
+    assert kept["stem"]["bn"]["var"].shape == (2, 4) and set(kept) == set(make_model(
+        "resnet18", 4, (8, 8, 3), 3).init_state())
