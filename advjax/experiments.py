@@ -269,6 +269,7 @@ class TrainSettings:
     optimizer: str = "sgd"
     momentum: float = 0.0
     weight_decay: float = 0.0
+    check_every: int = 1  # steps between zero-error checks
 
     def optimizer_of(self, phase: Phase) -> Optimizer:
         if phase.optimizer is not None:
@@ -443,6 +444,7 @@ def _train_together(prefixes: list[tuple[Phase, ...]], run: WidthRun, name: str)
         # A number that differs between the points is a traced per-seed value (one program for all).
         per_seed=tuple(k for k in ("momentum", "weight_decay") if len({getattr(o, k) for o in opts}) > 1),
         augment=opts[0].augment,
+        check_every=s.check_every,
     )
     keys = np.asarray(jax.vmap(lambda k: jax.random.fold_in(k, i))(run.batch_keys))
     label = describe(prefixes[0], i, name) + (f" · {len(prefixes)} grid points" if together else "")

@@ -362,6 +362,9 @@ OPTIONS: tuple[Option, ...] = (
            type=float | None, grid=True),
     Option("batch_size", None, batch_size, "minibatch size or 'full' (default full; 32 on MNIST and digits, 128 "
            "on CIFAR-10)", type=int | None),
+    Option("check_every", None, integer(1, 1 << 30, "an integer >= 1"), "steps between the zero-error checks; a "
+           "seed's steps are those of the first check at which it fits (default: every step up to 1,000 training "
+           "points, once an epoch above)", type=int | None),
     Option("n_train", None, integer(), "training points (default 100; 128 on MNIST and digits; all 50,000 on "
            "CIFAR-10, as Liu et al.)", type=int | None),
     Option("n_test", None, integer(), "test points (default 10000 synthetic; all held-out on MNIST, digits, "

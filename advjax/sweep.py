@@ -286,6 +286,16 @@ def shared_settings(cfg: SweepConfig) -> TrainSettings:
                          loss_reduction=cfg.loss_reduction, chunk_steps=cfg.chunk_steps)
 
 
+def check_every(cfg: SweepConfig, n_train: int) -> int:
+    """Steps between zero-error checks: --check-every, else every step up to 1,000
+    training points (free there: the paper's setting) and once an epoch above."""
+    if cfg.check_every:
+        return cfg.check_every
+    if n_train <= 1000 or not cfg.batch_size or cfg.batch_size >= n_train:
+        return 1
+    return -(-n_train // cfg.batch_size)
+
+
 # Phase fields a fingerprint records only away from these values, so that checkpoints
 # made before they existed still match (shrink and perturb sit at the top, as before).
 _RECORDED_IF_SET = {"target_acc": 1.0, "random_fraction": 1.0, "augment": "none"}
@@ -311,6 +321,8 @@ def phase_fingerprint(cfg: SweepConfig, ds: Dataset, model: Model, prefix, seeds
         "phases": [_phase_record(p) for p in prefix],
         "batch_size": cfg.batch_size, "loss_reduction": cfg.loss_reduction,
     }
+    if check_every(cfg, ds.n_train) != 1:  # recorded only where it is set, so older checkpoints still match
+        fp["check_every"] = check_every(cfg, ds.n_train)
     if cfg.dataset == "circles":
         fp["noise"] = cfg.noise
     if cfg.dataset == "spirals":
@@ -640,7 +652,8 @@ def width_run(cfg: SweepConfig, ds: Dataset, model: Model, keys: SeedKeys, split
         labels={"y": y_train, "y_rand": y_rand},
         batch_keys=keys.batches,
         x_batched=x_batched,
-        settings=dataclasses.replace(shared_settings(cfg), max_in_flight=in_flight),
+        settings=dataclasses.replace(shared_settings(cfg), max_in_flight=in_flight,
+                                     check_every=check_every(cfg, ds.n_train)),
         store=store,
         fresh=functools.partial(init_params, model, keys.fresh, in_flight),
         teacher=teacher,

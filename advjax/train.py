@@ -64,6 +64,7 @@ class PhaseSpec:
     weight_decay: float = 0.0  # L2 coefficient added to the gradient (torch.optim.SGD's weight_decay)
     # "momentum", "weight_decay": taken per seed from `Hyper` (a grid varies them), not from the fields above
     per_seed: tuple[str, ...] = ()
+    check_every: int = 1  # steps between zero-error checks: a seed stops at the first check at which it fits
     augment: str = "none"  # "crop-flip": each update's images randomly cropped and flipped (`augment`)
 
 
@@ -186,9 +187,11 @@ def minibatch(spec: PhaseSpec, key: jax.Array, step: jax.Array, x_NxD: jax.Array
     return x, y, w
 
 
-def _step(spec: PhaseSpec, hyper: Hyper, frozen, x_NxD, y_N, s: SeedState) -> SeedState:
+def _step(spec: PhaseSpec, hyper: Hyper, frozen, x_NxD, y_N, s: SeedState, check: bool = True) -> SeedState:
     """One iteration for one seed: check the current parameters (and running
-    statistics), then update them unless the seed stops here (or stopped before)."""
+    statistics), then update them unless the seed stops here (or stopped before).
+    Without `check` (between the checks of --check-every) only the step cap and a
+    non-finite loss stop a seed, and the training set is not evaluated."""
     model, opt = spec.model, make_optimizer(hyper.lr, spec, hyper)
 
     def loss_fn(params, x, y, w):
@@ -197,14 +200,38 @@ def _step(spec: PhaseSpec, hyper: Hyper, frozen, x_NxD, y_N, s: SeedState) -> Se
 
     x, y, w = minibatch(spec, s.batch_key, s.step, x_NxD, y_N)
     (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(s.params, x, y, w)
+    if not check:
+        zero_error, bad = jnp.bool_(False), ~jnp.isfinite(loss) | ~jnp.all(jnp.isfinite(logits))
+        return _update(s, opt, grads, model_state, s.done | bad | (s.step >= hyper.max_steps), zero_error, bad)
     if w is None and spec.augment == "none" and not has_state(model):
         logits_N = logits  # the gradient's forward pass was the check's: it costs nothing
     else:  # the check sees the whole unaugmented set in inference mode
-        logits_N = model.apply({**frozen, **s.params}, x_NxD, s.model_state)
+        logits_N = apply_in_batches(model, {**frozen, **s.params}, x_NxD, s.model_state)
 
     zero_error = jnp.sum(predictions(logits_N) == y_N) >= hyper.need  # the target reached (n: zero error)
     bad = ~jnp.isfinite(loss) | ~jnp.all(jnp.isfinite(logits_N))
-    stop = s.done | zero_error | bad | (s.step >= hyper.max_steps)
+    return _update(s, opt, grads, model_state, s.done | zero_error | bad | (s.step >= hyper.max_steps), zero_error,
+                   bad)
+
+
+CHECK_BATCH = 2048  # examples per forward pass of a check on a large training set
+
+
+def apply_in_batches(model: Model, params, x_NxD, model_state, batch: int = CHECK_BATCH):
+    """model.apply in inference mode on all n examples, `batch` at a time (a sequential
+    lax.map) once n exceeds `batch`, so that a check on 50,000 images never holds all
+    their activations at once; each example's logits are the same either way."""
+    n = x_NxD.shape[0]
+    if n <= batch:
+        return model.apply(params, x_NxD, model_state)
+    parts = -(-n // batch)
+    padded = jnp.concatenate([x_NxD, jnp.zeros((parts * batch - n, *x_NxD.shape[1:]), x_NxD.dtype)])
+    out = jax.lax.map(lambda xb: model.apply(params, xb, model_state), padded.reshape(parts, batch, *x_NxD.shape[1:]))
+    return out.reshape(parts * batch, *out.shape[2:])[:n]
+
+
+def _update(s: SeedState, opt, grads, model_state, stop, zero_error, bad) -> SeedState:
+    """The seed's next state: updated unless it stops (or stopped before)."""
     updates, opt_state = opt.update(grads, s.opt_state, s.params)
     params = optax.apply_updates(s.params, updates)
     keep = lambda old, new: jax.tree.map(lambda o, n: jnp.where(stop, o, n), old, new)  # noqa: E731
@@ -240,6 +267,17 @@ def _run_chunk(spec, state, frozen, x, y, hyper, chunk_len=None):
     def body(carry):
         i, s = carry
         return i + 1, step(s, frozen, x, y, hyper)
+
+    if spec.check_every > 1:  # an iteration: a checked step, then check_every - 1 unchecked ones
+        plain = jax.vmap(
+            lambda s, f, xx, yy, h: _step(spec, h, f, xx, yy, s, check=False),
+            in_axes=(0, 0, 0 if spec.x_batched else None, 0, 0),
+        )
+
+        def body(carry):  # noqa: F811 - the checked step first, so checks fall on multiples of K
+            i, s = carry
+            s = step(s, frozen, x, y, hyper)
+            return i + 1, jax.lax.fori_loop(0, spec.check_every - 1, lambda _, t: plain(t, frozen, x, y, hyper), s)
 
     return jax.lax.while_loop(cond, body, (jnp.int32(0), state))[1]
 

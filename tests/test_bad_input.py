@@ -686,6 +686,8 @@ ENUMS = [
     C("enum-dataset-csv", ["--dataset", "data.csv"], "--dataset"),
     C("enum-init", ["--init", "kaiming"], "--init"),
     C("enum-augment", ["--dataset", "digits", "--model", "cnn", "--augment", "mixup"], "--augment"),
+    C("check-every-zero", ["--check-every", "0"], "--check-every"),
+    C("check-every-negative", ["--check-every", "-3"], "--check-every"),
     C("enum-model", ["--model", "resnet50"], "--model"),
     C("enum-loss-reduction", ["--loss-reduction", "none"], "--loss-reduction"),
     C("enum-phase1-optimizer-case", ["--experiments", "2", "--phase1-optimizer", "Adam"], "--phase1-optimizer"),

@@ -271,3 +271,37 @@ def test_initial_optimizer_state_is_optax_init(optimizer, momentum, weight_decay
     assert jax.tree.structure(ours) == jax.tree.structure(ref)
     for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref)):
         assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, np.asarray(b))
+
+
+def test_check_every_k_stops_at_the_first_check_that_fits():
+    """--check-every 4: a seed's steps are the first multiple of 4 at which the plain
+    loop's parameters fit (checks in between do not happen), its parameters those."""
+    model = MLP(width=16, n_in=2, n_out=1)
+    xs, ys = _data(3, maker=lambda k, n: circles_points(k, n, noise=0.0))
+    theta0 = jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(1), 3))
+    bkeys = jax.random.split(jax.random.PRNGKey(2), 3)
+    spec = PhaseSpec(model, ALL, batch_size=16, chunk_steps=5, check_every=4)
+    out = train(spec, theta0, xs, ys, bkeys, lr=0.05, max_steps=3000)
+    assert out.converged.all()
+    for i in range(3):
+        k = int(out.steps[i])
+        seed = lambda t, i=i: jax.tree.map(lambda leaf: leaf[i], t)  # noqa: E731
+        ref = _reference_run(model, seed(theta0), xs[i], ys[i], 0.05, k, 16, bkeys[i])
+        assert k % 4 == 0 and _errors(model, ref[k], xs[i], ys[i]) == 0
+        assert all(_errors(model, ref[m], xs[i], ys[i]) > 0 for m in range(0, k, 4))
+        for a, b in zip(jax.tree.leaves(seed(out.params)), jax.tree.leaves(ref[k])):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+    # a cap that is not a multiple of K is still exact
+    capped = train(spec, theta0, xs, ys, bkeys, lr=0.05, max_steps=10)
+    assert (capped.steps == 10).all() and not capped.converged.any()
+
+
+def test_checks_on_a_large_set_run_in_batches_with_the_same_logits():
+    from advjax.train import apply_in_batches
+
+    model = MLP(width=5, n_in=3, n_out=4)
+    params = model.init(jax.random.PRNGKey(0))
+    x = jax.random.normal(jax.random.PRNGKey(1), (1000, 3))
+    whole = model.apply(params, x)
+    assert np.allclose(apply_in_batches(model, params, x, None, batch=128), whole, rtol=1e-6, atol=1e-6)
+    assert apply_in_batches(model, params, x, None, batch=128).shape == whole.shape
