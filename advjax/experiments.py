@@ -270,6 +270,8 @@ class TrainSettings:
     momentum: float = 0.0
     weight_decay: float = 0.0
     check_every: int = 1  # steps between zero-error checks
+    lr_boundaries: tuple[int, ...] = ()  # the step schedule's boundaries in steps, and its factor
+    lr_factor: float = 1.0
 
     def optimizer_of(self, phase: Phase) -> Optimizer:
         if phase.optimizer is not None:
@@ -445,6 +447,8 @@ def _train_together(prefixes: list[tuple[Phase, ...]], run: WidthRun, name: str)
         per_seed=tuple(k for k in ("momentum", "weight_decay") if len({getattr(o, k) for o in opts}) > 1),
         augment=opts[0].augment,
         check_every=s.check_every,
+        lr_boundaries=s.lr_boundaries,
+        lr_factor=s.lr_factor,
     )
     keys = np.asarray(jax.vmap(lambda k: jax.random.fold_in(k, i))(run.batch_keys))
     label = describe(prefixes[0], i, name) + (f" · {len(prefixes)} grid points" if together else "")

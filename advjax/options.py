@@ -232,6 +232,31 @@ def batch_size(v) -> int:
     return integer(0, INT32_MAX, "a positive integer or 'full'")(v)
 
 
+def lr_schedule(v) -> str | None:
+    """'step:150,250:0.1' (the step size times 0.1 at epochs 150 and 250), or 'none'."""
+    t = str(_scalar(v)).strip().lower()
+    if t == "none":
+        return None
+    try:
+        kind, epochs, factor = t.split(":")
+        bounds = [int(e) for e in epochs.split(",")]
+        f = float(factor)
+    except ValueError:
+        raise Invalid("step:E1,E2,...:FACTOR (the step size times FACTOR at each epoch Ei), or none") from None
+    if kind != "step" or not bounds or any(b <= 0 for b in bounds) or bounds != sorted(set(bounds)) \
+            or not (math.isfinite(f) and f > 0):
+        raise Invalid("step:E1,E2,...:FACTOR with increasing epochs >= 1 and a factor > 0, or none")
+    return t
+
+
+def schedule_boundaries(text: str | None, steps_per_epoch: int) -> tuple[tuple[int, ...], float]:
+    """A schedule's boundaries in steps (epoch × steps per epoch) and its factor."""
+    if not text:
+        return (), 1.0
+    _, epochs, factor = text.split(":")
+    return tuple(int(e) * steps_per_epoch for e in epochs.split(",")), float(factor)
+
+
 def parse_bytes(text: str) -> int:
     """'500MB', '4GB', '1.5GiB', '1000000' -> bytes (ValueError if not a positive size)."""
     t = str(text).strip().upper().replace("IB", "B")
@@ -362,6 +387,9 @@ OPTIONS: tuple[Option, ...] = (
            type=float | None, grid=True),
     Option("batch_size", None, batch_size, "minibatch size or 'full' (default full; 32 on MNIST and digits, 128 "
            "on CIFAR-10)", type=int | None),
+    Option("lr_schedule", None, lr_schedule, "step:E1,E2:F multiplies every phase's step size by F at epochs "
+           "E1, E2, ... (Liu et al.: step:150,250:0.1; an optax piecewise-constant schedule), or none (default)",
+           type=str | None),
     Option("check_every", None, integer(1, 1 << 30, "an integer >= 1"), "steps between the zero-error checks; a "
            "seed's steps are those of the first check at which it fits (default: every step up to 1,000 training "
            "points, once an epoch above)", type=int | None),

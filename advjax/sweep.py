@@ -67,6 +67,7 @@ from .options import (
     flag,
     from_dict,
     parse_args,
+    schedule_boundaries,
 )
 from .progress import Progress
 from .results import (
@@ -296,6 +297,13 @@ def check_every(cfg: SweepConfig, n_train: int) -> int:
     return -(-n_train // cfg.batch_size)
 
 
+def lr_schedule_settings(cfg: SweepConfig, n_train: int) -> dict:
+    """--lr-schedule's boundaries in steps (epochs × ⌈n / batch⌉) and factor."""
+    per_epoch = -(-n_train // cfg.batch_size) if cfg.batch_size and cfg.batch_size < n_train else 1
+    bounds, factor = schedule_boundaries(cfg.lr_schedule, per_epoch)
+    return {"lr_boundaries": bounds, "lr_factor": factor}
+
+
 # Phase fields a fingerprint records only away from these values, so that checkpoints
 # made before they existed still match (shrink and perturb sit at the top, as before).
 _RECORDED_IF_SET = {"target_acc": 1.0, "random_fraction": 1.0, "augment": "none"}
@@ -323,6 +331,8 @@ def phase_fingerprint(cfg: SweepConfig, ds: Dataset, model: Model, prefix, seeds
     }
     if check_every(cfg, ds.n_train) != 1:  # recorded only where it is set, so older checkpoints still match
         fp["check_every"] = check_every(cfg, ds.n_train)
+    if cfg.lr_schedule:
+        fp["lr_schedule"] = lr_schedule_settings(cfg, ds.n_train)
     if cfg.dataset == "circles":
         fp["noise"] = cfg.noise
     if cfg.dataset == "spirals":
@@ -653,7 +663,8 @@ def width_run(cfg: SweepConfig, ds: Dataset, model: Model, keys: SeedKeys, split
         batch_keys=keys.batches,
         x_batched=x_batched,
         settings=dataclasses.replace(shared_settings(cfg), max_in_flight=in_flight,
-                                     check_every=check_every(cfg, ds.n_train)),
+                                     check_every=check_every(cfg, ds.n_train),
+                                     **lr_schedule_settings(cfg, ds.n_train)),
         store=store,
         fresh=functools.partial(init_params, model, keys.fresh, in_flight),
         teacher=teacher,

@@ -65,6 +65,8 @@ class PhaseSpec:
     # "momentum", "weight_decay": taken per seed from `Hyper` (a grid varies them), not from the fields above
     per_seed: tuple[str, ...] = ()
     check_every: int = 1  # steps between zero-error checks: a seed stops at the first check at which it fits
+    lr_boundaries: tuple[int, ...] = ()  # steps at which the step size is multiplied by lr_factor
+    lr_factor: float = 1.0
     augment: str = "none"  # "crop-flip": each update's images randomly cropped and flipped (`augment`)
 
 
@@ -141,6 +143,9 @@ def make_optimizer(lr: jax.Array, spec: PhaseSpec | None = None, hyper: Hyper | 
     traced = lambda name: name in spec.per_seed  # noqa: E731
     momentum = (hyper.momentum if hyper is not None else 0.0) if traced("momentum") else (spec.momentum or None)
     decay = (hyper.weight_decay if hyper is not None else 0.0) if traced("weight_decay") else spec.weight_decay
+    if spec.lr_boundaries:  # the seed's step size times optax's piecewise-constant factor at each update's count
+        scale = optax.piecewise_constant_schedule(1.0, {b: spec.lr_factor for b in spec.lr_boundaries})
+        lr = (lambda base_lr: lambda count: base_lr * scale(count))(lr)
     base = optax.adam(lr) if spec.optimizer == "adam" else optax.sgd(lr, momentum=momentum)
     return optax.chain(optax.add_decayed_weights(decay), base) if traced("weight_decay") or decay else base
 

@@ -305,3 +305,23 @@ def test_checks_on_a_large_set_run_in_batches_with_the_same_logits():
     whole = model.apply(params, x)
     assert np.allclose(apply_in_batches(model, params, x, None, batch=128), whole, rtol=1e-6, atol=1e-6)
     assert apply_in_batches(model, params, x, None, batch=128).shape == whole.shape
+
+
+def test_step_schedule_matches_optax_piecewise_constant_at_the_boundaries():
+    """--lr-schedule step:2,5:0.1 with 3 steps an epoch: updates 0-5 at lr, 6-14 at 0.1 lr,
+    then 0.01 lr, as optax.piecewise_constant_schedule gives at each update's count."""
+    from advjax.options import schedule_boundaries
+    from advjax.train import make_hyper, make_optimizer
+
+    bounds, factor = schedule_boundaries("step:2,5:0.1", 3)
+    assert bounds == (6, 15) and factor == 0.1
+    spec = PhaseSpec(MLP(width=2, n_in=2, n_out=1), ALL, lr_boundaries=bounds, lr_factor=factor)
+    hyper = jax.tree.map(lambda a: a[0], make_hyper(1, 0.5, 100, 10))
+    opt = make_optimizer(hyper.lr, spec, hyper)
+    reference = optax.piecewise_constant_schedule(0.5, {6: 0.1, 15: 0.1})
+    params, state = {"w": jnp.zeros(())}, None
+    state = opt.init(params)
+    for count in range(20):
+        updates, state = opt.update({"w": jnp.ones(())}, state, params)
+        assert np.isclose(float(-updates["w"]), float(reference(count)), rtol=1e-6), count
+    assert np.isclose(float(reference(5)), 0.5) and np.isclose(float(reference(6)), 0.05)
