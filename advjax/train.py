@@ -269,20 +269,17 @@ def _run_chunk(spec, state, frozen, x, y, hyper, chunk_len=None):
         i, s = carry
         return (i < (spec.chunk_steps if chunk_len is None else chunk_len)) & ~jnp.all(s.done)
 
-    def body(carry):
+    plain = jax.vmap(  # a step without the zero-error check (between the checks of --check-every)
+        lambda s, f, xx, yy, h: _step(spec, h, f, xx, yy, s, check=False),
+        in_axes=(0, 0, 0 if spec.x_batched else None, 0, 0),
+    )
+
+    def body(carry):  # an iteration: a checked step, then check_every - 1 unchecked ones
         i, s = carry
-        return i + 1, step(s, frozen, x, y, hyper)
-
-    if spec.check_every > 1:  # an iteration: a checked step, then check_every - 1 unchecked ones
-        plain = jax.vmap(
-            lambda s, f, xx, yy, h: _step(spec, h, f, xx, yy, s, check=False),
-            in_axes=(0, 0, 0 if spec.x_batched else None, 0, 0),
-        )
-
-        def body(carry):  # noqa: F811 - the checked step first, so checks fall on multiples of K
-            i, s = carry
-            s = step(s, frozen, x, y, hyper)
-            return i + 1, jax.lax.fori_loop(0, spec.check_every - 1, lambda _, t: plain(t, frozen, x, y, hyper), s)
+        s = step(s, frozen, x, y, hyper)
+        if spec.check_every > 1:
+            s = jax.lax.fori_loop(0, spec.check_every - 1, lambda _, t: plain(t, frozen, x, y, hyper), s)
+        return i + 1, s
 
     return jax.lax.while_loop(cond, body, (jnp.int32(0), state))[1]
 
