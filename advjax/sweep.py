@@ -329,8 +329,9 @@ def phase_fingerprint(cfg: SweepConfig, ds: Dataset, model: Model, prefix, seeds
         "phases": [_phase_record(p) for p in prefix],
         "batch_size": cfg.batch_size, "loss_reduction": cfg.loss_reduction,
     }
-    if check_every(cfg, ds.n_train) != 1:  # recorded only where it is set, so older checkpoints still match
-        fp["check_every"] = check_every(cfg, ds.n_train)
+    k = check_every(cfg, ds.n_train)
+    if k != 1:  # recorded only where it is set, so older checkpoints still match
+        fp["check_every"] = k
     if cfg.lr_schedule:
         fp["lr_schedule"] = lr_schedule_settings(cfg, ds.n_train)
     if cfg.dataset == "circles":
