@@ -137,6 +137,7 @@ class Phase:
     optimizer: Optimizer | None = None  # None: the run's default settings
     start_layer: str | None = None  # the layer a start transform acts on (reinit)
     target_acc: float = 1.0  # stop at this training accuracy on the phase's labels (1: zero error)
+    budget: bool = False  # train exactly the step cap, never checking the error (Liu et al.'s fixed epochs)
     random_fraction: float = 1.0  # y_rand: the share of points whose labels are randomized (1: all)
     shrink: float | None = None  # shrink_perturb's λ and σ (that start only)
     perturb: float | None = None
@@ -199,6 +200,7 @@ class Stops:
     """Where phases stop and what phase 1 trains on: the dose of the setback."""
 
     target_acc: float = 1.0  # the true-label phases' training accuracy target (1: zero error)
+    rule: str = "target"  # the true-label phases stop at target_acc, or ("budget") after exactly their cap
     phase1_target_acc: float = 1.0  # the random-label phase's
     random_fraction: float = 1.0  # the share of phase 1's labels that are random
     shrink: float = 0.4  # shrink_perturb's λ, σ
@@ -211,14 +213,15 @@ def experiment(name: str, model: Model, on_y: Optimizer | None = None,
     `on_y`, phases on the random labels with `on_y_rand` (None: the run's settings), so
     "Adam in phase 1 only" or "weight decay after Θ_adv only" is a phase definition;
     `stops` sets their stop targets and phase 1's share of random labels."""
-    y = Phase("y", optimizer=on_y, target_acc=stops.target_acc)
+    budget = stops.rule == "budget"
+    y = Phase("y", optimizer=on_y, target_acc=stops.target_acc, budget=budget)
     y_rand = Phase("y_rand", optimizer=on_y_rand, target_acc=stops.phase1_target_acc,
                    random_fraction=stops.random_fraction)
 
     def then(**kw) -> Phase:
         if kw.get("start") == "shrink_perturb":
             kw |= {"shrink": stops.shrink, "perturb": stops.perturb}
-        return Phase("y", optimizer=on_y, target_acc=stops.target_acc, **kw)
+        return Phase("y", optimizer=on_y, target_acc=stops.target_acc, budget=budget, **kw)
 
     readout_only = (readout(model),)
     fixed = {
@@ -418,8 +421,8 @@ def _train_together(prefixes: list[tuple[Phase, ...]], run: WidthRun, name: str)
     label dose, start scale) as one batch of len(prefixes) × seeds, and memoize each."""
     i, phases = len(prefixes[0]) - 1, [p[-1] for p in prefixes]
     first, s = phases[0], run.settings
-    assert all((p.labels, p.start, p.trainable, p.start_layer) == (first.labels, first.start, first.trainable,
-                                                                  first.start_layer) for p in phases)
+    assert all((p.labels, p.start, p.trainable, p.start_layer, p.budget)
+               == (first.labels, first.start, first.trainable, first.start_layer, first.budget) for p in phases)
     opts = [s.optimizer_of(p) for p in phases]
     assert len({(o.name, o.augment) for o in opts}) == 1
     fresh = i == 0 and callable(run.theta0)  # θ0 made for this phase alone: train in place
@@ -447,6 +450,7 @@ def _train_together(prefixes: list[tuple[Phase, ...]], run: WidthRun, name: str)
         per_seed=tuple(k for k in ("momentum", "weight_decay") if len({getattr(o, k) for o in opts}) > 1),
         augment=opts[0].augment,
         check_every=s.check_every,
+        budget=first.budget,
         lr_boundaries=s.lr_boundaries,
         lr_factor=s.lr_factor,
     )

@@ -36,7 +36,7 @@ from .experiments import (
     per_layer,
 )
 from .model import CONV_KINDS, INIT_SCHEMES, MODEL_KINDS, make_model
-from .train import AUGMENTATIONS, LOSS_REDUCTIONS, OPTIMIZERS
+from .train import AUGMENTATIONS, LOSS_REDUCTIONS, OPTIMIZERS, STOP_RULES
 
 INT32_MAX = 2**31 - 1  # step counters and step caps are int32 in the compiled program
 SEED_LIMIT = 2**32  # seed s is PRNGKey(s), a uint32
@@ -425,7 +425,10 @@ OPTIONS: tuple[Option, ...] = (
            type=float, grid=True),
     Option("target_train_acc", 1.0, axis(fraction(True)), "the true-label phases stop at this training accuracy "
            "(default 1: zero error); the same target for every experiment matches their convergence",
-           type=float, grid=True),
+           lambda c: c.stop_rule == "target", "with --stop-rule target", type=float, grid=True),
+    Option("stop_rule", "target", choice(STOP_RULES), "how the true-label phases stop: target (default: at "
+           "--target-train-acc, zero error, or the cap) or budget (exactly --max-steps updates, never checked: Liu "
+           "et al.'s fixed 350 epochs; converged then means the budget was trained with a finite loss)", type=str),
     Option("momentum", 0.0, axis(number(below=1.0)), "SGD momentum in the true-label phases, baseline included "
            "(default 0)", type=float, grid=True),
     Option("weight_decay", 0.0, axis(number()), "L2 weight decay in the true-label phases, baseline included "

@@ -267,7 +267,7 @@ def phase_optimizers(cfg: SweepConfig) -> tuple[Optimizer, Optimizer]:
 
 
 def phase_stops(cfg: SweepConfig) -> Stops:
-    return Stops(target_acc=cfg.target_train_acc, phase1_target_acc=cfg.phase1_target_acc,
+    return Stops(target_acc=cfg.target_train_acc, rule=cfg.stop_rule, phase1_target_acc=cfg.phase1_target_acc,
                  random_fraction=cfg.random_fraction, shrink=cfg.shrink, perturb=cfg.perturb)
 
 
@@ -306,7 +306,7 @@ def lr_schedule_settings(cfg: SweepConfig, n_train: int) -> dict:
 
 # Phase fields a fingerprint records only away from these values, so that checkpoints
 # made before they existed still match (shrink and perturb sit at the top, as before).
-_RECORDED_IF_SET = {"target_acc": 1.0, "random_fraction": 1.0, "augment": "none"}
+_RECORDED_IF_SET = {"target_acc": 1.0, "random_fraction": 1.0, "augment": "none", "budget": False}
 
 
 def _phase_record(phase: Phase) -> dict:

@@ -11,7 +11,9 @@ Step semantics (exact): iteration k looks at the parameters after k updates. If 
 have zero error on the whole training set (or, with a target accuracy a < 1, at least
 ceil(a·n) of the n points right) the seed stops with steps = k; else, if k = max_steps,
 it stops unconverged; else it takes update k+1. In full-batch mode the check reuses the
-logits of the gradient's forward pass, so it costs nothing.
+logits of the gradient's forward pass, so it costs nothing. Under a fixed budget
+(`PhaseSpec.budget`, Liu et al.'s fixed epochs) nothing is checked: every seed takes
+exactly max_steps updates, and "converged" means it got there with a finite loss.
 
 Step size, step cap, target and (where a grid varies them) momentum and weight decay
 are per-seed traced values (`Hyper`): one compiled program trains a whole grid of them,
@@ -42,6 +44,7 @@ from .model import Model, activations_per_example, has_state, initial_states, n_
 LOSS_REDUCTIONS = ("mean", "sum")
 OPTIMIZERS = ("sgd", "adam")
 AUGMENTATIONS = ("none", "crop-flip")
+STOP_RULES = ("target", "budget")  # the true-label phases: at a training accuracy, or after exactly their cap
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class PhaseSpec:
     # "momentum", "weight_decay": taken per seed from `Hyper` (a grid varies them), not from the fields above
     per_seed: tuple[str, ...] = ()
     check_every: int = 1  # steps between zero-error checks: a seed stops at the first check at which it fits
+    budget: bool = False  # no checks: every seed trains exactly its step cap (converged: it got there, finite)
     lr_boundaries: tuple[int, ...] = ()  # steps at which the step size is multiplied by lr_factor
     lr_factor: float = 1.0
     augment: str = "none"  # "crop-flip": each update's images randomly cropped and flipped (`augment`)
@@ -205,9 +209,10 @@ def _step(spec: PhaseSpec, hyper: Hyper, frozen, x_NxD, y_N, s: SeedState, check
 
     x, y, w = minibatch(spec, s.batch_key, s.step, x_NxD, y_N)
     (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(s.params, x, y, w)
-    if not check:
-        zero_error, bad = jnp.bool_(False), ~jnp.isfinite(loss) | ~jnp.all(jnp.isfinite(logits))
-        return _update(s, opt, grads, model_state, s.done | bad | (s.step >= hyper.max_steps), zero_error, bad)
+    if not check:  # under a fixed budget (spec.budget) the cap is the seed's goal: reaching it converges
+        capped = s.step >= hyper.max_steps
+        bad = ~jnp.isfinite(loss) | ~jnp.all(jnp.isfinite(logits))
+        return _update(s, opt, grads, model_state, s.done | bad | capped, capped & spec.budget, bad)
     if w is None and spec.augment == "none" and not has_state(model):
         logits_N = logits  # the gradient's forward pass was the check's: it costs nothing
     else:  # the check sees the whole unaugmented set in inference mode
@@ -276,7 +281,7 @@ def _run_chunk(spec, state, frozen, x, y, hyper, chunk_len=None):
 
     def body(carry):  # an iteration: a checked step, then check_every - 1 unchecked ones
         i, s = carry
-        s = step(s, frozen, x, y, hyper)
+        s = (plain if spec.budget else step)(s, frozen, x, y, hyper)
         if spec.check_every > 1:
             s = jax.lax.fori_loop(0, spec.check_every - 1, lambda _, t: plain(t, frozen, x, y, hyper), s)
         return i + 1, s
@@ -611,12 +616,25 @@ class Metrics(NamedTuple):
     test_acc: jax.Array
 
 
+EVAL_FLOATS = 1 << 29  # activation floats (2 GB) one seed's evaluation pass may hold at once
+
+
+def apply_bounded(model: Model, params, x_NxD, model_state):
+    """model.apply in inference mode on every example, in batches (`apply_in_batches`)
+    once all n examples' activations would pass EVAL_FLOATS: the 50,000 CIFAR-10
+    training images through a ResNet-18 would need 111 GB at once, 2 GB a batch.
+    Smaller sets (every N_p run, the CNN on MNIST up to width 64) are one pass, as before."""
+    n, units = x_NxD.shape[0], activations_per_example(model)
+    return apply_in_batches(model, params, x_NxD, model_state,
+                            batch=n if n * units <= EVAL_FLOATS else max(1, EVAL_FLOATS // units))
+
+
 def _evaluate_one(model: Model, params, state, x_tr, y_tr, x_te, y_te) -> Metrics:
-    logits_tr = model.apply(params, x_tr, state)
+    logits_tr = apply_bounded(model, params, x_tr, state)
     return Metrics(
         train_acc=jnp.mean(predictions(logits_tr) == y_tr),
         train_loss=per_example_loss(logits_tr, y_tr).mean(),
-        test_acc=jnp.mean(predictions(model.apply(params, x_te, state)) == y_te),
+        test_acc=jnp.mean(predictions(apply_bounded(model, params, x_te, state)) == y_te),
     )
 
 

@@ -691,6 +691,8 @@ ENUMS = [
     C("lr-schedule-order", ["--lr-schedule", "step:250,150:0.1"], "--lr-schedule"),
     C("lr-schedule-factor", ["--lr-schedule", "step:150:0"], "--lr-schedule"),
     C("check-every-negative", ["--check-every", "-3"], "--check-every"),
+    C("stop-rule-unknown", ["--stop-rule", "fixed"], "--stop-rule"),
+    C("stop-rule-with-target", ["--stop-rule", "budget", "--target-train-acc", "0.9"], "--target-train-acc"),
     C("enum-model", ["--model", "resnet50"], "--model"),
     C("enum-loss-reduction", ["--loss-reduction", "none"], "--loss-reduction"),
     C("enum-phase1-optimizer-case", ["--experiments", "2", "--phase1-optimizer", "Adam"], "--phase1-optimizer"),

@@ -296,6 +296,33 @@ def test_check_every_k_stops_at_the_first_check_that_fits():
     assert (capped.steps == 10).all() and not capped.converged.any()
 
 
+def test_a_fixed_budget_trains_exactly_each_cap_without_checking():
+    """--stop-rule budget: every seed takes exactly its own cap of updates, even seeds
+    that fit the data long before (they would stop there under the target rule), its
+    parameters the plain loop's after that many updates; converged says it got there
+    finite, and a seed whose loss blows up still stops as diverged."""
+    model = MLP(width=16, n_in=2, n_out=1)
+    xs, ys = _data(3, maker=lambda k, n: circles_points(k, n, noise=0.0))
+    theta0 = jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(1), 3))
+    bkeys = jax.random.split(jax.random.PRNGKey(2), 3)
+    caps = np.array([40, 7, 400], np.int32)
+    target = train(PhaseSpec(model, ALL, batch_size=16, chunk_steps=5), theta0, xs, ys, bkeys, lr=0.05,
+                   max_steps=400)
+    assert target.converged[2] and target.steps[2] < caps[2]  # the target rule stops seed 2 early
+    for k in (1, 3):
+        spec = PhaseSpec(model, ALL, batch_size=16, chunk_steps=5, check_every=k, budget=True)
+        out = train(spec, theta0, xs, ys, bkeys, lr=0.05, max_steps=caps)
+        assert out.steps.tolist() == caps.tolist() and out.converged.all() and not out.diverged.any()
+        for i in range(3):
+            seed = lambda t, i=i: jax.tree.map(lambda leaf: leaf[i], t)  # noqa: E731
+            ref = _reference_run(model, seed(theta0), xs[i], ys[i], 0.05, int(caps[i]), 16, bkeys[i])
+            for a, b in zip(jax.tree.leaves(seed(out.params)), jax.tree.leaves(ref[int(caps[i])])):
+                np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+    blown = train(PhaseSpec(model, ALL, batch_size=16, chunk_steps=5, budget=True), theta0, xs, ys, bkeys,
+                  lr=1e30, max_steps=50)
+    assert blown.diverged.all() and not blown.converged.any() and (blown.steps < 50).all()
+
+
 def test_checks_on_a_large_set_run_in_batches_with_the_same_logits():
     from advjax.train import apply_in_batches
 
