@@ -15,6 +15,7 @@ from .data import Dataset
 from .experiments import PAPER_EXPERIMENTS
 from .model import Model, activations_per_example, input_shape, n_parameters
 from .options import ConfigError, parse_bytes
+from .train import CHECK_BATCH, EVAL_FLOATS
 
 
 def free_memory_bytes() -> int:
@@ -45,12 +46,32 @@ HOST_COPIES = 4
 DEVICE_COPIES = 4
 
 
-def bytes_per_seed(model: Model, n_train: int, x_batched: bool, opt_copies: int = 0) -> int:
+# float32 copies of a conv net's activations per example of a training step's minibatch
+# (forward values kept for the gradient, their gradients, BatchNorm's and max-pooling's
+# own): XLA:CPU's temporary buffers for one step measured 3.3 (ResNet-18), 4.9 (VGG16)
+# and 9.2 (cnn) per example and activation unit (width 16, 32x32x3, PERFORMANCE.md, "Memory")
+STEP_ACTIVATION_COPIES = 10
+
+
+def activation_floats(model: Model, n_train: int, batch_size: int | None) -> int:
+    """Activation floats one seed holds in a step. An MLP: its training set's (measured,
+    the check's forward pass over all n). A conv net, whose activations outweigh its
+    parameters: a step's minibatch with its gradient's copies, or a check's batch of at
+    most CHECK_BATCH examples in inference mode, whichever is larger."""
+    units = activations_per_example(model)
+    if model.kind == "mlp":
+        return n_train * units
+    step = min(batch_size or n_train, n_train)
+    return units * max(STEP_ACTIVATION_COPIES * step, min(n_train, CHECK_BATCH))
+
+
+def bytes_per_seed(model: Model, n_train: int, x_batched: bool, opt_copies: int = 0,
+                   batch_size: int | None = None) -> int:
     """Device bytes one seed needs in flight: copies of its parameters (and of its
-    optimizer state, in and out of a chunk), its own data, and the ReLU activations of
-    its training set."""
+    optimizer state, in and out of a chunk), its own data, and its activations in a step
+    (`activation_floats`)."""
     data = n_train * math.prod(input_shape(model)) if x_batched else 0
-    activations = n_train * activations_per_example(model)
+    activations = activation_floats(model, n_train, batch_size)
     return 4 * ((DEVICE_COPIES + 2 * opt_copies) * n_parameters(model) + data + activations)
 
 
@@ -77,7 +98,7 @@ def seeds_in_flight(cfg, model: Model, ds: Dataset, x_batched: bool) -> int:
         if jax.local_devices()[0].platform == "cpu":  # the host also holds every seed's state
             budget -= host_copies(cfg) * cfg.seeds * n_parameters(model) * 4
         budget //= 2
-    fit = budget // bytes_per_seed(model, examples_trained(cfg, ds), x_batched, optimizer_copies(cfg))
+    fit = budget // bytes_per_seed(model, examples_trained(cfg, ds), x_batched, optimizer_copies(cfg), cfg.batch_size)
     return int(min(cfg.seeds, max(jax.device_count(), fit)))
 
 
@@ -112,10 +133,11 @@ def check_memory(cfg, ds: Dataset, model: Model, x_batched: bool) -> None:
     if cfg.confusion_copies:  # phase 1's confusion set: R·n inputs, their true and random labels per seed
         add("--confusion-copies", 4 * examples_trained(cfg, ds) * (d + 2 * cfg.seeds // data_copies), data_copies)
     units = width if model.kind == "mlp" else activations_per_example(model)  # a conv net: every position's units
-    add("--n-test" if ds.n_test >= width else "--widths", 12 * ds.n_test * (units + n_out))  # one seed's evaluation
+    evaluated = min(ds.n_test, max(1, EVAL_FLOATS // units))  # examples an evaluation pass holds (`apply_bounded`)
+    add("--n-test" if ds.n_test >= width else "--widths", 12 * evaluated * (units + n_out))  # one seed's evaluation
     if cfg.measures and d == 2:
         add("--grid", 8 * cfg.grid**2 * (n_out + 3), 1)
-    one_seed = bytes_per_seed(model, examples_trained(cfg, ds), x_batched, optimizer_copies(cfg))
+    one_seed = bytes_per_seed(model, examples_trained(cfg, ds), x_batched, optimizer_copies(cfg), cfg.batch_size)
     if jax.local_devices()[0].platform == "cpu":  # the seeds in flight (one per device at least) are host memory too
         data_heavy = ds.n_train * (width + d) > DEVICE_COPIES * n_params
         add("--n-train" if data_heavy else "--widths", jax.local_device_count() * one_seed)

@@ -198,3 +198,48 @@ def test_running_statistics_survive_a_kill_and_resume(tmp_path, monkeypatch):
     kept = restore_final_state(final_path(str(later), 4, "adversarial"))  # kept beside the final parameters
     assert kept["stem"]["bn"]["var"].shape == (2, 4) and set(kept) == set(make_model(
         "resnet18", 4, (8, 8, 3), 3).init_state())
+
+
+
+def test_conv_memory_counts_a_minibatch_and_a_check_batch_not_the_training_set():
+    """On CIFAR-10's 50,000 images a ResNet-18 seed in flight holds a minibatch's
+    activations (with their gradient's copies) or a check's 2,048 images, not all 50,000
+    (111 GB): about 4.4 GB at width 64 and batch 128, so Liu et al.'s sweeps fit a GPU.
+    The count is at least what XLA's compiled step reports for its temporary buffers."""
+    from advjax.memory import STEP_ACTIVATION_COPIES, activation_floats, bytes_per_seed
+    from advjax.model import activations_per_example
+
+    big = make_model("resnet18", 64, (32, 32, 3), 10)
+    units = activations_per_example(big)
+    assert activation_floats(big, 50_000, 128) == units * 2048
+    assert activation_floats(big, 50_000, 512) == units * 512 * STEP_ACTIVATION_COPIES
+    assert 4e9 < bytes_per_seed(big, 50_000, False, 0, 128) < 5e9
+    small = make_model("resnet18", 4, (16, 16, 3), 10)
+    spec = PhaseSpec(small, small.layers, batch_size=8)
+    from advjax.train import _step, host_init_state, make_hyper
+
+    theta = jax.vmap(small.init)(jax.random.split(jax.random.PRNGKey(0), 1))
+    hyper = make_hyper(1, 0.1, 10, 64)
+    state = jax.tree.map(lambda a: np.asarray(a)[None], small.init_state())
+    s0 = host_init_state(theta, np.asarray(jax.random.split(jax.random.PRNGKey(1), 1)), hyper, spec,
+                         model_state=state)
+    x = jnp.zeros((64, 16, 16, 3))
+    step = jax.jit(jax.vmap(lambda s, yy, h: _step(spec, h, {}, x, yy, s, check=False)))
+    temp = step.lower(s0, jnp.zeros((1, 64), jnp.int32), hyper).compile().memory_analysis().temp_size_in_bytes
+    assert 4 * activation_floats(small, 64, 8) >= temp
+
+
+def test_an_evaluation_over_many_images_runs_in_batches_with_the_same_predictions(monkeypatch):
+    """`apply_bounded`: past EVAL_FLOATS activation floats the examples go through in
+    batches; the predictions are those of one pass."""
+    import advjax.train as train_mod
+
+    model = make_model("cnn", 3, (8, 8, 1), 4)
+    params = model.init(jax.random.PRNGKey(0))
+    x = jax.random.normal(jax.random.PRNGKey(1), (50, 8, 8, 1))
+    whole = train_mod.apply_bounded(model, params, x, {})
+    monkeypatch.setattr(train_mod, "EVAL_FLOATS", 7 * 1000)  # 29 examples a batch, 2 batches
+    batched = train_mod.apply_bounded(model, params, x, {})
+    assert batched.shape == whole.shape
+    assert (jnp.argmax(batched, -1) == jnp.argmax(whole, -1)).all()
+    np.testing.assert_allclose(batched, whole, rtol=1e-5, atol=1e-6)
