@@ -8,7 +8,12 @@ run, at widths 10, 100, 1000, on two workloads:
 
 - 2d: n = 100 points in 2-D, one logit, logistic loss, full-batch GD (step 0.01);
 - mnist: n = 128 digits of 784 pixels, 10 logits, cross-entropy, SGD batch 32 (step 0.1);
-- mnist-deep3: the same on an MLP of 3 hidden layers (run at width 1000 only).
+- mnist-deep3: the same on an MLP of 3 hidden layers (run at width 1000 only);
+- conv nets (issue 14; `--no-conv` skips them): the CNN at width 16 on the same 128
+  MNIST images as 28x28x1, and ResNet-18 at width 16 on 64 synthetic 32x32x3 images,
+  SGD batch 32 (step 0.1), against torch twins of the same networks; FLOPs per
+  seed-step from XLA's count of advjax's compiled step. `--conv-layouts` also times
+  advjax's seed layouts on them (vmap, groups, sequential, im2col convolutions).
 
 Both train on random labels (phase 1 of the paper) and are capped below the step at
 which any seed fits them, so every implementation does the same number of updates.
