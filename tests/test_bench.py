@@ -65,11 +65,11 @@ def test_roofline_flops_of_the_compiled_step_match_a_hand_count():
 
 
 def _tiny_conv_workloads(monkeypatch):
-    """The conv workloads at tiny size: 16 MNIST images, ResNet-18 on 8 random 8x8 images."""
+    """The conv workloads at tiny size: 16 MNIST images, ResNet-18 on 16 random 16x16 images."""
     monkeypatch.setitem(bench.CONV_WORKLOADS, "cnn-mnist", bench.ConvWorkload("cnn", (28, 28, 1), 16, 10, 8, 0.1,
                                                                               "mnist"))
-    monkeypatch.setitem(bench.CONV_WORKLOADS, "resnet18-32px", bench.ConvWorkload("resnet18", (8, 8, 3), 8, 3, 4,
-                                                                                  0.1, "random"))
+    monkeypatch.setitem(bench.CONV_WORKLOADS, "resnet18-32px", bench.ConvWorkload("resnet18", (16, 16, 3), 16, 3,
+                                                                                  8, 0.1, "random"))
     bench._xla_cost.cache_clear()
 
 
@@ -94,8 +94,10 @@ def test_torch_twins_of_the_conv_nets_compute_what_advjax_does(monkeypatch):
     """Same θ0, minibatches and steps: the CNN's and ResNet-18's (BatchNorm in train mode
     for the update, running statistics for the check) losses agree."""
     _tiny_conv_workloads(monkeypatch)
-    for name in ("cnn-mnist", "resnet18-32px"):
-        check = bench.agreement(name, 2, 4)
+    # ResNet-18 at width 4: at width 2 its BatchNorms see so few values that float32
+    # rounding alone moves the losses by ~1e-4 within 4 steps
+    for name, width in (("cnn-mnist", 2), ("resnet18-32px", 4)):
+        check = bench.agreement(name, width, 4)
         assert check["agree"] and check["max_rel_loss_diff_first_30_steps"] < 1e-4, check
 
 
