@@ -8,7 +8,12 @@ run, at widths 10, 100, 1000, on two workloads:
 
 - 2d: n = 100 points in 2-D, one logit, logistic loss, full-batch GD (step 0.01);
 - mnist: n = 128 digits of 784 pixels, 10 logits, cross-entropy, SGD batch 32 (step 0.1);
-- mnist-deep3: the same on an MLP of 3 hidden layers (run at width 1000 only).
+- mnist-deep3: the same on an MLP of 3 hidden layers (run at width 1000 only);
+- conv nets (issue 14; `--no-conv` skips them): the CNN at width 16 on the same 128
+  MNIST images as 28x28x1, and ResNet-18 at width 16 on 64 synthetic 32x32x3 images,
+  SGD batch 32 (step 0.1), against torch twins of the same networks; FLOPs per
+  seed-step from XLA's count of advjax's compiled step. `--conv-layouts` also times
+  advjax's seed layouts on them (vmap, groups, sequential, im2col convolutions).
 
 Both train on random labels (phase 1 of the paper) and are capped below the step at
 which any seed fits them, so every implementation does the same number of updates.
@@ -33,11 +38,14 @@ weight gradients, and the gradients of every layer's input but the data's); mini
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import math
 import platform
 import sys
 import time
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -53,6 +61,43 @@ WORKLOADS = {
 }
 DEPTH = {"mnist-deep3": 3}  # hidden layers of the workload's MLP (default 1: N_p)
 WIDE_ONLY = ("mnist-deep3",)  # run at widths >= 1000 only
+
+
+class ConvWorkload(NamedTuple):
+    """A conv net's workload (issue 14): `kind` of advjax's models on n images of
+    `image_shape`, minibatch SGD; `images` "mnist" (the paper's 128, as 28x28x1: the
+    sweep's draw) or "random" (synthetic standard-normal images of CIFAR's shape)."""
+
+    kind: str
+    image_shape: tuple[int, int, int]
+    n: int
+    n_out: int
+    batch: int
+    lr: float
+    images: str
+
+
+CONV_WORKLOADS = {
+    "cnn-mnist": ConvWorkload("cnn", (28, 28, 1), 128, 10, 32, 0.1, "mnist"),
+    "resnet18-32px": ConvWorkload("resnet18", (32, 32, 3), 64, 10, 32, 0.1, "random"),
+}
+
+
+def settings(name: str) -> tuple[int, int | None, float]:
+    """(n, batch size or None, step size) of an MLP or conv workload."""
+    if name in CONV_WORKLOADS:
+        w = CONV_WORKLOADS[name]
+        return w.n, w.batch, w.lr
+    _, n, _, batch, lr = WORKLOADS[name]
+    return n, batch, lr
+
+
+def per_seed_x(model, x) -> bool:
+    """Whether x carries a seed axis (2-D points: each seed its own draw) or is one
+    training set shared by all seeds."""
+    from .model import input_shape
+
+    return x.ndim == len(input_shape(model)) + 2
 
 
 def layer_sizes(d: int, p: int, k: int, depth: int = 1) -> int:
@@ -76,6 +121,8 @@ def workload_data(name: str, n_seeds: int, width: int):
     from .data import make_dataset, random_labels, spirals_points
     from .model import MLP
 
+    if name in CONV_WORKLOADS:
+        return conv_workload_data(name, n_seeds, width)
     d, n, k, _, _ = WORKLOADS[name]
     keys = jax.random.split(jax.random.PRNGKey(1), n_seeds)
     if name == "2d":
@@ -88,41 +135,80 @@ def workload_data(name: str, n_seeds: int, width: int):
     return model, x, y, theta0, np.asarray(jax.random.split(jax.random.PRNGKey(2), n_seeds))
 
 
+def conv_workload_data(name: str, n_seeds: int, width: int):
+    """As `workload_data`, for a conv net: one set of images shared by all seeds (MNIST:
+    the sweep's 128 as 28x28x1; else random images), random labels and θ0 per seed."""
+    from .data import as_images, make_dataset, random_labels
+    from .model import make_model
+
+    w = CONV_WORKLOADS[name]
+    if w.images == "mnist":
+        x = np.asarray(as_images(make_dataset("mnist", n_train=w.n)).draw(jax.random.PRNGKey(0)).x_train)
+    else:
+        x = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (w.n, *w.image_shape)))
+    keys = jax.random.split(jax.random.PRNGKey(1), n_seeds)
+    y = np.asarray(jax.vmap(lambda kk: random_labels(kk, w.n, w.n_out))(keys))
+    model = make_model(w.kind, width, w.image_shape, w.n_out)
+    theta0 = jax.tree.map(np.asarray, jax.jit(jax.vmap(model.init))(keys))
+    return model, x, y, theta0, np.asarray(jax.random.split(jax.random.PRNGKey(2), n_seeds))
+
+
 # -- (a) the engine -----------------------------------------------------------------------------------
 
-def run_advjax(name, width, n_seeds, steps):
+def run_advjax(name, width, n_seeds, steps, group: int | None = None, im2col: bool = False,
+               keep_params: bool = False):
+    """The engine on the workload; `group`: seeds side by side in each of a device's seed
+    groups (default: the trainer's own choice, `PhaseSpec.group_elements`); `im2col`:
+    the CNN with its convolutions as patch matmuls (`Im2colCNN`, issue 14 item 5)."""
     from .train import COMPILE_STATS, PhaseSpec, train
 
-    _, n, _, batch, lr = WORKLOADS[name]
+    n, batch, lr = settings(name)
     model, x, y, theta0, bkeys = workload_data(name, n_seeds, width)
+    if im2col:
+        model = _im2col_cnn()(model.width, model.n_in, model.n_out, model.init_scheme)
     spec = PhaseSpec(model, model.layers, batch_size=batch, chunk_steps=max(1, min(steps, 1000)),
-                     x_batched=x.ndim == 3)
+                     x_batched=per_seed_x(model, x))
+    if group is not None:
+        spec = dataclasses.replace(spec, group_elements=group_elements_for(spec, n, group))
     before = COMPILE_STATS.seconds
     train(spec, theta0, x, y, bkeys, lr, 1)  # compiles (the cap is a traced argument)
     compile_s = COMPILE_STATS.seconds - before
     t0 = time.perf_counter()
     out = train(spec, theta0, x, y, bkeys, lr, steps)
     dt = time.perf_counter() - t0
-    return {"seed_steps": int(out.steps.sum()), "seconds": dt, "compile_seconds": compile_s}
+    return {"seed_steps": int(out.steps.sum()), "seconds": dt, "compile_seconds": compile_s,
+            **({"params": out.params} if keep_params else {})}
 
 
 def step_cost(name: str, width: int, n_seeds: int) -> dict:
     """FLOPs and bytes of one seed-step as XLA counts them in the compiled program: the
     trainer's own step (`train._step`: forward, gradient, update, the error check),
     vmapped over n_seeds seeds, divided by n_seeds."""
+    from .model import initial_states
     from .train import PhaseSpec, _step, host_init_state, make_hyper
 
-    _, n, _, batch, lr = WORKLOADS[name]
+    n, batch, lr = settings(name)
     model, x, y, theta0, bkeys = workload_data(name, n_seeds, width)
-    spec = PhaseSpec(model, model.layers, batch_size=batch, x_batched=x.ndim == 3)
+    spec = PhaseSpec(model, model.layers, batch_size=batch, x_batched=per_seed_x(model, x))
     hyper = make_hyper(n_seeds, lr, 10**6, n)
-    state = host_init_state(theta0, bkeys, hyper, spec)
+    state = host_init_state(theta0, bkeys, hyper, spec, model_state=initial_states(model, n_seeds))
     step = jax.vmap(lambda s, xx, yy, h: _step(spec, h, {}, xx, yy, s),
                     in_axes=(0, 0 if spec.x_batched else None, 0, 0))
     cost = jax.jit(step).lower(state, x, y, hyper).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return {"xla_flops_per_seed_step": float(cost["flops"]) / n_seeds,
             "xla_bytes_per_seed_step": float(cost["bytes accessed"]) / n_seeds}
+
+
+def group_elements_for(spec, n: int, group: int) -> int:
+    """The `PhaseSpec.group_elements` that makes `train.seed_groups` put `group` seeds
+    side by side (its count of a seed's floats: activations on n examples, parameters)."""
+    from .model import activations_per_example, n_parameters
+    from .train import seed_groups
+
+    elements = group * (n * activations_per_example(spec.model) + n_parameters(spec.model))
+    assert seed_groups(dataclasses.replace(spec, group_elements=elements), n, group)[1] == group
+    return elements
 
 
 def roofline(row: dict, peaks: dict) -> dict:
@@ -199,16 +285,108 @@ def run_jax_per_seed(name, width, n_seeds, steps):
 
 # -- (b) and (c): PyTorch ---------------------------------------------------------------------------------
 
-def _torch_model(torch, model, params_i):
-    """nn.Sequential of the model's layers, ReLU between them, with θ0 copied in
-    (torch's Linear stores weights as (out, in))."""
-    linears = [torch.nn.Linear(*np.shape(params_i[name]["kernel"])) for name in model.layers]
+def _torch_mlp(torch, model):
+    """nn.Sequential of the MLP's layers, ReLU between them."""
+    from .model import param_shapes
+
+    linears = [torch.nn.Linear(*param_shapes(model)[name]["kernel"].shape) for name in model.layers]
+    return torch.nn.Sequential(*[m for linear in linears[:-1] for m in (linear, torch.nn.ReLU())], linears[-1])
+
+
+def _torch_conv_net(torch, model):
+    """advjax's `cnn` or `resnet18` as a torch module (NCHW)."""
+    nets = _torch_conv_classes(torch)
+    if model.kind not in nets:
+        raise ValueError(f"no torch twin of advjax's {model.kind!r} (have: mlp, {', '.join(nets)})")
+    return nets[model.kind](model)
+
+
+@functools.cache
+def _torch_conv_classes(torch) -> dict:
+    """The torch twins of advjax's conv nets, by kind, built from an advjax model; their
+    submodules named as advjax's parameter tree ({layer: {part: ...}}), so weights copy
+    over by name. BatchNorm2d's defaults are advjax's (eps 1e-5, momentum 0.1, unbiased
+    running variance); torch flattens NCHW, so the CNN's readout reads its map as NHWC,
+    as advjax's does. One class per kind: torch.func stacks modules of one class."""
+    nn, F = torch.nn, torch.nn.functional
+
+    def conv_bn(c_in, c_out, k, stride):
+        m = nn.Module()
+        m.conv, m.bn = nn.Conv2d(c_in, c_out, k, stride, (k - 1) // 2, bias=False), nn.BatchNorm2d(c_out)
+        return m
+
+    class CNN(nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            (height, wide, c_in), p = model.n_in, model.width
+            self.conv1, self.conv2 = nn.Conv2d(c_in, p, 3, padding=1), nn.Conv2d(p, p, 3, padding=1)
+            self.readout = nn.Linear((height // 4) * (wide // 4) * p, model.n_out)
+
+        def forward(self, h):
+            for conv in (self.conv1, self.conv2):
+                h = F.max_pool2d(F.relu(conv(h)), 2)
+            return self.readout(h.permute(0, 2, 3, 1).flatten(1))
+
+    class Block(nn.Module):
+        def __init__(self, c_in, planes, stride):
+            super().__init__()
+            a, b = conv_bn(c_in, planes, 3, stride), conv_bn(planes, planes, 3, 1)
+            self.conv1, self.bn1, self.conv2, self.bn2 = a.conv, a.bn, b.conv, b.bn
+            if stride != 1 or c_in != planes:
+                s = conv_bn(c_in, planes, 1, stride)
+                self.shortcut, self.shortcut_bn = s.conv, s.bn
+
+        def forward(self, h):
+            out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(h)))))
+            return F.relu(out + (self.shortcut_bn(self.shortcut(h)) if hasattr(self, "shortcut") else h))
+
+    class ResNet18(nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.blocks = [name for name, *_ in model._blocks()]
+            self.stem = conv_bn(model.n_in[2], model.width, 3, 1)
+            for name, c_in, planes, stride in model._blocks():
+                setattr(self, name, Block(c_in, planes, stride))
+            self.readout = nn.Linear(8 * model.width, model.n_out)
+
+        def forward(self, h):
+            h = F.relu(self.stem.bn(self.stem.conv(h)))
+            for name in self.blocks:
+                h = getattr(self, name)(h)
+            return self.readout(h.mean(dim=(2, 3)))
+
+    return {"cnn": CNN, "resnet18": ResNet18}
+
+
+def _torch_model(torch, model, params_i, state_i=None):
+    """The torch twin of `model` with one seed's θ0 (and running statistics) copied in:
+    dense kernels (in, out) -> weight (out, in), conv kernels HWIO -> OIHW, BatchNorm
+    scale -> weight."""
+    net = _torch_mlp(torch, model) if model.kind == "mlp" else _torch_conv_net(torch, model)
+    modules = (dict(zip(model.layers, [m for m in net if isinstance(m, torch.nn.Linear)]))
+               if model.kind == "mlp" else None)
+    torch_name = {"kernel": "weight", "scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
+
+    def copy(tree):
+        for path, value in jax.tree_util.tree_flatten_with_path(tree)[0]:
+            keys = [k.key for k in path]
+            owner = modules[keys[0]] if modules is not None else net
+            for k in keys[(1 if modules is not None else 0):-1]:
+                owner = getattr(owner, k)
+            a = np.asarray(value)
+            a = a.T if a.ndim == 2 else np.transpose(a, (3, 2, 0, 1)) if a.ndim == 4 else a
+            getattr(owner, torch_name[keys[-1]]).copy_(torch.from_numpy(np.array(a, np.float32)))
+
     with torch.no_grad():
-        for layer, name in zip(linears, model.layers):
-            layer.weight.copy_(torch.from_numpy(np.array(params_i[name]["kernel"]).T.copy()))
-            layer.bias.copy_(torch.from_numpy(np.array(params_i[name]["bias"])))
-    parts = [m for linear in linears[:-1] for m in (linear, torch.nn.ReLU())]
-    return torch.nn.Sequential(*parts, linears[-1])
+        copy(params_i)
+        copy(state_i or {})
+    return net
+
+
+def _torch_x(torch, x):
+    """Images (..., H, W, C) as torch's (..., C, H, W); vectors and points as they are."""
+    a = np.moveaxis(x, -1, -3) if x.ndim >= 4 else x
+    return torch.from_numpy(np.array(a, np.float32))
 
 
 def _torch_loss(torch, logits, y):
@@ -221,16 +399,18 @@ def _torch_pred(logits):
     return (logits[..., 0] > 0).long() if logits.shape[-1] == 1 else logits.argmax(-1)
 
 
-def torch_loop_one(torch, model, params_i, x, y, lr, cap, batch, batches=None, losses=None):
+def torch_loop_one(torch, model, params_i, x, y, lr, cap, batch, batches=None, losses=None, state_i=None):
     """The published scripts' loop for one seed; returns steps to zero training error.
-    `batches(t)` gives the minibatch indices of update t (default: a fresh shuffle per
-    epoch, as DataLoader(shuffle=True)); `losses` collects the training loss per step."""
-    net = _torch_model(torch, model, params_i)
+    The check runs in eval mode (BatchNorm's running statistics, as advjax's), the
+    update in train mode. `batches(t)` gives the minibatch indices of update t (default:
+    a fresh shuffle per epoch, as DataLoader(shuffle=True)); `losses` collects the
+    training loss per step."""
+    net = _torch_model(torch, model, params_i, state_i)
     opt = torch.optim.SGD(net.parameters(), lr=lr)
-    n = len(x)
+    n, bn = len(x), has_bn(model)
     perm = None
     for t in range(cap + 1):
-        if batch is None:
+        if batch is None and not bn:  # full batch: the check reuses the update's forward pass
             out = net(x)
             if losses is not None:
                 losses.append(float(_torch_loss(torch, out.detach(), y)))
@@ -238,15 +418,19 @@ def torch_loop_one(torch, model, params_i, x, y, lr, cap, batch, batches=None, l
                 return t
             loss = _torch_loss(torch, out, y)
         else:
+            net.eval()
             with torch.no_grad():
                 out = net(x)
                 if losses is not None:
                     losses.append(float(_torch_loss(torch, out, y)))
                 if bool((_torch_pred(out) == y).all()) or t == cap:
                     return t
-            n_b = math.ceil(n / batch)
+            net.train()
+            n_b = math.ceil(n / (batch or n))
             if batches is not None:
                 idx = batches(t)
+            elif batch is None:
+                idx = torch.arange(n)
             else:
                 if t % n_b == 0:
                     perm = torch.randperm(n)
@@ -258,61 +442,88 @@ def torch_loop_one(torch, model, params_i, x, y, lr, cap, batch, batches=None, l
     return cap
 
 
+def has_bn(model) -> bool:
+    from .model import has_state
+
+    return has_state(model)
+
+
+def _seed(tree, i):
+    return jax.tree.map(lambda a: a[i], tree)
+
+
 def run_torch_loop(name, width, n_seeds, steps):
     import torch
 
-    _, _, _, batch, lr = WORKLOADS[name]
+    from .model import initial_states
+
+    _, batch, lr = settings(name)
     model, x, y, theta0, _ = workload_data(name, n_seeds, width)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
-    seed = lambda i: jax.tree.map(lambda a: a[i], theta0)  # noqa: E731
-    x_of = lambda i: xt[i] if xt.dim() == 3 else xt  # noqa: E731
-    torch_loop_one(torch, model, seed(0), x_of(0), yt[0], lr, 2, batch)  # warm up
+    states = initial_states(model, n_seeds)
+    xt, yt = _torch_x(torch, x), torch.from_numpy(y.astype(np.int64))
+    x_of = lambda i: xt[i] if per_seed_x(model, x) else xt  # noqa: E731
+
+    def one(i, cap):
+        return torch_loop_one(torch, model, _seed(theta0, i), x_of(i), yt[i], lr, cap, batch, state_i=_seed(states, i))
+
+    one(0, 2)  # warm up
     t0 = time.perf_counter()
-    total = sum(torch_loop_one(torch, model, seed(i), x_of(i), yt[i], lr, steps, batch) for i in range(n_seeds))
+    total = sum(one(i, steps) for i in range(n_seeds))
     return {"seed_steps": total, "seconds": time.perf_counter() - t0}
 
 
 def run_torch_func(name, width, n_seeds, steps):
+    """The seeds stacked (stack_module_state) and trained by vmap(grad(functional_call));
+    BatchNorm in train mode for the update (its stacked running statistics move in
+    place, per seed), eval mode for the check."""
     import copy
 
     import torch
     from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
-    _, n, _, batch, lr = WORKLOADS[name]
+    from .model import initial_states
+
+    n, batch, lr = settings(name)
     model, x, y, theta0, _ = workload_data(name, n_seeds, width)
-    nets = [_torch_model(torch, model, jax.tree.map(lambda a, i=i: a[i], theta0)) for i in range(n_seeds)]
+    states = initial_states(model, n_seeds)
+    nets = [_torch_model(torch, model, _seed(theta0, i), _seed(states, i)) for i in range(n_seeds)]
     params, buffers = stack_module_state(nets)
     base = copy.deepcopy(nets[0]).to("meta")
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+    base_eval = copy.deepcopy(base).eval()
+    xt, yt = _torch_x(torch, x), torch.from_numpy(y.astype(np.int64))
+    full_batch = batch is None and not has_bn(model)  # the check reuses the update's forward pass
 
     def loss_one(p, b, xb, yb):
         out = functional_call(base, (p, b), (xb,))
         return _torch_loss(torch, out, yb), out
 
-    x_dim = 0 if xt.dim() == 3 else None
+    x_dim = 0 if per_seed_x(model, x) else None
     grad_fn = vmap(grad_and_value(loss_one, has_aux=True), in_dims=(0, 0, x_dim if batch is None else 0, 0))
-    forward = vmap(lambda p, b, xb: functional_call(base, (p, b), (xb,)), in_dims=(0, 0, x_dim))
+    forward = vmap(lambda p, b, xb: functional_call(base_eval, (p, b), (xb,)), in_dims=(0, 0, x_dim))
 
     def run(cap):
         p = {k: v.detach().clone() for k, v in params.items()}
+        b = {k: v.clone() for k, v in buffers.items()}
         steps_taken = torch.zeros(n_seeds, dtype=torch.long)
         active = torch.ones(n_seeds, dtype=torch.bool)
         n_b = math.ceil(n / batch) if batch else 1
         for t in range(cap + 1):
-            if batch is None:
-                grads, (_, out) = grad_fn(p, buffers, xt, yt)
+            if full_batch:
+                grads, (_, out) = grad_fn(p, b, xt, yt)
             else:
                 with torch.no_grad():
-                    out = forward(p, buffers, xt)
+                    out = forward(p, b, xt)
             active &= ~(_torch_pred(out) == yt).all(-1)
             if t == cap or not bool(active.any()):
                 return int(steps_taken.sum())
-            if batch is not None:
+            if batch is None and not full_batch:
+                grads, _ = grad_fn(p, b, xt, yt)
+            elif batch is not None:
                 if t % n_b == 0:
                     perms = torch.stack([torch.randperm(n) for _ in range(n_seeds)])
                 idx = perms[:, (t % n_b) * batch:(t % n_b + 1) * batch]
                 xb = xt[idx] if x_dim is None else torch.stack([xt[i, idx[i]] for i in range(n_seeds)])
-                grads, _ = grad_fn(p, buffers, xb, torch.gather(yt, 1, idx))
+                grads, _ = grad_fn(p, b, xb, torch.gather(yt, 1, idx))
             with torch.no_grad():
                 for k in p:
                     mask = active.view(-1, *([1] * (p[k].dim() - 1))).to(p[k].dtype)
@@ -331,37 +542,116 @@ def run_torch_func(name, width, n_seeds, steps):
 def agreement(name: str, width: int, steps: int) -> dict:
     """Losses along the way and steps to zero error of (a) and (b) for seed 0, with the
     same θ0 and minibatches, on labels both fit within the cap (2-D: noiseless circles;
-    MNIST: the random labels, at the paper's step 0.1)."""
+    MNIST: the random labels, at the paper's step 0.1; conv nets: their random labels,
+    the losses in inference mode)."""
     import torch
 
     from .data import circles_points
+    from .model import initial_states
     from .train import PhaseSpec, batch_indices, per_example_loss, train
 
-    d, n, k, batch, lr = WORKLOADS[name]
+    n, batch, lr = settings(name)
     model, x, y, theta0, bkeys = workload_data(name, 1, width)
     if name == "2d":
         xc, yc = circles_points(jax.random.PRNGKey(3), n, noise=0.0)
         x, y = np.asarray(xc), np.asarray(yc)[None]
         lr = 0.05
     # (a): the loss trajectory from the engine run step by step (caps 0, 1, 2, ...)
-    seed0 = jax.tree.map(lambda a: a[0], theta0)
     ours_losses = []
     spec = PhaseSpec(model, model.layers, batch_size=batch, chunk_steps=steps, x_batched=False)
     out = train(spec, theta0, x, y, bkeys, lr, steps)
     ours_steps = int(out.steps[0])
     for cap in range(min(steps, 30) + 1):
-        p = jax.tree.map(lambda a: a[0], train(spec, theta0, x, y, bkeys, lr, cap).params)
-        ours_losses.append(float(per_example_loss(model.apply(p, jnp.asarray(x)), jnp.asarray(y[0])).mean()))
+        at = train(spec, theta0, x, y, bkeys, lr, cap)
+        logits = model.apply(_seed(at.params, 0), jnp.asarray(x), _seed(at.state, 0))
+        ours_losses.append(float(per_example_loss(logits, jnp.asarray(y[0])).mean()))
     # (b) with the same minibatches
     batches = (lambda t: torch.from_numpy(np.asarray(batch_indices(jnp.asarray(bkeys[0]), jnp.int32(t), n,
                                                                    batch)[0]).astype(np.int64))) if batch else None
-    xt, yt = torch.from_numpy(np.array(x, np.float32)), torch.from_numpy(np.array(y[0], np.int64))
+    xt, yt = _torch_x(torch, np.asarray(x)), torch.from_numpy(np.array(y[0], np.int64))
     theirs_losses: list[float] = []
-    theirs_steps = torch_loop_one(torch, model, seed0, xt, yt, lr, steps, batch, batches, theirs_losses)
+    theirs_steps = torch_loop_one(torch, model, _seed(theta0, 0), xt, yt, lr, steps, batch, batches, theirs_losses,
+                                  _seed(initial_states(model, 1), 0))
     m = min(len(ours_losses), len(theirs_losses))
     rel = max(abs(a - b) / max(abs(b), 1e-8) for a, b in zip(ours_losses[:m], theirs_losses[:m]))
     return {"workload": name, "width": width, "steps_advjax": ours_steps, "steps_torch": theirs_steps,
             "max_rel_loss_diff_first_30_steps": rel, "agree": ours_steps == theirs_steps and rel < 1e-3}
+
+
+# -- seeds at once on conv nets: layouts (issue 14, item 5) ----------------------------------------------
+
+def _im2col_conv_relu_pool(h_BxHxWxC, layer):
+    """`model._conv_relu_pool` as one matmul: the 3x3 SAME patches of every position
+    (zero-padded), (B, H, W, 9C), times the kernel as (9C, C_out). Under vmap over seeds
+    it is a batched matmul, where `lax.conv` becomes a grouped convolution."""
+    _, height, wide, _ = h_BxHxWxC.shape
+    padded = jnp.pad(h_BxHxWxC, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    patches = jnp.concatenate([padded[:, i:i + height, j:j + wide] for i in range(3) for j in range(3)], axis=-1)
+    pre = patches @ layer["kernel"].reshape(-1, layer["kernel"].shape[-1]) + layer["bias"]
+    return pre, jax.lax.reduce_window(jax.nn.relu(pre), -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+
+
+@functools.lru_cache(maxsize=1)
+def _im2col_cnn():
+    from .model import CNN, _flat
+
+    @dataclasses.dataclass(frozen=True)
+    class Im2colCNN(CNN):
+        """advjax's CNN, the same function and parameters, its convolutions as patch
+        matmuls: a layout measured against `lax.conv` (not used by the sweep)."""
+
+        def _forward(self, params, x_BxHxWxC):
+            pres, h = [], x_BxHxWxC
+            for name in self.layers[:-1]:
+                pre, h = _im2col_conv_relu_pool(h, params[name])
+                pres.append(pre)
+            return tuple(pres), _flat(h) @ params["readout"]["kernel"] + params["readout"]["bias"]
+
+    return Im2colCNN
+
+
+def layout_row(name: str, width: int, n_seeds: int, steps: int, layout: str) -> dict:
+    """advjax's throughput with one seed layout: "vmap" (all of a device's seeds side by
+    side: grouped convolutions), "sequential" (one seed at a time inside the program,
+    `lax.map` over groups of 1), "groups-of-2", or "im2col" (sequential, convolutions as
+    patch matmuls; CNN only). For the CNN, also how far seed 0 trained among n_seeds is
+    from seed 0 trained alone (max relative difference of its parameters)."""
+    per_device = -(-n_seeds // len(jax.devices()))
+    group = {"vmap": per_device, "sequential": 1, "groups-of-2": 2, "im2col": 1}[layout]
+    kw = {"group": group, "im2col": layout == "im2col", "keep_params": True}
+    r = run_advjax(name, width, n_seeds, steps, **kw)
+    row = {"workload": name, "width": width, "layout": layout, "seeds": n_seeds, "steps": steps,
+           "seed_steps_per_s": r["seed_steps"] / r["seconds"], "compile_seconds": r["compile_seconds"]}
+    if CONV_WORKLOADS[name].kind == "cnn":
+        alone = run_advjax(name, width, 1, steps, **{**kw, "group": 1})["params"]
+        row["max_rel_diff_to_seed_alone"] = max(
+            float(np.max(np.abs(a[0] - b[0])) / max(np.max(np.abs(b[0])), 1e-30))
+            for a, b in zip(jax.tree.leaves(r["params"]), jax.tree.leaves(alone)))
+    return row
+
+
+LAYOUTS = ("vmap", "groups-of-2", "sequential", "im2col")
+
+
+def layout_plan(quick: bool) -> list[tuple[str, int, int, int, str]]:
+    """(workload, width, seeds, steps, layout): the CNN on MNIST at width 16 (8 seeds: 4
+    per core side by side under "vmap") and ResNet-18 at widths 8 and 16 (4 seeds, one
+    step: seconds each on this CPU), each layout."""
+    if quick:
+        return [("cnn-mnist", 4, 4, 3, lay) for lay in ("vmap", "sequential", "im2col")]
+    return ([("cnn-mnist", 16, 8, 20, lay) for lay in LAYOUTS]
+            + [("resnet18-32px", p, 4, 1, lay) for p in (8, 16) for lay in ("vmap", "sequential")])
+
+
+def layout_table(rows: list[dict]) -> str:
+    lines = [f"{'seed layout':<14} {'width':>5} {'layout':<12} {'seed-steps/s':>12} {'compile s':>9} "
+             f"{'vs alone':>9}"]
+    for r in rows:
+        alone = r.get("max_rel_diff_to_seed_alone")
+        lines.append(f"{r['workload']:<14} {r['width']:>5} {r['layout']:<12} {r['seed_steps_per_s']:>12.2f} "
+                     f"{r['compile_seconds']:>9.1f} {'' if alone is None else f'{alone:.1e}':>9}")
+    lines.append("vs alone: max relative difference of seed 0's parameters trained among the seeds and alone")
+    return "\n".join(lines)
 
 
 # -- the machine --------------------------------------------------------------------------------------------
@@ -492,11 +782,78 @@ def plan(quick: bool, widths) -> list[dict]:
     return jobs
 
 
+CONV_IMPLS = ("advjax", "torch_loop", "torch_func")
+
+
+def conv_plan(quick: bool) -> list[dict]:
+    """The conv rows: the CNN at width 16 on MNIST and ResNet-18 at width 16 (quick: both
+    at width 4). ResNet-18 is ~100 MFLOP a seed-step at width 16 and advjax runs it at
+    seconds a seed-step on this CPU (PERFORMANCE.md), so its rows are a few steps."""
+    sizes = {  # workload: (width, {impl: (seeds, steps)})
+        "cnn-mnist": (16, {"advjax": (8, 20), "torch_loop": (2, 20), "torch_func": (8, 8)}),
+        "resnet18-32px": (16, {"advjax": (2, 2), "torch_loop": (2, 3), "torch_func": (2, 2)}),
+    }
+    if quick:
+        sizes = {name: (4, {impl: (2, 2) for impl in CONV_IMPLS}) for name in sizes}
+    return [{"workload": name, "width": width, "impl": impl, "seeds": seeds, "steps": steps}
+            for name, (width, cfg) in sizes.items() for impl, (seeds, steps) in cfg.items()]
+
+
+@functools.cache
+def _xla_cost(name: str, width: int) -> dict:
+    """A conv workload's FLOPs and bytes per seed-step as XLA counts them (one seed:
+    the count per seed is the same at any seed count)."""
+    return step_cost(name, width, 1)
+
+
+def run_job(job: dict, peaks: dict) -> dict:
+    """One row: the implementation's throughput, and FLOPs per seed-step (MLPs: the
+    matmul hand count; conv nets: XLA's count of the compiled step)."""
+    name, width = job["workload"], job["width"]
+    r = IMPLS[job["impl"]](name, width, job["seeds"], job["steps"])
+    r.update(job)
+    r["seed_steps_per_s"] = r["seed_steps"] / r["seconds"]
+    if name in CONV_WORKLOADS:
+        r.update(_xla_cost(name, width))
+        r["useful_flops_per_seed_step"] = r["xla_flops_per_seed_step"]
+    else:
+        d, n, k, batch, _ = WORKLOADS[name]
+        r["useful_flops_per_seed_step"] = useful_flops(d, n, width, k, batch, DEPTH.get(name, 1))
+    r["useful_flops_per_s"] = r["seed_steps_per_s"] * r["useful_flops_per_seed_step"]
+    r["share_of_peak"] = r["useful_flops_per_s"] / peaks["peak_flops"]
+    if job["impl"] == "advjax":
+        if name not in CONV_WORKLOADS:
+            r.update(step_cost(name, width, job["seeds"]))
+        r.update(roofline(r, peaks))
+    print(f"  {name:<6} p={width:<5} {job['impl']:<13} {r['seed_steps_per_s']:>12,.2f} seed-steps/s",
+          file=sys.stderr, flush=True)
+    return r
+
+
+def conv_table(results: list[dict]) -> str:
+    nan = float("nan")
+    lines = [f"{'conv net':<14} {'width':>5}  {'advjax':>8} {'torch loop':>10} {'torch.func':>10}  "
+             f"{'vs loop':>7} {'vs func':>7}  {'MFLOP/step':>10}  {'% peak: advjax':>14} {'loop':>6} {'func':>6}"]
+    keyed = {(r["workload"], r["width"], r["impl"]): r for r in results}
+    for (name, p) in dict.fromkeys((r["workload"], r["width"]) for r in results if r["workload"] in CONV_WORKLOADS):
+        rows = {impl: keyed[(name, p, impl)] for impl in CONV_IMPLS if (name, p, impl) in keyed}
+        rate = {impl: rows[impl]["seed_steps_per_s"] if impl in rows else nan for impl in CONV_IMPLS}
+        share = {impl: 100 * rows[impl]["share_of_peak"] if impl in rows else nan for impl in CONV_IMPLS}
+        lines.append(
+            f"{name:<14} {p:>5}  {rate['advjax']:>8.2f} {rate['torch_loop']:>10.2f} {rate['torch_func']:>10.2f}  "
+            f"{rate['advjax'] / rate['torch_loop']:>6.2f}x {rate['advjax'] / rate['torch_func']:>6.2f}x  "
+            f"{rows['advjax']['xla_flops_per_seed_step'] / 1e6:>10.1f}  {share['advjax']:>13.1f}% "
+            f"{share['torch_loop']:>5.1f}% {share['torch_func']:>5.1f}%")
+    lines.append("seed-steps per second (one minibatch update of a seed and the error check on its whole training "
+                 "set); FLOPs per seed-step as XLA counts advjax's compiled step, % of the matmul peak for each")
+    return "\n".join(lines)
+
+
 def table(results: list[dict], peaks: dict) -> str:
     lines = [f"{'workload':<11} {'width':>5}  {'advjax':>10} {'torch loop':>10} {'torch.func':>10} "
              f"{'jax/seed':>10}  {'vs loop':>8} {'vs func':>8}  {'GFLOP/s':>8} {'% peak':>7} {'compile s':>9}"]
     keyed = {(r["workload"], r["width"], r["impl"]): r for r in results}
-    for (name, p) in dict.fromkeys((r["workload"], r["width"]) for r in results):
+    for (name, p) in dict.fromkeys((r["workload"], r["width"]) for r in results if r["workload"] in WORKLOADS):
         rate = {impl: keyed[(name, p, impl)]["seed_steps_per_s"] for impl in IMPLS if (name, p, impl) in keyed}
         a = keyed[(name, p, "advjax")]
         lines.append(
@@ -520,6 +877,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=",".join(IMPLS), help="implementations to run (advjax always runs)")
     ap.add_argument("--no-grid", dest="grid", action="store_false",
                     help="skip the grid rows (one run of a 12-point step-size grid against 12 runs)")
+    ap.add_argument("--no-conv", dest="conv", action="store_false",
+                    help="skip the conv-net rows (the CNN on MNIST, ResNet-18 at width 16; issue 14)")
+    ap.add_argument("--conv-layouts", action="store_true",
+                    help="also time advjax's seed layouts on conv nets (vmap, groups, sequential, im2col; minutes)")
     args = ap.parse_args(argv)
     try:
         widths = [int(w) for w in args.widths.split(",")]
@@ -542,22 +903,8 @@ def main(argv: list[str] | None = None) -> int:
     use_cpu_devices()
     t_start = time.perf_counter()
     peaks = machine_peaks(args.quick)
-    results = []
-    for job in plan(args.quick, widths):
-        if job["impl"] not in only:
-            continue
-        r = IMPLS[job["impl"]](job["workload"], job["width"], job["seeds"], job["steps"])
-        d, n, k, batch, _ = WORKLOADS[job["workload"]]
-        r.update(job)
-        r["seed_steps_per_s"] = r["seed_steps"] / r["seconds"]
-        r["useful_flops_per_seed_step"] = useful_flops(d, n, job["width"], k, batch, DEPTH.get(job["workload"], 1))
-        r["useful_flops_per_s"] = r["seed_steps_per_s"] * r["useful_flops_per_seed_step"]
-        if job["impl"] == "advjax":
-            r.update(step_cost(job["workload"], job["width"], job["seeds"]))
-            r.update(roofline(r, peaks))
-        results.append(r)
-        print(f"  {job['workload']:<6} p={job['width']:<5} {job['impl']:<13} {r['seed_steps_per_s']:>12,.0f} "
-              "seed-steps/s", file=sys.stderr, flush=True)
+    jobs = plan(args.quick, widths) + (conv_plan(args.quick) if args.conv else [])
+    results = [run_job(job, peaks) for job in jobs if job["impl"] in only]
     grids = []
     if args.grid:
         for p in (w for w in widths if w <= 100):
@@ -567,6 +914,9 @@ def main(argv: list[str] | None = None) -> int:
     checks = []
     if "torch_loop" in only:
         checks = [agreement("2d", 100, 2000), agreement("mnist", 100, 1000)]
+        if args.conv:
+            checks.append(agreement("cnn-mnist", 4 if args.quick else 16, 10))
+    layouts = [layout_row(*row) for row in layout_plan(args.quick)] if args.conv_layouts else []
     report = {
         "machine": {"name": machine_name(), "platform": platform.platform(), "processor": platform.processor(),
                     "cores": cpu_cores(),
@@ -577,12 +927,17 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "grid": grids,
         "agreement": checks,
+        "conv_layouts": layouts,
         "seconds": time.perf_counter() - t_start,
     }
     print(f"machine: {machine_name()}")
-    if all(i in only for i in IMPLS):
+    if all(i in only for i in IMPLS) and any(r["workload"] in WORKLOADS for r in results):
         print(table(results, peaks))
+    if any(r["workload"] in CONV_WORKLOADS for r in results):
+        print(conv_table(results))
     print(roofline_table([r for r in results if r["impl"] == "advjax"], peaks))
+    if layouts:
+        print(layout_table(layouts))
     if grids:
         print(grid_table(grids))
     for c in checks:
