@@ -488,6 +488,9 @@ OPTIONS: tuple[Option, ...] = (
            "0: only at phase ends (default 60s)", runtime=True, type=str),
     Option("chunk_steps", 100_000, integer(), "most steps between progress updates and saves; chunks adapt to "
            "about 1 s each (default 100000)", runtime=True, type=int),
+    Option("compact", True, boolean, "as seed groups finish, run the live ones alone, spread over the devices, at "
+           "fixed step counts (default on; identical results); --no-compact keeps every group in place",
+           runtime=True, type=bool),
     Option("keep_params", False, boolean, "keep every phase's final parameters under checkpoints/, not only "
            "Θ_adv", runtime=True, type=bool),
     Option("compile_cache", "auto", text, "persistent compilation cache directory (default "
