@@ -397,6 +397,9 @@ OPTIONS: tuple[Option, ...] = (
            "CIFAR-10, as Liu et al.)", type=int | None),
     Option("n_test", None, integer(), "test points (default 10000 synthetic; all held-out on MNIST, digits, "
            "CIFAR-10, .npz)", type=int | None),
+    Option("repack", False, boolean, "compaction also repacks each grid point's live seeds into new, smaller groups "
+           "once they fit half the rows (default off: fewer seeds side by side can change a seed's last bits on a "
+           "CPU; reruns and resumes stay identical)", lambda c: c.compact, "without --no-compact", type=bool),
     Option("loss_reduction", "mean", choice(LOSS_REDUCTIONS), "mean (default; PyTorch's default) or sum "
            "(Liu et al.'s code)", type=str),
     Option("phase1_optimizer", "sgd", choice(OPTIMIZERS), "optimizer of the random-label phase: sgd (default, "

@@ -23,8 +23,13 @@ half the group slots or fewer once they fit one (each size compiled once), and p
 copies of a seed that hold a whole group are dropped. A group always moves whole, with
 the same seeds in the same order, and its program is the same loop over one group, so
 every seed's bits are those of the uncompacted run (tests/test_compaction.py); only the
-wall time changes. Seeds are never regrouped within a group: XLA:CPU can round a seed's
-step differently with another number of seeds side by side.
+wall time changes. Seeds are not regrouped within a group unless asked (`repack`, the
+sweep's --repack): XLA:CPU can round a seed's step differently with another number of
+seeds side by side. With `repack`, once a batch's live seeds fit half the rows of its
+last layout, each block's live seeds are laid out anew in groups sized for their count
+(`repacked`): a run's bits then depend on where its seeds stopped, not on timing, so a
+rerun, and a resumed run (which repeats the repacks from each seed's stopping step), is
+identical to the first; against the run without it, the last bits may differ.
 
 Step size, step cap, target and (where a grid varies them) momentum and weight decay
 are per-seed traced values (`Hyper`): one compiled program trains a whole grid of them,
@@ -516,7 +521,8 @@ class CompactionStats:
     """Regroupings of the seed groups in flight (read by tests and the sweep's manifest)."""
 
     relayouts: int = 0  # live groups gathered into a new layout
-    smaller_programs: int = 0  # ... of those, into a program with fewer group slots a device
+    smaller_programs: int = 0  # ... of those, into a program of fewer rows
+    repacks: int = 0  # ... of those, live seeds repacked into new groups (`repack`)
 
 
 COMPACTION_STATS = CompactionStats()
@@ -532,9 +538,10 @@ class GroupLayout(NamedTuple):
     """
 
     take: np.ndarray  # full layout: row -> seed of the batch
-    back: np.ndarray  # seed -> its own (unpadded) row in the full layout
+    back: np.ndarray  # owners[i] -> its own (unpadded) row in the full layout
     group: int
     slots: np.ndarray  # (devices, slots a device): full-layout group ids, -1 idle
+    owners: np.ndarray  # the batch's seeds the full layout holds (all of them, until a repack)
 
     @property
     def rows(self) -> np.ndarray:
@@ -553,8 +560,8 @@ class GroupLayout(NamedTuple):
         flat = self.slots.reshape(-1)
         slot_of[flat[flat >= 0]] = np.flatnonzero(flat >= 0)
         at = slot_of[self.back // self.group]
-        seeds = np.flatnonzero(at >= 0)
-        return seeds, at[seeds] * self.group + self.back[seeds] % self.group
+        here = np.flatnonzero(at >= 0)
+        return self.owners[here], at[here] * self.group + self.back[here] % self.group
 
     def compacted(self, done: np.ndarray, busy: np.ndarray) -> GroupLayout | None:
         """The live groups (holding a seed not `done`) spread evenly over the devices,
@@ -562,7 +569,7 @@ class GroupLayout(NamedTuple):
         not shorten a chunk (the busiest device's count of `busy` slots, those with any
         row not done, padding included, is already as low as it can be)."""
         n_devices, n_slots = self.slots.shape
-        live = np.unique(self.back[~done] // self.group)
+        live = np.unique(self.back[~done[self.owners]] // self.group)
         fair = -(-len(live) // n_devices)
         if busy.reshape(n_devices, n_slots).sum(1).max() <= fair:
             return None
@@ -570,6 +577,28 @@ class GroupLayout(NamedTuple):
         out = np.full(slots * n_devices, -1)
         out[: len(live)] = live
         return self._replace(slots=out.reshape(slots, n_devices).T.copy())  # group k -> device k % n
+
+
+def repacked(done: np.ndarray, unit: int, n_devices: int, groups_of: Callable[[int], tuple[int, int]]
+             ) -> GroupLayout:
+    """A full layout of the live seeds alone (with --repack): each block of `unit` seeds
+    keeps only its seeds not `done`, laid out over the devices as `unit_layout` lays out
+    a block, in groups sized anew for the largest block's live count
+    (`groups_of(seeds a device)`, `seed_groups`): fewer seeds side by side, which on a
+    CPU can change a seed's last bits."""
+    lives = [b + np.flatnonzero(~done[b: b + unit]) for b in range(0, len(done), unit)]
+    lives = [seeds for seeds in lives if len(seeds)]
+    n_groups, group = groups_of(-(-max(map(len, lives)) // n_devices))
+    per_device = n_groups * group
+    takes, backs = [], []
+    for j, seeds in enumerate(lives):
+        _, take, back = unit_layout(len(seeds), len(seeds), n_devices, per_device)
+        takes.append(seeds[take].reshape(n_devices, per_device))
+        device, row = np.divmod(back, per_device)
+        backs.append(device * len(lives) * per_device + j * per_device + row)
+    take = np.concatenate(takes, axis=1).reshape(-1)
+    return GroupLayout(take, np.concatenate(backs), group, np.arange(len(take) // group).reshape(n_devices, -1),
+                       np.concatenate(lives))
 
 
 def train(
@@ -591,6 +620,7 @@ def train(
     block: int | None = None,
     state0: dict | None = None,
     compact: bool = True,
+    repack: bool = False,
 ) -> Outcome:
     """Train every seed of `params0` (leading axis = seeds) on (x, y) to zero error.
 
@@ -616,10 +646,12 @@ def train(
     running statistics at the start (default: the model's initial ones); the layers
     trained update theirs, the frozen layers' stay as they are. `compact`: regroup the
     live seed groups at the compaction points (module docstring); results are the same
-    either way. A resumed batch starts in its full layout and compacts from the next
-    compaction point on.
+    either way. A resumed batch starts in its full layout (repacked as the run was, with
+    `repack`) and compacts from the next compaction point on. `repack` (with `compact`):
+    also repack the live seeds into smaller groups, which can change their last bits.
     """
     mesh = mesh or seed_mesh()
+    repack = repack and compact
     n_seeds = batch_keys.shape[0]
     block = block or n_seeds
     flight = min(n_seeds, max_in_flight or n_seeds)
@@ -646,6 +678,12 @@ def train(
     x_shared = None if spec.x_batched else distribute(x, shared)
     chunk_len = min(spec.chunk_steps, 16)
 
+    def repack_at(done: np.ndarray, packed_rows: int) -> tuple[GroupLayout, int] | None:
+        """The batch's live seeds repacked, once they fit half the rows of the last repack."""
+        new = repacked(done, unit, mesh.size, lambda n_local: seed_groups(spec, y.shape[-1], n_local))
+        rows = new.take.size // mesh.size
+        return (new, rows) if 2 * rows <= packed_rows else None
+
     def place(sl: slice, layout: GroupLayout, state: SeedState):
         """The batch's state and inputs in the layout's rows, on the devices, and its program."""
         rows = layout.take[layout.rows]
@@ -663,14 +701,23 @@ def train(
             if state.done[sl].all():
                 continue
             _, take, back = unit_layout(sl.stop - sl.start, unit, mesh.size, n_groups * group)
-            layout = GroupLayout(take, back, group, np.arange(len(take) // group).reshape(mesh.size, -1))
-
-            live, args, run_chunk = place(sl, layout, state)
-            placed, rows = layout.placed()
+            layout = GroupLayout(take, back, group, np.arange(len(take) // group).reshape(mesh.size, -1),
+                                 np.arange(sl.stop - sl.start))
+            packed_rows = len(take) // mesh.size  # rows a device at the start or the last repack
             steps_elsewhere = int(state.step.sum()) - int(state.step[sl].sum())
             steps = state.step[sl].copy()
             it = int(steps[~state.done[sl]].max()) // spec.check_every  # live seeds all share their step count
-            point = compaction_point(it) if compact and layout.slots.size > 1 else None
+            # one group slot a device and no repack: nothing to spread, and no chunk cut short for it
+            point = compaction_point(it) if compact and (repack or layout.slots.shape[1] > 1) else None
+            if repack:  # a resumed run: the repacks up to here again, from the step at which each seed stopped
+                stopped_after = steps // spec.check_every + 1  # loop iterations (see _step)
+                at = compaction_point(0)
+                while at <= it:
+                    again = repack_at(state.done[sl] & (stopped_after <= at), packed_rows)
+                    layout, packed_rows = again or (layout, packed_rows)
+                    at = compaction_point(at)
+            live, args, run_chunk = place(sl, layout, state)
+            placed, rows = layout.placed()
             while True:
                 run_len = chunk_len if point is None else min(chunk_len, point - it)
                 t0 = time.perf_counter()
@@ -690,8 +737,11 @@ def train(
                 smaller = None
                 if point is not None and it == point and not finished and not stop:
                     point = compaction_point(it)
-                    busy = ~done_p.reshape(-1, group).all(1)
-                    smaller = layout.compacted(state.done[sl], busy)
+                    again = repack_at(state.done[sl], packed_rows) if repack else None
+                    if again is not None:
+                        smaller, packed_rows = again
+                    else:
+                        smaller = layout.compacted(state.done[sl], ~done_p.reshape(-1, layout.group).all(1))
                 if finished or save or smaller is not None:  # bring the placed seeds' full state back to the host
                     back_home = jax.tree.map(lambda a, rows=rows: a[rows], gather(live))
                     state = _set_rows(state, sl.start + placed, back_home)
@@ -703,7 +753,8 @@ def train(
                     raise KeyboardInterrupt
                 if smaller is not None:  # the live groups alone, spread over the devices
                     COMPACTION_STATS.relayouts += 1
-                    COMPACTION_STATS.smaller_programs += smaller.slots.shape[1] < layout.slots.shape[1]
+                    COMPACTION_STATS.smaller_programs += smaller.rows.size < layout.rows.size
+                    COMPACTION_STATS.repacks += again is not None
                     layout = smaller
                     live, args, run_chunk = place(sl, layout, state)
                     placed, rows = layout.placed()

@@ -80,15 +80,53 @@ TRAIN_SCRIPT = textwrap.dedent("""
                          COMPACTION_STATS.relayouts - before[0], COMPACTION_STATS.smaller_programs - before[1]))
         out[name] = {"same_as_off": runs[1][0] == runs[0][0], "same_twice": runs[2][0] == runs[1][0],
                      "counts": [r[2:] for r in runs], "steps": runs[0][1]}
+
+    class Killed(Exception):
+        pass
+
+    class MemoryStore:  # the Store protocol in memory; the process "dies" right after a save past `kill_at`
+        def __init__(self, kill_at=None):
+            self.saved, self.kill_at = None, kill_at
+        def restore(self, like):
+            return jax.tree.map(np.copy, self.saved) if self.saved is not None else None
+        def due(self, max_step):
+            return True
+        def save(self, state, complete):
+            self.saved = jax.tree.map(np.copy, state)
+            if self.kill_at is not None and int(np.max(state.step)) >= self.kill_at:
+                raise Killed
+
+    # --repack: a grid point's live seeds regrouped, four seeds side by side -> fewer
+    spec = PhaseSpec(model, ("hidden", "readout"), group_elements=100_000, chunk_steps=100)
+    leaves = lambda o: [np.asarray(a).tolist() for a in jax.tree.leaves(o)]
+    run = lambda **kw: train(spec, theta0, xs, ys, keys, lr=lr, max_steps=caps, block=7, **kw)
+    before = COMPACTION_STATS.repacks
+    whole = leaves(run(repack=True))
+    repacks = COMPACTION_STATS.repacks - before
+    store = MemoryStore(kill_at=700)
+    try:
+        run(repack=True, store=store)
+    except Killed:
+        pass
+    killed_after = COMPACTION_STATS.repacks - before - repacks
+    assert not store.saved.done.all()
+    store.kill_at = None
+    resumed = leaves(run(repack=True, store=store))
+    out["repack"] = {"repacks": repacks, "before_kill": killed_after, "same_twice": leaves(run(repack=True)) == whole,
+                     "resumed_same": resumed == whole, "same_as_off": leaves(run(compact=False)) == whole}
     print(json.dumps(out))
 """)
 
 
-def test_compacted_training_equals_uncompacted_bit_for_bit_on_three_devices():
+def test_compacted_training_equals_uncompacted_bit_for_bit_on_three_devices_and_repack_resumes_alike():
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=3", "JAX_PLATFORMS": "cpu"}
     p = subprocess.run([sys.executable, "-c", TRAIN_SCRIPT], env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     out = json.loads(p.stdout.strip().splitlines()[-1])
+    repack = out.pop("repack")
+    assert repack["repacks"] >= 2 and repack["before_kill"] >= 1, repack  # the kill came after a repack
+    assert repack["same_twice"] and repack["resumed_same"], repack
+    print("--repack gives the uncompacted bits:", repack["same_as_off"])  # not promised: fewer seeds side by side
     for name, r in out.items():
         assert r["same_as_off"] and r["same_twice"], name
         (off, off_small), (on, on_small), again = r["counts"]
