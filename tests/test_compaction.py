@@ -18,7 +18,10 @@ import numpy as np
 import pytest
 
 from advjax.checkpoint import PhaseStore
-from advjax.train import GroupLayout, compaction_point
+from advjax.experiments import experiment
+from advjax.options import ConfigError, from_dict
+from advjax.sweep import load_data, make_sweep_model, phase_fingerprint
+from advjax.train import GroupLayout, compaction_point, repacked
 
 
 def test_compaction_points_depend_on_the_step_count_alone():
@@ -39,7 +42,7 @@ def test_layout_spreads_live_groups_evenly_and_drops_padding():
     # 2 devices x 3 slots of groups of 2: seeds 0..8, the last repeated into 3 padding rows
     take = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 8, 8, 8])
     back = np.arange(9)
-    whole = GroupLayout(take, back, 2, np.arange(6).reshape(2, 3))
+    whole = GroupLayout(take, back, 2, np.arange(6).reshape(2, 3), np.arange(9))
     done = np.array([1, 1, 1, 1, 1, 1, 0, 0, 0], bool)  # groups 3 and 4 live, 5 only pads seed 8
     busy = np.array([0, 0, 0, 1, 1, 1], bool)  # device 1 runs 3 groups, device 0 none
     smaller = whole.compacted(done, busy)
@@ -53,6 +56,29 @@ def test_layout_spreads_live_groups_evenly_and_drops_padding():
     spread = whole.compacted(done, np.array([1, 1, 1, 1, 0, 0], bool))
     assert spread.slots.tolist() == [[0, 2, -1], [1, 3, -1]]
     assert spread.idle_rows.tolist() == [False] * 4 + [True] * 2 + [False] * 4 + [True] * 2
+
+
+def test_repack_lays_out_each_blocks_live_seeds_as_a_run_of_them_alone():
+    done = np.array([1, 0, 1, 0, 0, 1, 1, 1, 1, 0], bool)  # blocks of 5: seeds 1, 3, 4 and 9 live
+    layout = repacked(done, 5, 2, lambda n_local: (1, n_local))  # one group a device
+    assert layout.group == 2 and layout.slots.tolist() == [[0, 1], [2, 3]]
+    # device 0: block 0's 1, 3 then block 1's 9, 9 (padding); device 1: block 0's 4, 4, block 1's 9, 9
+    assert layout.take.tolist() == [1, 3, 9, 9, 4, 4, 9, 9]
+    seeds, rows = layout.placed()
+    assert dict(zip(seeds.tolist(), rows.tolist())) == {1: 0, 3: 1, 4: 4, 9: 2}
+
+
+def test_no_compact_is_a_runtime_option_and_repack_enters_the_fingerprint():
+    base = {"dataset": "gaussians", "widths": [4], "seeds": 2, "n_test": 50}
+    plain = from_dict(base).resolve()
+    ds = load_data(plain)
+    model = make_sweep_model(plain, ds, 4)
+    fp = lambda **kw: phase_fingerprint(from_dict({**base, **kw}).resolve(), ds, model,  # noqa: E731
+                                        experiment("baseline", model), [0, 1])
+    assert "compact" not in plain.results_config() and fp(compact=False) == fp()  # same results either way
+    assert fp(repack=True)["repack"] is True and "repack" not in fp()  # other groups: other last bits
+    with pytest.raises(ConfigError, match="--repack"):
+        from_dict({**base, "compact": False, "repack": True})
 
 
 TRAIN_SCRIPT = textwrap.dedent("""
