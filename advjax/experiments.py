@@ -275,6 +275,8 @@ class TrainSettings:
     check_every: int = 1  # steps between zero-error checks
     lr_boundaries: tuple[int, ...] = ()  # the step schedule's boundaries in steps, and its factor
     lr_factor: float = 1.0
+    compact: bool = True  # regroup the live seed groups as others finish (train's `compact`; same results)
+    repack: bool = False  # ... and repack live seeds into new groups (train's `repack`; last bits may change)
 
     def optimizer_of(self, phase: Phase) -> Optimizer:
         if phase.optimizer is not None:
@@ -465,7 +467,7 @@ def _train_together(prefixes: list[tuple[Phase, ...]], run: WidthRun, name: str)
         max_in_flight=s.max_in_flight, donate=together or (fresh and not first.start),
         need=per_point([need_for(p.target_acc, n_train) for p in phases]),
         momentum=per_point([o.momentum for o in opts]), weight_decay=per_point([o.weight_decay for o in opts]),
-        block=n_seeds, state0=stack(states),
+        block=n_seeds, state0=stack(states), compact=s.compact, repack=s.repack,
     )
     del starts, states
     for d, prefix in enumerate(prefixes):

@@ -397,6 +397,9 @@ OPTIONS: tuple[Option, ...] = (
            "CIFAR-10, as Liu et al.)", type=int | None),
     Option("n_test", None, integer(), "test points (default 10000 synthetic; all held-out on MNIST, digits, "
            "CIFAR-10, .npz)", type=int | None),
+    Option("repack", False, boolean, "compaction also repacks each grid point's live seeds into new, smaller groups "
+           "once they fit half the rows (default off: fewer seeds side by side can change a seed's last bits on a "
+           "CPU; reruns and resumes stay identical)", lambda c: c.compact, "without --no-compact", type=bool),
     Option("loss_reduction", "mean", choice(LOSS_REDUCTIONS), "mean (default; PyTorch's default) or sum "
            "(Liu et al.'s code)", type=str),
     Option("phase1_optimizer", "sgd", choice(OPTIMIZERS), "optimizer of the random-label phase: sgd (default, "
@@ -491,6 +494,9 @@ OPTIONS: tuple[Option, ...] = (
            "0: only at phase ends (default 60s)", runtime=True, type=str),
     Option("chunk_steps", 100_000, integer(), "most steps between progress updates and saves; chunks adapt to "
            "about 1 s each (default 100000)", runtime=True, type=int),
+    Option("compact", True, boolean, "as seed groups finish, run the live ones alone, spread over the devices, at "
+           "fixed step counts (default on; identical results); --no-compact keeps every group in place",
+           runtime=True, type=bool),
     Option("keep_params", False, boolean, "keep every phase's final parameters under checkpoints/, not only "
            "Θ_adv", runtime=True, type=bool),
     Option("compile_cache", "auto", text, "persistent compilation cache directory (default "

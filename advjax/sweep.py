@@ -80,7 +80,7 @@ from .results import (
     write_manifest,
 )
 from .rundir import RunLock, check_writable, entries, remove_stray_temporaries
-from .train import COMPILE_STATS, evaluate, init_params
+from .train import COMPACTION_STATS, COMPILE_STATS, evaluate, init_params
 
 # Independent streams per seed: fixing one source of randomness never moves another.
 KEY_DATA, KEY_LABELS, KEY_INIT, KEY_BATCHES, KEY_FRESH, KEY_FRACTION, KEY_CONFUSION = range(7)
@@ -284,7 +284,8 @@ def sweep_experiments(cfg: SweepConfig, model: Model) -> dict[str, list[tuple[Ph
 def shared_settings(cfg: SweepConfig) -> TrainSettings:
     """What every phase shares (each phase carries its own optimizer, step size and cap)."""
     return TrainSettings(lr=cfg.lr, max_steps=cfg.max_steps, batch_size=cfg.batch_size or None,
-                         loss_reduction=cfg.loss_reduction, chunk_steps=cfg.chunk_steps)
+                         loss_reduction=cfg.loss_reduction, chunk_steps=cfg.chunk_steps, compact=cfg.compact,
+                         repack=cfg.repack and cfg.compact)
 
 
 def check_every(cfg: SweepConfig, n_train: int) -> int:
@@ -332,6 +333,8 @@ def phase_fingerprint(cfg: SweepConfig, ds: Dataset, model: Model, prefix, seeds
     k = check_every(cfg, ds.n_train)
     if k != 1:  # recorded only where it is set, so older checkpoints still match
         fp["check_every"] = k
+    if cfg.repack and cfg.compact:  # other groups side by side: other last bits (recorded only where set)
+        fp["repack"] = True
     if cfg.lr_schedule:
         fp["lr_schedule"] = lr_schedule_settings(cfg, ds.n_train)
     if cfg.dataset == "circles":
@@ -563,6 +566,7 @@ def _sweep_widths(cfg, ds, out, writer, seeds, keys, split, y_train, y_rand, x_b
             continue
         model = make_sweep_model(cfg, ds, width)
         compile_before, hits_before = COMPILE_STATS.seconds, COMPILE_STATS.hits
+        relayouts_before, repacks_before = COMPACTION_STATS.relayouts, COMPACTION_STATS.repacks
         disk_before = dict(_CACHE_EVENTS)
         t0 = time.perf_counter()
 
@@ -598,6 +602,8 @@ def _sweep_widths(cfg, ds, out, writer, seeds, keys, split, y_train, y_rand, x_b
             "xla_compilations": requests,
             "xla_compilations_from_disk_cache": _CACHE_EVENTS["hits"] - disk_before["hits"],
             "programs_reused_in_process": COMPILE_STATS.hits - hits_before,
+            "compactions": COMPACTION_STATS.relayouts - relayouts_before,
+            "repacks": COMPACTION_STATS.repacks - repacks_before,
         }
         manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         manifest["peak_memory"] = peak_memory()

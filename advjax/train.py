@@ -15,6 +15,24 @@ logits of the gradient's forward pass, so it costs nothing. Under a fixed budget
 (`PhaseSpec.budget`, Liu et al.'s fixed epochs) nothing is checked: every seed takes
 exactly max_steps updates, and "converged" means it got there with a finite loss.
 
+Compaction (on by default; `train(compact=False)`, the sweep's --no-compact, turns it
+off): a device runs its seeds in cache-sized groups one after the other, and a group
+whose seeds are all done leaves its loop at once, but a device whose groups are all done
+waits for the others. So at fixed iteration counts (`compaction_point`: 8 to 16 times
+per doubling of the steps so far, never a time-dependent chunk end) the groups that
+still hold a live seed are gathered and spread evenly over the devices, in a program of
+half the group slots or fewer once they fit one (each size compiled once), and padding
+copies of a seed that hold a whole group are dropped. A group always moves whole, with
+the same seeds in the same order, and its program is the same loop over one group, so
+every seed's bits are those of the uncompacted run (tests/test_compaction.py); only the
+wall time changes. Seeds are not regrouped within a group unless asked (`repack`, the
+sweep's --repack): XLA:CPU can round a seed's step differently with another number of
+seeds side by side. With `repack`, once a batch's live seeds fit half the rows of its
+last layout, each block's live seeds are laid out anew in groups sized for their count
+(`repacked`): a run's bits then depend on where its seeds stopped, not on timing, so a
+rerun, and a resumed run (which repeats the repacks from each seed's stopping step), is
+identical to the first; against the run without it, the last bits may differ.
+
 Step size, step cap, target and (where a grid varies them) momentum and weight decay
 are per-seed traced values (`Hyper`): one compiled program trains a whole grid of them,
 each grid point's seeds side by side with the others'.
@@ -445,8 +463,9 @@ def distribute(tree, sharding: NamedSharding):
     return jax.tree.map(one, tree)
 
 
-def _set_rows(tree, sl: slice, part):
-    """Write a batch's rows into the host state, in place (no copy of all seeds)."""
+def _set_rows(tree, sl: slice | np.ndarray, part):
+    """Write some seeds' rows (a slice or indices) into the host state, in place (no
+    copy of all seeds)."""
     def one(a, b):
         a[sl] = b
         return a
@@ -491,6 +510,102 @@ def _run_chunk_sharded(static, state, frozen, x, y, hyper, chunk_len):
     return local(state, frozen, x, y, hyper, chunk_len)
 
 
+COMPACT_EVERY_MIN = 64  # fewest loop iterations between two compaction points
+
+
+def compaction_point(it: int) -> int:
+    """The first compaction point after loop iteration `it`: a multiple of 1/8 to 1/16
+    of the iterations so far (at least COMPACT_EVERY_MIN), so that a run compacts at
+    the same step counts whatever its chunks' (time-adaptive) lengths."""
+    q = max(COMPACT_EVERY_MIN, 1 << max(0, it.bit_length() - 4))
+    return (it // q + 1) * q
+
+
+@dataclass
+class CompactionStats:
+    """Regroupings of the seed groups in flight (read by tests and the sweep's manifest)."""
+
+    relayouts: int = 0  # live groups gathered into a new layout
+    smaller_programs: int = 0  # ... of those, into a program of fewer rows
+    repacks: int = 0  # ... of those, live seeds repacked into new groups (`repack`)
+
+
+COMPACTION_STATS = CompactionStats()
+
+
+class GroupLayout(NamedTuple):
+    """Which of a batch's seed groups the chunk program runs, and where.
+
+    A group is `group` consecutive rows of the batch's full layout (`unit_layout`'s
+    `take`), always run whole, so a seed keeps the same neighbours side by side
+    wherever its group runs. `slots` lists, device by device, the group in each of the
+    program's group slots; -1 marks an idle slot (a copy of some group, marked done).
+    """
+
+    take: np.ndarray  # full layout: row -> seed of the batch
+    back: np.ndarray  # owners[i] -> its own (unpadded) row in the full layout
+    group: int
+    slots: np.ndarray  # (devices, slots a device): full-layout group ids, -1 idle
+    owners: np.ndarray  # the batch's seeds the full layout holds (all of them, until a repack)
+
+    @property
+    def rows(self) -> np.ndarray:
+        """Program row -> full-layout row (idle slots repeat the first group's)."""
+        first = self.slots[self.slots >= 0][0]
+        g = np.where(self.slots >= 0, self.slots, first).reshape(-1)
+        return (g[:, None] * self.group + np.arange(self.group)).reshape(-1)
+
+    @property
+    def idle_rows(self) -> np.ndarray:
+        return np.repeat(self.slots.reshape(-1) < 0, self.group)
+
+    def placed(self) -> tuple[np.ndarray, np.ndarray]:
+        """(seeds whose own row is in the program, that row's program index)."""
+        slot_of = np.full(len(self.take) // self.group, -1)
+        flat = self.slots.reshape(-1)
+        slot_of[flat[flat >= 0]] = np.flatnonzero(flat >= 0)
+        at = slot_of[self.back // self.group]
+        here = np.flatnonzero(at >= 0)
+        return self.owners[here], at[here] * self.group + self.back[here] % self.group
+
+    def compacted(self, done: np.ndarray, busy: np.ndarray) -> GroupLayout | None:
+        """The live groups (holding a seed not `done`) spread evenly over the devices,
+        in a program of half the slots or fewer once they fit it; None when that would
+        not shorten a chunk (the busiest device's count of `busy` slots, those with any
+        row not done, padding included, is already as low as it can be)."""
+        n_devices, n_slots = self.slots.shape
+        live = np.unique(self.back[~done[self.owners]] // self.group)
+        fair = -(-len(live) // n_devices)
+        if busy.reshape(n_devices, n_slots).sum(1).max() <= fair:
+            return None
+        slots = fair if 2 * len(live) <= n_devices * n_slots else n_slots
+        out = np.full(slots * n_devices, -1)
+        out[: len(live)] = live
+        return self._replace(slots=out.reshape(slots, n_devices).T.copy())  # group k -> device k % n
+
+
+def repacked(done: np.ndarray, unit: int, n_devices: int, groups_of: Callable[[int], tuple[int, int]]
+             ) -> GroupLayout:
+    """A full layout of the live seeds alone (with --repack): each block of `unit` seeds
+    keeps only its seeds not `done`, laid out over the devices as `unit_layout` lays out
+    a block, in groups sized anew for the largest block's live count
+    (`groups_of(seeds a device)`, `seed_groups`): fewer seeds side by side, which on a
+    CPU can change a seed's last bits."""
+    lives = [b + np.flatnonzero(~done[b: b + unit]) for b in range(0, len(done), unit)]
+    lives = [seeds for seeds in lives if len(seeds)]
+    n_groups, group = groups_of(-(-max(map(len, lives)) // n_devices))
+    per_device = n_groups * group
+    takes, backs = [], []
+    for j, seeds in enumerate(lives):
+        _, take, back = unit_layout(len(seeds), len(seeds), n_devices, per_device)
+        takes.append(seeds[take].reshape(n_devices, per_device))
+        device, row = np.divmod(back, per_device)
+        backs.append(device * len(lives) * per_device + j * per_device + row)
+    take = np.concatenate(takes, axis=1).reshape(-1)
+    return GroupLayout(take, np.concatenate(backs), group, np.arange(len(take) // group).reshape(n_devices, -1),
+                       np.concatenate(lives))
+
+
 def train(
     spec: PhaseSpec,
     params0: dict,
@@ -509,6 +624,8 @@ def train(
     weight_decay: float | np.ndarray = 0.0,
     block: int | None = None,
     state0: dict | None = None,
+    compact: bool = True,
+    repack: bool = False,
 ) -> Outcome:
     """Train every seed of `params0` (leading axis = seeds) on (x, y) to zero error.
 
@@ -532,9 +649,14 @@ def train(
     device or process count. With `donate`, host numpy params0 become the state and are
     overwritten (one copy of every seed's parameters less). `state0`: every seed's
     running statistics at the start (default: the model's initial ones); the layers
-    trained update theirs, the frozen layers' stay as they are.
+    trained update theirs, the frozen layers' stay as they are. `compact`: regroup the
+    live seed groups at the compaction points (module docstring); results are the same
+    either way. A resumed batch starts in its full layout (repacked as the run was, with
+    `repack`) and compacts from the next compaction point on. `repack` (with `compact`):
+    also repack the live seeds into smaller groups, which can change their last bits.
     """
     mesh = mesh or seed_mesh()
+    repack = repack and compact
     n_seeds = batch_keys.shape[0]
     block = block or n_seeds
     flight = min(n_seeds, max_in_flight or n_seeds)
@@ -561,40 +683,86 @@ def train(
     x_shared = None if spec.x_batched else distribute(x, shared)
     chunk_len = min(spec.chunk_steps, 16)
 
+    def repack_at(done: np.ndarray, packed_rows: int) -> tuple[GroupLayout, int] | None:
+        """The batch's live seeds repacked, once they fit half the rows of the last repack."""
+        new = repacked(done, unit, mesh.size, lambda n_local: seed_groups(spec, y.shape[-1], n_local))
+        rows = new.take.size // mesh.size
+        return (new, rows) if 2 * rows <= packed_rows else None
+
+    def place(sl: slice, layout: GroupLayout, state: SeedState):
+        """The batch's state and inputs in the layout's rows, on the devices, and its program."""
+        rows = layout.take[layout.rows]
+        pick = lambda tree: distribute(jax.tree.map(lambda a: a[sl][rows], tree), split)  # noqa: E731
+        host = jax.tree.map(lambda a: a[sl][rows], state)
+        host.done[layout.idle_rows] = True  # an idle slot's copy has nothing to do
+        live = distribute(host, split)
+        args = (pick(frozen), pick(x) if spec.x_batched else x_shared, pick(y), pick(hyper))
+        chunk = distribute(np.int32(0), shared)
+        return live, args, compiled(_run_chunk_sharded, (spec, mesh, layout.slots.shape[1]), live, *args, chunk)
+
     with deferred_interrupts() as interrupted:
         for b0 in range(0, n_seeds, flight):
             sl = slice(b0, min(b0 + flight, n_seeds))
             if state.done[sl].all():
                 continue
-            n_live = sl.stop - sl.start
-            n_units, take, back = unit_layout(n_live, unit, mesh.size, n_groups * group)
-            batch = lambda tree, sl=sl, take=take: distribute(jax.tree.map(lambda a: a[sl][take], tree), split)  # noqa: E731
-            live = batch(state)
+            _, take, back = unit_layout(sl.stop - sl.start, unit, mesh.size, n_groups * group)
+            layout = GroupLayout(take, back, group, np.arange(len(take) // group).reshape(mesh.size, -1),
+                                 np.arange(sl.stop - sl.start))
+            packed_rows = len(take) // mesh.size  # rows a device at the start or the last repack
             steps_elsewhere = int(state.step.sum()) - int(state.step[sl].sum())
-            args = (batch(frozen), batch(x) if spec.x_batched else x_shared, batch(y), batch(hyper))
-            chunk = distribute(np.int32(chunk_len), shared)
-            run_chunk = compiled(_run_chunk_sharded, (spec, mesh, n_units * n_groups), live, *args, chunk)
+            steps = state.step[sl].copy()
+            it = int(steps[~state.done[sl]].max()) // spec.check_every  # live seeds all share their step count
+            # one group slot a device and no repack: nothing to spread, and no chunk cut short for it
+            point = compaction_point(it) if compact and (repack or layout.slots.shape[1] > 1) else None
+            if repack:  # a resumed run: the repacks up to here again, from the step at which each seed stopped
+                stopped_after = steps // spec.check_every + 1  # loop iterations (see _step)
+                at = compaction_point(0)
+                while at <= it:
+                    again = repack_at(state.done[sl] & (stopped_after <= at), packed_rows)
+                    layout, packed_rows = again or (layout, packed_rows)
+                    at = compaction_point(at)
+            live, args, run_chunk = place(sl, layout, state)
+            placed, rows = layout.placed()
             while True:
+                run_len = chunk_len if point is None else min(chunk_len, point - it)
                 t0 = time.perf_counter()
-                live = run_chunk(live, *args, distribute(np.int32(chunk_len), shared))
-                done_steps = jax.tree.map(lambda a, back=back: a[back], gather((live.done, live.step)))  # waits
+                live = run_chunk(live, *args, distribute(np.int32(run_len), shared))
+                done_p, steps_p = gather((live.done, live.step))  # waits
                 # Aim at CHUNK_SECONDS a call: prompt progress and saves, little overhead.
-                ratio = CHUNK_SECONDS / max(time.perf_counter() - t0, 1e-3)
-                chunk_len = int(min(spec.chunk_steps, max(1, chunk_len * min(ratio, 4.0))))
-                state = state._replace(done=_set_rows(state.done, sl, done_steps[0]))
-                max_step = int(done_steps[1].max())
+                per_iteration = max(time.perf_counter() - t0, 1e-3) / run_len
+                chunk_len = int(min(spec.chunk_steps, max(1, min(CHUNK_SECONDS / per_iteration, 4.0 * chunk_len))))
+                it += run_len
+                state.done[sl.start + placed] = done_p[rows]
+                steps[placed] = steps_p[rows]
+                max_step = int(steps.max())
                 if progress is not None:
-                    progress(int(state.done.sum()), n_seeds, max_step, steps_elsewhere + int(done_steps[1].sum()))
-                finished, stop = bool(done_steps[0].all()), interrupted()
+                    progress(int(state.done.sum()), n_seeds, max_step, steps_elsewhere + int(steps.sum()))
+                finished, stop = bool(state.done[sl].all()), interrupted()
                 save = store is not None and not finished and (stop or store.due(max_step))
-                if finished or save:  # bring the batch's full state back to the host
-                    state = _set_rows(state, sl, jax.tree.map(lambda a, back=back: a[back], gather(live)))
+                smaller = None
+                if point is not None and it == point and not finished and not stop:
+                    point = compaction_point(it)
+                    again = repack_at(state.done[sl], packed_rows) if repack else None
+                    if again is not None:
+                        smaller, packed_rows = again
+                    else:
+                        smaller = layout.compacted(state.done[sl], ~done_p.reshape(-1, layout.group).all(1))
+                if finished or save or smaller is not None:  # bring the placed seeds' full state back to the host
+                    back_home = jax.tree.map(lambda a, rows=rows: a[rows], gather(live))
+                    state = _set_rows(state, sl.start + placed, back_home)
                 if save:
                     store.save(state, complete=False)
                 if finished:
                     break
                 if stop:
                     raise KeyboardInterrupt
+                if smaller is not None:  # the live groups alone, spread over the devices
+                    COMPACTION_STATS.relayouts += 1
+                    COMPACTION_STATS.smaller_programs += smaller.rows.size < layout.rows.size
+                    COMPACTION_STATS.repacks += again is not None
+                    layout = smaller
+                    live, args, run_chunk = place(sl, layout, state)
+                    placed, rows = layout.placed()
         if store is not None and not was_complete:
             store.save(state, complete=True)
         if interrupted():  # arrived in the last chunk: the finished phase is saved first
