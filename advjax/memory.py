@@ -133,7 +133,9 @@ def check_memory(cfg, ds: Dataset, model: Model, x_batched: bool) -> None:
     if cfg.confusion_copies:  # phase 1's confusion set: R·n inputs, their true and random labels per seed
         add("--confusion-copies", 4 * examples_trained(cfg, ds) * (d + 2 * cfg.seeds // data_copies), data_copies)
     units = width if model.kind == "mlp" else activations_per_example(model)  # a conv net: every position's units
-    evaluated = min(ds.n_test, max(1, EVAL_FLOATS // units))  # examples an evaluation pass holds (`apply_bounded`)
+    # examples an evaluation pass holds: a conv net's come in batches (`apply_bounded`); the MLP's count is the
+    # measured one-pass count (its pass over a huge test set is batched too, but its other arrays are not)
+    evaluated = ds.n_test if model.kind == "mlp" else min(ds.n_test, max(1, EVAL_FLOATS // units))
     add("--n-test" if ds.n_test >= width else "--widths", 12 * evaluated * (units + n_out))  # one seed's evaluation
     if cfg.measures and d == 2:
         add("--grid", 8 * cfg.grid**2 * (n_out + 3), 1)
