@@ -51,7 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .devices import cpu_cores, use_cpu_devices
+from .devices import cpu_cores, machine_name, use_cpu_devices
 
 WORKLOADS = {
     # name: (d, n, n_out, batch_size or None, lr)
@@ -223,19 +223,6 @@ def roofline(row: dict, peaks: dict) -> dict:
     measured = 1.0 / row["seed_steps_per_s"]
     return {"bound_seconds": max(compute, memory), "bound_by": "compute" if compute >= memory else "memory",
             "measured_seconds": measured, "times_bound": measured / max(compute, memory)}
-
-
-def machine_name() -> str:
-    """The CPU model (from /proc/cpuinfo) and any accelerator jax sees."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    dev = jax.devices()[0]
-    accel = f", {dev.device_kind} ({dev.platform})" if dev.platform != "cpu" else ""
-    return f"{cpu}, {cpu_cores()} cores{accel}"
 
 
 # -- (d) a jitted per-seed step from a Python loop ---------------------------------------------------

@@ -8,6 +8,7 @@ per core lets the seed axis be sharded across cores like across GPUs (2-3x on 2 
 from __future__ import annotations
 
 import os
+import platform
 
 import jax
 from jax._src import xla_bridge
@@ -33,3 +34,16 @@ def use_cpu_devices(n: int | None = None) -> bool:
         return False
     jax.config.update("jax_num_cpu_devices", n or cpu_cores())
     return True
+
+
+def machine_name() -> str:
+    """The CPU model (from /proc/cpuinfo) and any accelerator jax sees."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    dev = jax.devices()[0]
+    accel = f", {dev.device_kind} ({dev.platform})" if dev.platform != "cpu" else ""
+    return f"{cpu}, {cpu_cores()} cores{accel}"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import jax
 import numpy as np
@@ -277,6 +278,7 @@ class TrainSettings:
     lr_factor: float = 1.0
     compact: bool = True  # regroup the live seed groups as others finish (train's `compact`; same results)
     repack: bool = False  # ... and repack live seeds into new groups (train's `repack`; last bits may change)
+    tuner: Any = None  # a tune.GroupTuner: each phase's seed-group size probed on this machine (same results)
 
     def optimizer_of(self, phase: Phase) -> Optimizer:
         if phase.optimizer is not None:
@@ -459,15 +461,18 @@ def _train_together(prefixes: list[tuple[Phase, ...]], run: WidthRun, name: str)
     keys = np.asarray(jax.vmap(lambda k: jax.random.fold_in(k, i))(run.batch_keys))
     label = describe(prefixes[0], i, name) + (f" · {len(prefixes)} grid points" if together else "")
     callback = run.progress(label, max(o.max_steps for o in opts)) if run.progress else None
+    data = (stack(starts), stack([x] * len(prefixes)) if run.x_batched else x,
+            stack([run.labels_of(p) for p in phases]), np.tile(keys, (len(prefixes), 1)),
+            per_point([o.lr for o in opts]))
+    seeds = dict(need=per_point([need_for(p.target_acc, n_train) for p in phases]),
+                 momentum=per_point([o.momentum for o in opts]), weight_decay=per_point([o.weight_decay for o in opts]),
+                 block=n_seeds, max_in_flight=s.max_in_flight, state0=stack(states))
+    if s.tuner is not None:
+        spec = s.tuner.choose(spec, *data, **seeds, label=label)
     out = train(
-        spec, stack(starts), stack([x] * len(prefixes)) if run.x_batched else x,
-        stack([run.labels_of(p) for p in phases]), np.tile(keys, (len(prefixes), 1)),
-        per_point([o.lr for o in opts]), per_point([o.max_steps for o in opts]),
+        spec, *data, per_point([o.max_steps for o in opts]), **seeds,
         progress=callback, store=run.store(prefixes) if run.store else None,
-        max_in_flight=s.max_in_flight, donate=together or (fresh and not first.start),
-        need=per_point([need_for(p.target_acc, n_train) for p in phases]),
-        momentum=per_point([o.momentum for o in opts]), weight_decay=per_point([o.weight_decay for o in opts]),
-        block=n_seeds, state0=stack(states), compact=s.compact, repack=s.repack,
+        donate=together or (fresh and not first.start), compact=s.compact, repack=s.repack,
     )
     del starts, states
     for d, prefix in enumerate(prefixes):

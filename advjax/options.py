@@ -497,6 +497,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("compact", True, boolean, "as seed groups finish, run the live ones alone, spread over the devices, at "
            "fixed step counts (default on; identical results); --no-compact keeps every group in place",
            runtime=True, type=bool),
+    Option("tune_groups", False, boolean, "before each phase, time the seed-group sizes 2^16..2^24 on its first "
+           "seeds for a few steps and train with the fastest whose every bit matches the default's (so results are "
+           "the same); choices cached per machine and shapes beside the compile cache, recorded in manifest.json "
+           "(default off)", lambda c: not c.distributed, "without --distributed", runtime=True, type=bool),
     Option("keep_params", False, boolean, "keep every phase's final parameters under checkpoints/, not only "
            "Θ_adv", runtime=True, type=bool),
     Option("compile_cache", "auto", text, "persistent compilation cache directory (default "

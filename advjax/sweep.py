@@ -81,6 +81,7 @@ from .results import (
 )
 from .rundir import RunLock, check_writable, entries, remove_stray_temporaries
 from .train import COMPACTION_STATS, COMPILE_STATS, evaluate, init_params
+from .tune import GroupTuner
 
 # Independent streams per seed: fixing one source of randomness never moves another.
 KEY_DATA, KEY_LABELS, KEY_INIT, KEY_BATCHES, KEY_FRESH, KEY_FRACTION, KEY_CONFUSION = range(7)
@@ -285,7 +286,8 @@ def shared_settings(cfg: SweepConfig) -> TrainSettings:
     """What every phase shares (each phase carries its own optimizer, step size and cap)."""
     return TrainSettings(lr=cfg.lr, max_steps=cfg.max_steps, batch_size=cfg.batch_size or None,
                          loss_reduction=cfg.loss_reduction, chunk_steps=cfg.chunk_steps, compact=cfg.compact,
-                         repack=cfg.repack and cfg.compact)
+                         repack=cfg.repack and cfg.compact,
+                         tuner=GroupTuner(compile_cache_dir(cfg.compile_cache)) if cfg.tune_groups else None)
 
 
 def check_every(cfg: SweepConfig, n_train: int) -> int:
@@ -605,6 +607,8 @@ def _sweep_widths(cfg, ds, out, writer, seeds, keys, split, y_train, y_rand, x_b
             "compactions": COMPACTION_STATS.relayouts - relayouts_before,
             "repacks": COMPACTION_STATS.repacks - repacks_before,
         }
+        if run.settings.tuner is not None:
+            width_stats[str(width)]["group_tuning"] = run.settings.tuner.records
         manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         manifest["peak_memory"] = peak_memory()
         if not writer:

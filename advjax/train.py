@@ -79,7 +79,7 @@ class PhaseSpec:
     loss_reduction: str = "mean"
     chunk_steps: int = 100_000  # most steps in one call; calls adapt to ~CHUNK_SECONDS each
     x_batched: bool = True  # x carries a seed axis (False: one x shared by all seeds)
-    group_elements: int = 1 << 20  # seeds run in cache-sized groups of about this many floats
+    group_elements: int = 1 << 20  # seeds run in cache-sized groups of about this many floats (advjax.tune)
     optimizer: str = "sgd"  # "sgd" (the paper's) or "adam" (an option for the random-label phase)
     momentum: float = 0.0  # heavy-ball momentum of sgd (torch.optim.SGD's convention)
     weight_decay: float = 0.0  # L2 coefficient added to the gradient (torch.optim.SGD's weight_decay)
@@ -473,6 +473,17 @@ def _set_rows(tree, sl: slice | np.ndarray, part):
     return jax.tree.map(one, tree, part)
 
 
+def in_flight(n_seeds: int, block: int | None, max_in_flight: int | None) -> tuple[int, int]:
+    """(unit, flight) of `train`: seeds laid out together as one run of them alone (a
+    block, or a batch where a block does not fit), and seeds on the devices at once."""
+    block = block or n_seeds
+    flight = min(n_seeds, max_in_flight or n_seeds)
+    # Whole blocks in flight where they fit, each laid out as a run of its seeds alone;
+    # else batches of `flight` seeds, blocks or not.
+    unit = block if flight >= block else flight
+    return unit, flight // unit * unit
+
+
 def seed_groups(spec: PhaseSpec, n: int, n_local: int) -> tuple[int, int]:
     """(groups, seeds per group) for a device holding n_local seeds: groups as large as
     fit spec.group_elements floats of a seed's activations on its n training points and
@@ -658,12 +669,7 @@ def train(
     mesh = mesh or seed_mesh()
     repack = repack and compact
     n_seeds = batch_keys.shape[0]
-    block = block or n_seeds
-    flight = min(n_seeds, max_in_flight or n_seeds)
-    # Whole blocks in flight where they fit, each laid out as a run of its seeds alone;
-    # else batches of `flight` seeds, blocks or not.
-    unit = block if flight >= block else flight
-    flight = flight // unit * unit
+    unit, flight = in_flight(n_seeds, block, max_in_flight)
     n_groups, group = seed_groups(spec, y.shape[-1], -(-unit // mesh.size))
     split = NamedSharding(mesh, P(SEED_AXIS))
     shared = NamedSharding(mesh, P())

@@ -747,6 +747,9 @@ NOT_APPLICABLE = [
     C("na-coordinator-without-distributed", ["--coordinator", "127.0.0.1:12355"], "--coordinator"),
     C("na-num-processes-without-distributed", ["--num-processes", "2"], "--num-processes"),
     C("na-process-id-without-distributed", ["--process-id", "1"], "--process-id"),
+    # each process would time its own candidates and might choose another group size than its peers
+    C("na-tune-groups-with-distributed", ["--distributed", "--coordinator", "127.0.0.1:12355", "--num-processes", "1",
+                                          "--process-id", "0", "--tune-groups"], "--tune-groups"),
 ]
 
 DISTRIBUTED = [
