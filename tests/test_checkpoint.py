@@ -92,10 +92,20 @@ def _has_save(path):
     return os.path.isdir(path) and any(d.isdigit() for d in os.listdir(path))
 
 
+KILLED = {**BASE, "widths": "6,8", "experiments": "2,3", "max_steps": 3000, "chunk_steps": 50, "checkpoint_every": 50}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """results.csv of KILLED's sweep run without a kill (both signals compare with it)."""
+    out = tmp_path_factory.mktemp("whole")
+    run_sweep(KILLED, str(out))
+    return (out / "results.csv").read_bytes()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_killed_in_phase_one_then_resumed_equals_uninterrupted(tmp_path, sig):
-    cfg = {**BASE, "widths": "6,8", "experiments": "2,3", "max_steps": 3000, "chunk_steps": 50,
-           "checkpoint_every": 50}
+def test_killed_in_phase_one_then_resumed_equals_uninterrupted(tmp_path, sig, uninterrupted):
+    cfg = KILLED
     out = tmp_path / "killed"
     proc = subprocess.Popen([*CLI, *cli_args(cfg), "--out", str(out)], stderr=subprocess.PIPE)
     theta_adv = out / "checkpoints" / "p6" / "theta_adv"
@@ -110,11 +120,10 @@ def test_killed_in_phase_one_then_resumed_equals_uninterrupted(tmp_path, sig):
     assert not (out / "results.csv").exists()
     rc = main([*cli_args(cfg), "--out", str(out), "--resume"])
     assert rc == 0
-    run_sweep(cfg, str(tmp_path / "whole"))
-    assert (out / "results.csv").read_bytes() == (tmp_path / "whole" / "results.csv").read_bytes()
+    assert (out / "results.csv").read_bytes() == uninterrupted
     # resuming a finished sweep changes nothing and duplicates no row
     assert main([*cli_args(cfg), "--out", str(out), "--resume"]) == 0
-    assert (out / "results.csv").read_bytes() == (tmp_path / "whole" / "results.csv").read_bytes()
+    assert (out / "results.csv").read_bytes() == uninterrupted
 
 
 def test_resume_refuses_another_sweep_and_out_is_never_overwritten(tmp_path, capsys):

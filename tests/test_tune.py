@@ -3,14 +3,13 @@ never chooses a size that changes a bit of the results."""
 
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
 
 from advjax.model import MLP
+from advjax.sweep import run_sweep
 from advjax.train import PhaseSpec, init_params, seed_groups, train
 from advjax.tune import CACHE_FILE, DEFAULT, GroupTuner
 
@@ -108,18 +107,17 @@ def test_choice_margin_cache_and_one_layout(workload, tmp_path):
     assert single.probed == [] and single.records[-1]["from"] == "one layout"
 
 
-def _sweep(out, cache, *extra):
-    cmd = [sys.executable, "-m", "advjax.sweep", "--dataset", "spirals", "--widths", "1000", "--seeds", "16",
-           "--experiments", "baseline", "--max-steps", "40", "--n-test", "200", "--no-measures", "--no-figure",
-           "--quiet", "--out", str(out), "--compile-cache", str(cache), *extra]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+def _sweep(out, cache, **extra):
+    run_sweep({"dataset": "spirals", "widths": "1000", "seeds": 16, "experiments": "baseline", "max_steps": 40,
+               "n_test": 200, "measures": False, "figure": False, "quiet": True, "compile_cache": str(cache),
+               **extra}, str(out))
     return (out / "results.csv").read_text(), json.load(open(out / "manifest.json"))["widths"]["1000"]
 
 
 def test_sweep_tune_groups_gives_the_same_rows_and_reuses_its_choice(tmp_path):
     plain, _ = _sweep(tmp_path / "plain", tmp_path / "cache")
-    tuned, stats = _sweep(tmp_path / "tuned", tmp_path / "cache", "--tune-groups")
-    again, stats2 = _sweep(tmp_path / "again", tmp_path / "cache", "--tune-groups")
+    tuned, stats = _sweep(tmp_path / "tuned", tmp_path / "cache", tune_groups=True)
+    again, stats2 = _sweep(tmp_path / "again", tmp_path / "cache", tune_groups=True)
     assert tuned == plain and again == plain
     (first,), (second,) = stats["group_tuning"], stats2["group_tuning"]
     assert first["from"] == "probe" and second["from"] == "cache"
