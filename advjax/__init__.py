@@ -3,6 +3,7 @@ Ravichandran et al., "Learning from setbacks")."""
 
 __version__ = "0.1.0"
 
+from .checkpoint import CheckpointError, SavedPhase, load_phase, load_theta_adv  # noqa: E402
 from .data import DataError, make_dataset  # noqa: E402
 from .options import ConfigError, SweepConfig  # noqa: E402
 
@@ -15,4 +16,5 @@ def run_sweep(config, out=None) -> list[dict]:
     return _run_sweep(config, out)
 
 
-__all__ = ["ConfigError", "DataError", "SweepConfig", "make_dataset", "run_sweep"]
+__all__ = ["CheckpointError", "ConfigError", "DataError", "SavedPhase", "SweepConfig", "load_phase", "load_theta_adv",
+           "make_dataset", "run_sweep"]

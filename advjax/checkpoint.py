@@ -26,7 +26,7 @@ import os
 import shutil
 import sys
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -292,6 +292,75 @@ class PhaseStore:
         except Exception as e:
             raise CheckpointError(self.flag, f"checkpoint {self.directory} is unreadable ({_reason(e)})") from None
         return meta
+
+
+# -- reading a saved phase back, from Python ---------------------------------------------------------
+
+class SavedPhase(NamedTuple):
+    """A phase's newest save, as host arrays (seed axis first)."""
+
+    params: dict  # the layers the phase trained (every layer for Θ_adv)
+    model_state: dict  # running statistics of a BatchNorm model ({} for one without)
+    model: Any  # the Model that applies them: model.apply(params of one seed, x)
+    seeds: list[int]
+    steps: np.ndarray
+    converged: np.ndarray
+    diverged: np.ndarray
+    complete: bool  # False: a phase interrupted in flight (resume its sweep to finish it)
+    fingerprint: dict  # what determined it: data, model, seeds, each phase's settings
+    directory: str
+
+
+def load_phase(directory: str) -> SavedPhase:
+    """A phase checkpoint (e.g. OUT/checkpoints/p100/theta_adv) read without its sweep:
+    the model comes from the fingerprint, the arrays as saved. CheckpointError if there
+    is none or it is unreadable."""
+    import orbax.checkpoint as ocp
+
+    from .model import model_from_options
+
+    store = PhaseStore(directory, {}, flag="checkpoint")
+    if not store.exists():
+        raise CheckpointError("checkpoint", f"no checkpoint at {store.directory}")
+    meta = store.read_meta()
+    try:
+        with store._manager() as mgr:
+            saved = mgr.restore(mgr.latest_step(), args=ocp.args.Composite(state=ocp.args.StandardRestore())).state
+    except Exception as e:
+        raise CheckpointError("checkpoint", f"checkpoint {store.directory} is unreadable ({_reason(e)})") from None
+    host = jax.tree.map(np.asarray, saved)
+    fp = meta["fingerprint"]
+    return SavedPhase(host["params"], host.get("model_state", {}), model_from_options(fp["model"]), list(fp["seeds"]),
+                      host["step"], host["converged"], host["diverged"], bool(meta.get("complete")), fp,
+                      store.directory)
+
+
+def load_theta_adv(out: str, width: int, **phase1) -> SavedPhase:
+    """Θ_adv of `width` in a sweep's output directory (the network after phase 1, on
+    random labels, every seed). In a sweep whose grid varies phase 1, name the point by
+    the settings its fingerprint records for phase 1, e.g. `lr=0.03` or
+    `random_fraction=0.5` (ValueError lists them when the choice is ambiguous)."""
+    from .results import read_manifest
+
+    try:
+        saved = read_manifest(out)["checkpoints"][f"p{width}"]
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"{out} holds no sweep of width {width} ({type(e).__name__}: {e})") from None
+    found = [load_phase(os.path.join(out, rel)) for name, rel in sorted(saved.items())
+             if name.split("/")[0] == THETA_ADV and PhaseStore(os.path.join(out, rel), {}).exists()]
+    if not found:
+        raise ValueError(f"{out} keeps no Θ_adv for width {width} (its experiments start from none)")
+    first = [f.fingerprint["phases"][0] for f in found]
+    fits = [f for f, rec in zip(found, first) if all(rec.get(k) == v for k, v in phase1.items())]
+    if not fits:
+        have = [{k: rec.get(k) for k in phase1} for rec in first]
+        raise ValueError(f"no Θ_adv of width {width} in {out} has {phase1}; phase 1 there: {have}")
+    if len(fits) > 1:
+        varied = sorted({k for rec in first for k, v in rec.items() if v != first[0].get(k)})
+        points = [{k: rec.get(k) for k in varied} for rec in first]
+        raise ValueError(f"{len(fits)} Θ_adv of width {width} in {out} fit {phase1}; name one by "
+                         f"{', '.join(varied)}: {points}")
+    return fits[0]
 
 
 # -- final parameters of an experiment (--keep-params), for figures ----------------------------------
