@@ -160,13 +160,13 @@ def run_advjax(name, width, n_seeds, steps, group: int | None = None, im2col: bo
                keep_params: bool = False):
     """The engine on the workload; `group`: seeds side by side in each of a device's seed
     groups (default: the trainer's own choice, `PhaseSpec.group_elements`); `im2col`:
-    the CNN with its convolutions as patch matmuls (`Im2colCNN`, issue 14 item 5)."""
+    the conv net with its convolutions as patch matmuls (the sweep's --conv-impl im2col)."""
     from .train import COMPILE_STATS, PhaseSpec, train
 
     n, batch, lr = settings(name)
     model, x, y, theta0, bkeys = workload_data(name, n_seeds, width)
     if im2col:
-        model = _im2col_cnn()(model.width, model.n_in, model.n_out, model.init_scheme)
+        model = dataclasses.replace(model, conv_impl="im2col")
     spec = PhaseSpec(model, model.layers, batch_size=batch, chunk_steps=max(1, min(steps, 1000)),
                      x_batched=per_seed_x(model, x))
     if group is not None:
@@ -568,41 +568,11 @@ def agreement(name: str, width: int, steps: int) -> dict:
 
 # -- seeds at once on conv nets: layouts (issue 14, item 5) ----------------------------------------------
 
-def _im2col_conv_relu_pool(h_BxHxWxC, layer):
-    """`model._conv_relu_pool` as one matmul: the 3x3 SAME patches of every position
-    (zero-padded), (B, H, W, 9C), times the kernel as (9C, C_out). Under vmap over seeds
-    it is a batched matmul, where `lax.conv` becomes a grouped convolution."""
-    _, height, wide, _ = h_BxHxWxC.shape
-    padded = jnp.pad(h_BxHxWxC, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    patches = jnp.concatenate([padded[:, i:i + height, j:j + wide] for i in range(3) for j in range(3)], axis=-1)
-    pre = patches @ layer["kernel"].reshape(-1, layer["kernel"].shape[-1]) + layer["bias"]
-    return pre, jax.lax.reduce_window(jax.nn.relu(pre), -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
-
-
-@functools.lru_cache(maxsize=1)
-def _im2col_cnn():
-    from .model import CNN, _flat
-
-    @dataclasses.dataclass(frozen=True)
-    class Im2colCNN(CNN):
-        """advjax's CNN, the same function and parameters, its convolutions as patch
-        matmuls: a layout measured against `lax.conv` (not used by the sweep)."""
-
-        def _forward(self, params, x_BxHxWxC):
-            pres, h = [], x_BxHxWxC
-            for name in self.layers[:-1]:
-                pre, h = _im2col_conv_relu_pool(h, params[name])
-                pres.append(pre)
-            return tuple(pres), _flat(h) @ params["readout"]["kernel"] + params["readout"]["bias"]
-
-    return Im2colCNN
-
-
 def layout_row(name: str, width: int, n_seeds: int, steps: int, layout: str) -> dict:
     """advjax's throughput with one seed layout: "vmap" (all of a device's seeds side by
     side: grouped convolutions), "sequential" (one seed at a time inside the program,
     `lax.map` over groups of 1), "groups-of-2", or "im2col" (sequential, convolutions as
-    patch matmuls; CNN only). For the CNN, also how far seed 0 trained among n_seeds is
+    patch matmuls: --conv-impl im2col). For the CNN, also how far seed 0 trained among n_seeds is
     from seed 0 trained alone (max relative difference of its parameters)."""
     per_device = -(-n_seeds // len(jax.devices()))
     group = {"vmap": per_device, "sequential": 1, "groups-of-2": 2, "im2col": 1}[layout]
@@ -743,6 +713,8 @@ def grid_table(rows: list[dict]) -> str:
 
 IMPLS = {"advjax": run_advjax, "torch_loop": run_torch_loop, "torch_func": run_torch_func,
          "jax_per_seed": run_jax_per_seed}
+MLP_IMPLS = tuple(IMPLS)
+IMPLS["advjax_im2col"] = functools.partial(run_advjax, im2col=True)  # conv rows only: --conv-impl im2col
 
 
 def plan(quick: bool, widths) -> list[dict]:
@@ -770,7 +742,7 @@ def plan(quick: bool, widths) -> list[dict]:
     return jobs
 
 
-CONV_IMPLS = ("advjax", "torch_loop", "torch_func")
+CONV_IMPLS = ("advjax", "advjax_im2col", "torch_loop", "torch_func")
 
 
 def conv_plan(quick: bool) -> list[dict]:
@@ -778,8 +750,10 @@ def conv_plan(quick: bool) -> list[dict]:
     at width 4). ResNet-18 is ~100 MFLOP a seed-step at width 16 and advjax runs it at
     seconds a seed-step on this CPU (PERFORMANCE.md), so its rows are a few steps."""
     sizes = {  # workload: (width, {impl: (seeds, steps)})
-        "cnn-mnist": (16, {"advjax": (8, 20), "torch_loop": (2, 20), "torch_func": (8, 8)}),
-        "resnet18-32px": (16, {"advjax": (2, 2), "torch_loop": (2, 3), "torch_func": (2, 2)}),
+        "cnn-mnist": (16, {"advjax": (8, 20), "advjax_im2col": (8, 20), "torch_loop": (2, 20),
+                           "torch_func": (8, 8)}),
+        "resnet18-32px": (16, {"advjax": (2, 2), "advjax_im2col": (2, 4), "torch_loop": (2, 3),
+                               "torch_func": (2, 2)}),
     }
     if quick:
         sizes = {name: (4, {impl: (2, 2) for impl in CONV_IMPLS}) for name in sizes}
@@ -820,20 +794,23 @@ def run_job(job: dict, peaks: dict) -> dict:
 
 def conv_table(results: list[dict]) -> str:
     nan = float("nan")
-    lines = [f"{'conv net':<14} {'width':>5}  {'advjax':>8} {'torch loop':>10} {'torch.func':>10}  "
-             f"{'vs loop':>7} {'vs func':>7}  {'MFLOP/step':>10}  {'% peak: advjax':>14} {'loop':>6} {'func':>6}"]
+    lines = [f"{'conv net':<14} {'width':>5}  {'advjax':>8} {'im2col':>8} {'torch loop':>10} {'torch.func':>10}  "
+             f"{'vs loop':>7} {'vs func':>7} {'im2col vs loop':>14}  {'MFLOP/step':>10}  {'% peak: advjax':>14} "
+             f"{'loop':>6} {'func':>6}"]
     keyed = {(r["workload"], r["width"], r["impl"]): r for r in results}
     for (name, p) in dict.fromkeys((r["workload"], r["width"]) for r in results if r["workload"] in CONV_WORKLOADS):
         rows = {impl: keyed[(name, p, impl)] for impl in CONV_IMPLS if (name, p, impl) in keyed}
         rate = {impl: rows[impl]["seed_steps_per_s"] if impl in rows else nan for impl in CONV_IMPLS}
         share = {impl: 100 * rows[impl]["share_of_peak"] if impl in rows else nan for impl in CONV_IMPLS}
         lines.append(
-            f"{name:<14} {p:>5}  {rate['advjax']:>8.2f} {rate['torch_loop']:>10.2f} {rate['torch_func']:>10.2f}  "
-            f"{rate['advjax'] / rate['torch_loop']:>6.2f}x {rate['advjax'] / rate['torch_func']:>6.2f}x  "
+            f"{name:<14} {p:>5}  {rate['advjax']:>8.2f} {rate['advjax_im2col']:>8.2f} {rate['torch_loop']:>10.2f} "
+            f"{rate['torch_func']:>10.2f}  {rate['advjax'] / rate['torch_loop']:>6.2f}x "
+            f"{rate['advjax'] / rate['torch_func']:>6.2f}x {rate['advjax_im2col'] / rate['torch_loop']:>13.2f}x  "
             f"{rows['advjax']['xla_flops_per_seed_step'] / 1e6:>10.1f}  {share['advjax']:>13.1f}% "
             f"{share['torch_loop']:>5.1f}% {share['torch_func']:>5.1f}%")
     lines.append("seed-steps per second (one minibatch update of a seed and the error check on its whole training "
-                 "set); FLOPs per seed-step as XLA counts advjax's compiled step, % of the matmul peak for each")
+                 "set); im2col: advjax with --conv-impl im2col; FLOPs per seed-step as XLA counts advjax's compiled "
+                 "step, % of the matmul peak for each")
     return "\n".join(lines)
 
 
@@ -842,10 +819,10 @@ def table(results: list[dict], peaks: dict) -> str:
              f"{'jax/seed':>10}  {'vs loop':>8} {'vs func':>8}  {'GFLOP/s':>8} {'% peak':>7} {'compile s':>9}"]
     keyed = {(r["workload"], r["width"], r["impl"]): r for r in results}
     for (name, p) in dict.fromkeys((r["workload"], r["width"]) for r in results if r["workload"] in WORKLOADS):
-        rate = {impl: keyed[(name, p, impl)]["seed_steps_per_s"] for impl in IMPLS if (name, p, impl) in keyed}
+        rate = {impl: keyed[(name, p, impl)]["seed_steps_per_s"] for impl in MLP_IMPLS if (name, p, impl) in keyed}
         a = keyed[(name, p, "advjax")]
         lines.append(
-            f"{name:<11} {p:>5}  " + " ".join(f"{rate.get(i, float('nan')):>10,.0f}" for i in IMPLS)
+            f"{name:<11} {p:>5}  " + " ".join(f"{rate.get(i, float('nan')):>10,.0f}" for i in MLP_IMPLS)
             + f"  {rate['advjax'] / rate['torch_loop']:>7.0f}x {rate['advjax'] / rate['torch_func']:>7.1f}x"
             + f"  {a['useful_flops_per_s'] / 1e9:>8.1f} {100 * a['useful_flops_per_s'] / peaks['peak_flops']:>6.1f}%"
             + f" {a['compile_seconds']:>9.2f}")
@@ -919,7 +896,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": time.perf_counter() - t_start,
     }
     print(f"machine: {machine_name()}")
-    if all(i in only for i in IMPLS) and any(r["workload"] in WORKLOADS for r in results):
+    if all(i in only for i in MLP_IMPLS) and any(r["workload"] in WORKLOADS for r in results):
         print(table(results, peaks))
     if any(r["workload"] in CONV_WORKLOADS for r in results):
         print(conv_table(results))

@@ -13,7 +13,7 @@ import jax
 
 from .data import Dataset
 from .experiments import PAPER_EXPERIMENTS
-from .model import Model, activations_per_example, input_shape, n_parameters
+from .model import Model, activations_per_example, forward_floats_per_example, input_shape, n_parameters
 from .options import ConfigError, parse_bytes
 from .train import CHECK_BATCH, EVAL_FLOATS
 
@@ -57,10 +57,11 @@ def activation_floats(model: Model, n_train: int, batch_size: int | None) -> int
     """Activation floats one seed holds in a step. An MLP: its training set's (measured,
     the check's forward pass over all n). A conv net, whose activations outweigh its
     parameters: a step's minibatch with its gradient's copies, or a check's batch of at
-    most CHECK_BATCH examples in inference mode, whichever is larger."""
-    units = activations_per_example(model)
+    most CHECK_BATCH examples in inference mode, whichever is larger (with im2col
+    convolutions, their patches too)."""
     if model.kind == "mlp":
-        return n_train * units
+        return n_train * activations_per_example(model)
+    units = forward_floats_per_example(model)
     step = min(batch_size or n_train, n_train)
     return units * max(STEP_ACTIVATION_COPIES * step, min(n_train, CHECK_BATCH))
 
@@ -132,7 +133,7 @@ def check_memory(cfg, ds: Dataset, model: Model, x_batched: bool) -> None:
     add("--n-test", 4 * ds.n_test * (d + 1), data_copies)
     if cfg.confusion_copies:  # phase 1's confusion set: R·n inputs, their true and random labels per seed
         add("--confusion-copies", 4 * examples_trained(cfg, ds) * (d + 2 * cfg.seeds // data_copies), data_copies)
-    units = width if model.kind == "mlp" else activations_per_example(model)  # a conv net: every position's units
+    units = width if model.kind == "mlp" else forward_floats_per_example(model)  # a conv net: every position's
     # examples an evaluation pass holds: a conv net's come in batches (`apply_bounded`); the MLP's count is the
     # measured one-pass count (its pass over a huge test set is batched too, but its other arrays are not)
     evaluated = ds.n_test if model.kind == "mlp" else min(ds.n_test, max(1, EVAL_FLOATS // units))

@@ -201,10 +201,38 @@ def _layer_init(scheme: str, fan_in: int):
     return kernel_init, nn.initializers.zeros
 
 
-def _conv_relu_pool(h_BxHxWxC: jax.Array, layer: dict) -> tuple[jax.Array, jax.Array]:
+CONV_IMPLS = ("xla", "im2col")  # how a conv net computes its convolutions (`_conv`)
+
+
+def _conv(h_BxHxWxC: jax.Array, kernel_KxKxIxO: jax.Array, stride: int, impl: str) -> jax.Array:
+    """A k x k convolution with torch's padding ((k-1)/2 zeros each side), no bias.
+    "xla": `lax.conv_general_dilated`. "im2col": one matmul of every output position's
+    k·k·C_in patch (zero-padded, strided slices) by the kernel as (k·k·C_in, C_out): the
+    same function, summed in another order (last bits differ), and much faster on XLA:CPU,
+    which runs convolutions inside a while loop (the trainer's) 6-20x slower than at a
+    program's top level (jax-ml/jax#12868; PERFORMANCE.md, "Conv nets"). Its patches hold
+    k·k times the input's floats (`memory.py` counts them)."""
+    k = kernel_KxKxIxO.shape[0]
+    pad = (k - 1) // 2
+    if impl == "xla":
+        return jax.lax.conv_general_dilated(h_BxHxWxC, kernel_KxKxIxO, (stride, stride), ((pad, pad), (pad, pad)),
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    if pad:
+        h_BxHxWxC = jnp.pad(h_BxHxWxC, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    rows, cols = (h_BxHxWxC.shape[1] - k) // stride + 1, (h_BxHxWxC.shape[2] - k) // stride + 1
+    taps = [h_BxHxWxC[:, i: i + stride * (rows - 1) + 1: stride, j: j + stride * (cols - 1) + 1: stride]
+            for i in range(k) for j in range(k)]  # (i, j, c) order: the kernel's HWIO rows
+    patches = taps[0] if len(taps) == 1 else jnp.concatenate(taps, axis=-1)
+    return patches @ kernel_KxKxIxO.reshape(-1, kernel_KxKxIxO.shape[-1])
+
+
+def _conv_relu_pool(h_BxHxWxC: jax.Array, layer: dict, impl: str = "xla") -> tuple[jax.Array, jax.Array]:
     """(pre-activations, relu then 2x2 max-pool) of one 3x3 SAME convolution."""
-    pre = jax.lax.conv_general_dilated(h_BxHxWxC, layer["kernel"], (1, 1), "SAME",
-                                       dimension_numbers=("NHWC", "HWIO", "NHWC")) + layer["bias"]
+    if impl == "xla":  # "SAME", as it always was (the same padding as `_conv`'s; kept for the program's bits)
+        pre = jax.lax.conv_general_dilated(h_BxHxWxC, layer["kernel"], (1, 1), "SAME",
+                                           dimension_numbers=("NHWC", "HWIO", "NHWC")) + layer["bias"]
+    else:
+        pre = _conv(h_BxHxWxC, layer["kernel"], 1, impl) + layer["bias"]
     return pre, nn.max_pool(jax.nn.relu(pre), (2, 2), strides=(2, 2))
 
 
@@ -217,10 +245,13 @@ class _ImageModel:
     n_in: tuple[int, int, int]
     n_out: int
     init_scheme: str = "torch"
+    conv_impl: str = "xla"  # how convolutions are computed (`_conv`; CONV_IMPLS)
     kind: ClassVar[str] = ""
     min_side: ClassVar[int] = 4
 
     def __post_init__(self):
+        if self.conv_impl not in CONV_IMPLS:
+            raise ValueError(f"conv_impl must be one of {', '.join(CONV_IMPLS)}, got {self.conv_impl!r}")
         shape = tuple(self.n_in) if not isinstance(self.n_in, int) else (self.n_in,)
         if len(shape) != 3 or min(shape[:2]) < self.min_side:
             raise ValueError(f"a {self.kind} needs images (H, W, C) of at least {self.min_side}x{self.min_side}, "
@@ -230,8 +261,9 @@ class _ImageModel:
         object.__setattr__(self, "n_in", tuple(int(v) for v in shape))
 
     def options(self) -> dict:
+        # conv_impl only where it is not the default: checkpoints made before it still match
         return {"kind": self.kind, "width": self.width, "n_in": list(self.n_in), "n_out": self.n_out,
-                "init": self.init_scheme}
+                "init": self.init_scheme, **({"conv_impl": self.conv_impl} if self.conv_impl != "xla" else {})}
 
 
 @dataclass(frozen=True)
@@ -261,7 +293,7 @@ class CNN(_Stateless, _ImageModel):
     def _forward(self, params: dict, x_BxHxWxC: jax.Array) -> tuple[tuple[jax.Array, ...], jax.Array]:
         pres, h = [], x_BxHxWxC
         for name in self.layers[:-1]:
-            pre, h = _conv_relu_pool(h, params[name])
+            pre, h = _conv_relu_pool(h, params[name], self.conv_impl)
             pres.append(pre)
         logits = _flat(h) @ params["readout"]["kernel"] + params["readout"]["bias"]
         return tuple(pres), logits
@@ -305,14 +337,11 @@ def _batch_norm(z_BxHxWxC: jax.Array, params: dict, stats: dict, train: bool,
 
 
 def _conv_bn(h_BxHxWxC: jax.Array, layer: dict, stats: dict, conv: str, bn: str, stride: int, train: bool,
-             weights_B: jax.Array | None) -> tuple[jax.Array, dict]:
+             weights_B: jax.Array | None, impl: str = "xla") -> tuple[jax.Array, dict]:
     """Convolution `conv` of a layer (torch's padding: (k-1)/2 zeros each side; its bias
-    if it has one) then its BatchNorm `bn`: (pre-activations, the BatchNorm's statistics
-    after)."""
-    kernel = layer[conv]["kernel"]
-    pad = (kernel.shape[0] - 1) // 2
-    z = jax.lax.conv_general_dilated(h_BxHxWxC, kernel, (stride, stride), ((pad, pad), (pad, pad)),
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    if it has one; computed as `impl` says) then its BatchNorm `bn`: (pre-activations,
+    the BatchNorm's statistics after)."""
+    z = _conv(h_BxHxWxC, layer[conv]["kernel"], stride, impl)
     if "bias" in layer[conv]:
         z = z + layer[conv]["bias"]
     return _batch_norm(z, layer[bn], stats[bn], train, weights_B)
@@ -441,7 +470,8 @@ class _VGG(_BatchNormNet):
                 h = nn.max_pool(h, (2, 2), strides=(2, 2))
                 continue
             name = next(names)
-            pre, stats = _conv_bn(h, params[name], state[name], "conv", "bn", 1, name in trainable, weights_B)
+            pre, stats = _conv_bn(h, params[name], state[name], "conv", "bn", 1, name in trainable, weights_B,
+                                  self.conv_impl)
             pres.append(pre)
             after[name] = {"bn": stats}
             h = jax.nn.relu(pre)
@@ -493,18 +523,19 @@ class ResNet18(_BatchNormNet):
         return _draw_all(key, params, self.init_scheme)
 
     def _forward(self, params, state, x_BxHxWxC, trainable, weights_B):
+        impl = self.conv_impl
         pre, stats = _conv_bn(x_BxHxWxC, params["stem"], state["stem"], "conv", "bn", 1, "stem" in trainable,
-                              weights_B)
+                              weights_B, impl)
         pres, after, h = [pre], {"stem": {"bn": stats}}, jax.nn.relu(pre)
         for name, _, _, stride in self._blocks():
             p, s, train = params[name], state[name], name in trainable
-            z1, s1 = _conv_bn(h, p, s, "conv1", "bn1", stride, train, weights_B)
-            z2, s2 = _conv_bn(jax.nn.relu(z1), p, s, "conv2", "bn2", 1, train, weights_B)
+            z1, s1 = _conv_bn(h, p, s, "conv1", "bn1", stride, train, weights_B, impl)
+            z2, s2 = _conv_bn(jax.nn.relu(z1), p, s, "conv2", "bn2", 1, train, weights_B, impl)
             after[name] = {"bn1": s1, "bn2": s2}
             shortcut = h
             if "shortcut" in p:
                 shortcut, after[name]["shortcut_bn"] = _conv_bn(h, p, s, "shortcut", "shortcut_bn", stride, train,
-                                                                weights_B)
+                                                                weights_B, impl)
             pres += [z1, z2 + shortcut]
             h = jax.nn.relu(pres[-1])
         logits = h.mean(axis=(1, 2)) @ params["readout"]["kernel"] + params["readout"]["bias"]
@@ -515,19 +546,20 @@ CONV_MODELS = {m.kind: m for m in (CNN, VGG11, VGG16, ResNet18)}
 
 
 def make_model(kind: str, width: int, n_in: int | tuple[int, ...], n_out: int, init: str = "torch",
-               depth: int = 1) -> Model:
+               depth: int = 1, conv_impl: str = "xla") -> Model:
     """A model of `kind` (one of MODEL_KINDS) from the sweep's options."""
     if kind == "mlp":
         return MLP(width, n_in if isinstance(n_in, int) else math.prod(n_in), n_out, init, depth)
     if kind in CONV_MODELS:
-        return CONV_MODELS[kind](width, tuple(n_in) if not isinstance(n_in, int) else n_in, n_out, init)
+        return CONV_MODELS[kind](width, tuple(n_in) if not isinstance(n_in, int) else n_in, n_out, init, conv_impl)
     raise ValueError(f"unknown model {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
 
 
 def model_from_options(options: dict) -> Model:
     """The model `options()` describes (e.g. as a checkpoint recorded it)."""
     o = dict(options)
-    return make_model(o.pop("kind"), o["width"], o["n_in"], o["n_out"], o.get("init", "torch"), o.get("depth", 1))
+    return make_model(o.pop("kind"), o["width"], o["n_in"], o["n_out"], o.get("init", "torch"), o.get("depth", 1),
+                      o.get("conv_impl", "xla"))
 
 
 def n_outputs(n_classes: int) -> int:
@@ -576,6 +608,17 @@ def activations_per_example(model: Model) -> int:
     x = jax.ShapeDtypeStruct((1, *input_shape(model)), jnp.float32)
     pre = jax.eval_shape(model.preactivations, param_shapes(model), x, jax.eval_shape(model.init_state))
     return int(sum(np.prod(p.shape[1:]) for p in pre))
+
+
+IM2COL_PATCH_COPIES = 9  # a 3x3 convolution's im2col patches: 9 floats for each of its input's
+
+
+def forward_floats_per_example(model: Model) -> int:
+    """Floats one example's forward pass holds: its activation units, and with im2col
+    convolutions their patches, counted as IM2COL_PATCH_COPIES per unit (an upper bound:
+    no conv here has more input than output floats at its output's positions)."""
+    units = activations_per_example(model)
+    return units * (1 + IM2COL_PATCH_COPIES) if getattr(model, "conv_impl", "xla") == "im2col" else units
 
 
 def zero_readout(model: Model, params: dict) -> dict:

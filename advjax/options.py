@@ -35,7 +35,7 @@ from .experiments import (
     layers_needed,
     per_layer,
 )
-from .model import CONV_KINDS, INIT_SCHEMES, MODEL_KINDS, make_model
+from .model import CONV_IMPLS, CONV_KINDS, INIT_SCHEMES, MODEL_KINDS, make_model
 from .train import AUGMENTATIONS, LOSS_REDUCTIONS, OPTIMIZERS, STOP_RULES
 
 INT32_MAX = 2**31 - 1  # step counters and step caps are int32 in the compiled program
@@ -441,6 +441,10 @@ OPTIONS: tuple[Option, ...] = (
            "with probability 1/2, per seed and step from the seed's minibatch key (default none; phase 1 never)",
            lambda c: c.model in CONV_KINDS and (c.dataset in IMAGE_DATASETS or _npz(c)),
            "with a conv model (--model cnn, vgg11, vgg16, resnet18) on image data", type=str),
+    Option("conv_impl", "xla", choice(CONV_IMPLS), "how a conv net computes its convolutions: xla (default, "
+           "lax.conv) or im2col (patch matmuls: the same function, other last bits; 2x the CNN's and 6x ResNet-18's "
+           "training speed on a CPU, where XLA runs convolutions inside the training loop slowly)",
+           lambda c: c.model in CONV_KINDS, "with a conv model (--model cnn, vgg11, vgg16, resnet18)", type=str),
     Option("init", "torch", choice(INIT_SCHEMES), "initialization: torch (default, nn.Linear's), lecun, he, "
            "xavier", type=str),
     # Experiments' own settings.

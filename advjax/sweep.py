@@ -252,7 +252,7 @@ def enable_compile_cache(directory: str | None) -> None:
 def make_sweep_model(cfg: SweepConfig, ds: Dataset, width: int) -> Model:
     n_in = ds.input_shape if ds.images else ds.n_features
     try:
-        return make_model(cfg.model, width, n_in, n_outputs(ds.n_classes), cfg.init, cfg.depth)
+        return make_model(cfg.model, width, n_in, n_outputs(ds.n_classes), cfg.init, cfg.depth, cfg.conv_impl)
     except ValueError as e:  # e.g. images too small for the model's pools
         raise ConfigError("--model", f"{e} ({ds.name})") from None
 

@@ -57,7 +57,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from .model import Model, activations_per_example, has_state, initial_states, n_parameters
+from .model import Model, activations_per_example, forward_floats_per_example, has_state, initial_states, n_parameters
 
 LOSS_REDUCTIONS = ("mean", "sum")
 OPTIMIZERS = ("sgd", "adam")
@@ -798,7 +798,7 @@ def apply_bounded(model: Model, params, x_NxD, model_state):
     once all n examples' activations would pass EVAL_FLOATS: the 50,000 CIFAR-10
     training images through a ResNet-18 would need 111 GB at once, 2 GB a batch.
     Smaller sets (every N_p run, the CNN on MNIST up to width 64) are one pass, as before."""
-    n, units = x_NxD.shape[0], activations_per_example(model)
+    n, units = x_NxD.shape[0], forward_floats_per_example(model)
     return apply_in_batches(model, params, x_NxD, model_state,
                             batch=n if n * units <= EVAL_FLOATS else max(1, EVAL_FLOATS // units))
 

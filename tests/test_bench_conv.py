@@ -2,6 +2,7 @@
 what advjax does (speed itself is never asserted here). A file of their own, so that the
 test workers share the bench's compile-heavy tests."""
 
+import dataclasses
 import importlib.util
 
 import jax
@@ -26,7 +27,7 @@ def _tiny_conv_workloads(monkeypatch):
 
 def test_conv_rows_run_at_tiny_size_and_have_their_columns(monkeypatch):
     _tiny_conv_workloads(monkeypatch)
-    impls = bench.CONV_IMPLS if HAS_TORCH else ("advjax",)
+    impls = bench.CONV_IMPLS if HAS_TORCH else ("advjax", "advjax_im2col")
     jobs = [{**job, "width": 2, "seeds": 2, "steps": 2} for job in bench.conv_plan(quick=True) if job["impl"] in impls]
     assert {j["workload"] for j in jobs} == {"cnn-mnist", "resnet18-32px"}
     rows = [bench.run_job(job, PEAKS) for job in jobs]
@@ -55,7 +56,7 @@ def test_torch_twins_of_the_conv_nets_compute_what_advjax_does(monkeypatch):
 def test_im2col_layout_is_the_same_cnn(monkeypatch):
     _tiny_conv_workloads(monkeypatch)
     model, x, _, theta0, _ = bench.workload_data("cnn-mnist", 1, 3)
-    twin = bench._im2col_cnn()(model.width, model.n_in, model.n_out)
+    twin = dataclasses.replace(model, conv_impl="im2col")
     params = jax.tree.map(lambda a: a[0], theta0)
     np.testing.assert_allclose(twin.apply(params, x), model.apply(params, x), rtol=1e-5, atol=1e-6)
     row = bench.layout_row("cnn-mnist", 3, 2, 3, "im2col")

@@ -1,0 +1,81 @@
+"""--conv-impl im2col: convolutions as patch matmuls, checked against lax.conv (the
+default) on every conv net, through the trainer and the CLI."""
+
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from advjax.model import CNN, make_model, model_from_options
+from advjax.results import read_results
+from advjax.sweep import main
+from advjax.train import PhaseSpec, train
+
+
+@pytest.mark.parametrize("kind,shape,gradient", [("cnn", (12, 12, 1), True), ("resnet18", (8, 8, 3), False)])
+def test_im2col_computes_the_same_function_and_gradient(kind, shape, gradient):
+    """Logits (and on the CNN every parameter's gradient) equal lax.conv's to float32
+    rounding; ResNet-18 covers the stride-2 3x3 and 1x1 shortcut convolutions and
+    BatchNorm's `_conv_bn`, which the VGGs share (its gradient: compile time)."""
+    conv = make_model(kind, 4, shape, 10)
+    patches = make_model(kind, 4, shape, 10, conv_impl="im2col")
+    params = conv.init(jax.random.PRNGKey(0))
+    x = jax.random.normal(jax.random.PRNGKey(1), (5, *shape))
+    state = conv.init_state()
+    np.testing.assert_allclose(patches.apply(params, x, state or None), conv.apply(params, x, state or None),
+                               rtol=1e-5, atol=1e-5)
+
+    if not gradient:
+        return
+
+    def grads(model):
+        return jax.grad(lambda p: jnp.sum(model.apply_train(p, state, x, model.layers)[0] ** 2))(params)
+
+    g_conv, g_patches = grads(conv), grads(patches)
+    scale = max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(g_conv))
+    for a, b in zip(jax.tree.leaves(g_conv), jax.tree.leaves(g_patches)):
+        assert float(jnp.max(jnp.abs(a - b))) < 1e-5 * scale
+
+
+def test_conv_impl_is_a_model_option_recorded_only_where_set():
+    conv = CNN(4, (8, 8, 1), 3)
+    patches = dataclasses.replace(conv, conv_impl="im2col")
+    assert "conv_impl" not in conv.options()  # checkpoints made before the option still match
+    assert patches.options()["conv_impl"] == "im2col" and model_from_options(patches.options()) == patches
+    assert patches != conv and hash(patches) != hash(conv)  # another compiled program
+    with pytest.raises(ValueError, match="conv_impl"):
+        CNN(4, (8, 8, 1), 3, conv_impl="fft")
+
+
+def test_a_seed_trained_with_im2col_equals_the_seed_alone():
+    model = CNN(4, (8, 8, 1), 3, conv_impl="im2col")
+    keys = jax.random.split(jax.random.PRNGKey(1), 3)
+    x = jax.random.normal(jax.random.PRNGKey(3), (3, 24, 8, 8, 1))
+    y = jax.random.randint(jax.random.PRNGKey(4), (3, 24), 0, 3)
+    theta0 = jax.vmap(model.init)(keys)
+    # one seed a group, as the default group size lays out conv nets on real image sets
+    spec = PhaseSpec(model, model.layers, batch_size=8, x_batched=True, group_elements=1)
+    together = train(spec, theta0, x, y, keys, lr=0.05, max_steps=40)
+    one = lambda t: jax.tree.map(lambda a: a[1:2], t)  # noqa: E731
+    alone = train(spec, one(theta0), x[1:2], y[1:2], keys[1:2], lr=0.05, max_steps=40)
+    assert alone.steps[0] == together.steps[1]
+    for a, b in zip(jax.tree.leaves(alone.params), jax.tree.leaves(one(together.params))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_cli_digits_cnn_with_im2col(tmp_path, capsys):
+    common = ["--dataset", "digits", "--model", "cnn", "--widths", "4", "--seeds", "2", "--max-steps", "30",
+              "--n-test", "100", "--experiments", "baseline", "--quiet", "--no-measures", "--no-figure"]
+    assert main([*common, "--out", str(tmp_path / "xla")]) == 0
+    assert main([*common, "--conv-impl", "im2col", "--out", str(tmp_path / "im2col")]) == 0
+    xla, im2col = (read_results(str(tmp_path / d / "results.csv")) for d in ("xla", "im2col"))
+    for a, b in zip(xla, im2col):  # the same function: the same stops and nearly the same accuracies
+        assert a["experiment"] == b["experiment"] and abs(a["test_acc"] - b["test_acc"]) <= 0.02
+    config = json.loads((tmp_path / "im2col" / "manifest.json").read_text())["config"]
+    assert config["conv_impl"] == "im2col"
+    # a resume with the other implementation is another sweep: refused
+    assert main([*common, "--out", str(tmp_path / "im2col"), "--resume"]) == 2
+    assert "--conv-impl" in capsys.readouterr().err
