@@ -242,6 +242,14 @@ def _step(spec: PhaseSpec, hyper: Hyper, frozen, x_NxD, y_N, s: SeedState, check
                    bad)
 
 
+def check_is_the_step(spec: PhaseSpec, n: int) -> bool:
+    """Whether a phase's zero-error check adds no computation of its own: it has no check
+    (a budget), or the check reuses the gradient's forward pass (the whole training set,
+    unaugmented, no BatchNorm: `_step`)."""
+    full = spec.batch_size is None or spec.batch_size >= n
+    return spec.budget or (full and spec.augment == "none" and not has_state(spec.model))
+
+
 CHECK_BATCH = 2048  # examples per forward pass of a check on a large training set
 
 

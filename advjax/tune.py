@@ -12,12 +12,19 @@ So the probe (`GroupTuner`, the sweep's --tune-groups) keeps only sizes that can
 change results. Before a phase trains, it trains the phase's first seeds in flight (one
 `in_flight` unit, laid out exactly as in the run) for a few steps, once with the default
 size and once with each candidate size that lays them out differently, and compares
-every seed's state afterwards (parameters, optimizer state, running statistics, step
-counts, flags) bit for bit. A compiled step does the same arithmetic whatever the data,
-so a size that matches on every seed for these steps (at least two iterations of the
-loop body, checks included) computes the same bits on every step; a size that does not
-match is never used, however fast. The fastest matching size wins if it beats the
-default by `MARGIN`, else the default stays.
+every seed's state afterwards (parameters, optimizer state, step counts, flags) bit for
+bit. A compiled step does the same arithmetic whatever the data, so a size that matches
+on every seed for these steps (at least two iterations of the loop body) computes the
+same bits on every step; a size that does not match is never used, however fast. The
+fastest matching size wins if it beats the default by `MARGIN`, else the default stays.
+
+Only phases whose every computation shows in that state are probed: full-batch phases
+on models without BatchNorm, whose zero-error check is the gradient's own forward pass
+(`check_is_the_step`; N_p on 2-D data, the case the size matters for), and fixed-budget
+phases, which have no check. A minibatch phase checks with a forward pass of its own
+whose logits never reach the state (in the probe no seed may stop), so a size that
+rounded them differently could go unseen and, at a near-tie, move a stop; such phases
+keep the default.
 
 The choice is cached per (machine, JAX version, devices, XLA flags, phase program, shapes)
 in `advjax-groups.json` beside the compile cache, so a rerun or the next sweep of the
@@ -42,7 +49,7 @@ import numpy as np
 
 from .devices import machine_name
 from .results import write_atomic
-from .train import PhaseSpec, in_flight, seed_groups, seed_mesh, train
+from .train import PhaseSpec, check_is_the_step, in_flight, seed_groups, seed_mesh, train
 
 CANDIDATES = tuple(1 << k for k in (16, 18, 20, 22, 24))  # floats of a seed group's activations and parameters
 DEFAULT = PhaseSpec.group_elements
@@ -99,6 +106,8 @@ class GroupTuner:
         base = {"phase": label, "seeds_probed": unit}
         if len(layouts) == 1:  # every size lays these seeds out alike: nothing to choose
             return self._chosen(spec, DEFAULT, {**base, "from": "one layout"})
+        if not check_is_the_step(spec, n_train):  # its check's own forward pass would go unverified
+            return self._chosen(spec, DEFAULT, {**base, "from": "not probed: the check is a forward pass of its own"})
         seed_shapes = lambda tree: jax.tree.map(lambda a: (np.shape(a)[1:], str(np.asarray(a).dtype)), tree)  # noqa: E731
         shapes = (seed_shapes((params0, y, state0)), np.shape(x)[1:] if spec.x_batched else np.shape(x))
         key = self.key(spec, unit, mesh, shapes)

@@ -1,6 +1,7 @@
 """The group-size probe (issue 15, item 2; advjax/tune.py): whatever it measures, it
 never chooses a size that changes a bit of the results."""
 
+import dataclasses
 import json
 import os
 
@@ -101,6 +102,14 @@ def test_choice_margin_cache_and_one_layout(workload, tmp_path):
     (tmp_path / CACHE_FILE).write_text("not json")
     assert Fake(str(tmp_path), seconds, bits).choose(spec, *args, mesh=mesh).group_elements == 1 << 18
     assert json.load(open(tmp_path / CACHE_FILE))
+    # a minibatch phase checks with a forward pass of its own, which the state does not show: not probed;
+    # under a fixed budget there is no check, and it is
+    minibatch = dataclasses.replace(spec, batch_size=32)
+    skipped = Fake(None, seconds, bits)
+    assert skipped.choose(minibatch, *args, mesh=mesh).group_elements == DEFAULT and skipped.probed == []
+    assert skipped.records[-1]["from"].startswith("not probed")
+    budget = Fake(None, seconds, bits)
+    assert budget.choose(dataclasses.replace(minibatch, budget=True), *args, mesh=mesh).group_elements == 1 << 18
     # one seed: every size lays it out alike, nothing is probed
     single = Fake(None, seconds, bits)
     assert single.choose(spec, *jax.tree.map(lambda a: a[:1], args[:4]), 0.5, mesh=mesh).group_elements == DEFAULT
