@@ -36,13 +36,27 @@ def use_cpu_devices(n: int | None = None) -> bool:
     return True
 
 
+def cpu_from_cpuinfo(text: str) -> str | None:
+    """The first processor's model name in /proc/cpuinfo's text, with its family and model
+    numbers and AVX-512 where given: a virtual machine may show only "AMD EPYC", and its
+    generations (family 25: Zen 3/4; 26: Zen 5) differ in speed."""
+    info = dict((k.strip(), v.strip()) for k, _, v in (ln.partition(":") for ln in text.split("\n\n")[0].splitlines()))
+    if "model name" not in info:
+        return None
+    cpu = info["model name"]
+    if "cpu family" in info and "model" in info:
+        avx = ", AVX-512" if "avx512f" in info.get("flags", "").split() else ""
+        cpu += f" (family {info['cpu family']}, model {info['model']}{avx})"
+    return cpu
+
+
 def machine_name() -> str:
     """The CPU model (from /proc/cpuinfo) and any accelerator jax sees."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
+            cpu = cpu_from_cpuinfo(f.read()) or cpu
+    except OSError:
         pass
     dev = jax.devices()[0]
     accel = f", {dev.device_kind} ({dev.platform})" if dev.platform != "cpu" else ""

@@ -60,3 +60,16 @@ def test_roofline_flops_of_the_compiled_step_match_a_hand_count():
     # on 2-D points the elementwise work (ReLU and its mask, biases, the loss) is of the same order
     xla = bench.step_cost("2d", 100, 4)["xla_flops_per_seed_step"]
     assert 1.0 <= xla / bench.useful_flops(2, 100, 100, 1, None) < 2.0
+
+
+def test_the_cpu_is_named_with_its_family_and_model():
+    """A VM that shows only "AMD EPYC" still tells its generation apart in every table."""
+    from advjax.devices import cpu_from_cpuinfo
+
+    zen5 = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\n"
+            "flags\t\t: fpu sse2 avx2 avx512f avx512bw\n\nprocessor\t: 1\nmodel name\t: other\n")
+    assert cpu_from_cpuinfo(zen5) == "AMD EPYC (family 26, model 2, AVX-512)"
+    zen4 = zen5.replace("26", "25").replace("model\t\t: 2", "model\t\t: 17").replace(" avx512f avx512bw", "")
+    assert cpu_from_cpuinfo(zen4) == "AMD EPYC (family 25, model 17)"
+    assert cpu_from_cpuinfo("processor\t: 0\nmodel name\t: Neoverse\n") == "Neoverse"
+    assert cpu_from_cpuinfo("processor\t: 0\nBogoMIPS\t: 50\n") is None  # no model name: the caller's fallback
