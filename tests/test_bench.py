@@ -69,7 +69,7 @@ def test_the_cpu_is_named_with_its_family_and_model():
     zen5 = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\n"
             "flags\t\t: fpu sse2 avx2 avx512f avx512bw\n\nprocessor\t: 1\nmodel name\t: other\n")
     assert cpu_from_cpuinfo(zen5) == "AMD EPYC (family 26, model 2, AVX-512)"
-    zen4 = zen5.replace("26", "25").replace("model\t\t: 2", "model\t\t: 17").replace(" avx512f avx512bw", "")
-    assert cpu_from_cpuinfo(zen4) == "AMD EPYC (family 25, model 17)"
+    older = zen5.replace("26", "25").replace("model\t\t: 2", "model\t\t: 17").replace(" avx512f avx512bw", "")
+    assert cpu_from_cpuinfo(older) == "AMD EPYC (family 25, model 17)"
     assert cpu_from_cpuinfo("processor\t: 0\nmodel name\t: Neoverse\n") == "Neoverse"
     assert cpu_from_cpuinfo("processor\t: 0\nBogoMIPS\t: 50\n") is None  # no model name: the caller's fallback
