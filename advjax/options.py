@@ -687,7 +687,7 @@ def user_config(toml_path: str | None, cli: dict):
         return from_dict(values, source=toml_path or "")
     except ConfigError as e:
         name = e.flag[2:].replace("-", "_") if e.flag.startswith("--") else ""
-        if toml_path and name in from_file and name not in cli and "(in " not in str(e):
+        if toml_path and name in from_file and cli.get(name) is None and "(in " not in str(e):
             raise ConfigError(e.flag, f"{str(e)[len(e.flag) + 2:]} (in {toml_path})") from None
         raise
 
