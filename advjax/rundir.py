@@ -8,11 +8,13 @@ never leaves a stale lock; the file itself stays and says who held it last.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import glob
 import json
 import os
 import socket
+import stat
 import time
 
 from .options import ConfigError
@@ -69,10 +71,11 @@ class RunLock:
 
     def probe(self) -> None:
         """ConfigError if another process holds the lock now; writes nothing."""
-        if not os.path.exists(self.path):
+        if not os.path.lexists(self.path):
             return
+        self._check_regular()
         try:
-            fd = os.open(self.path, os.O_RDONLY)
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:
             return
         try:
@@ -82,8 +85,27 @@ class RunLock:
         finally:
             os.close(fd)  # closing releases a lock taken only to look
 
+    def _check_regular(self) -> None:
+        """The lock is a plain file of --out's own: a symbolic link (which would make the
+        sweep write outside --out), a directory or a FIFO there is refused, never followed."""
+        try:
+            mode = os.lstat(self.path).st_mode
+        except FileNotFoundError:
+            return
+        if not stat.S_ISREG(mode):
+            what = "a symbolic link" if stat.S_ISLNK(mode) else "a directory" if stat.S_ISDIR(mode) else \
+                "not a regular file"
+            raise ConfigError("--out", f"{self.path} is {what}; a run's lock must be a plain file: remove it, "
+                              "or choose another --out")
+
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._check_regular()
+        try:  # O_NOFOLLOW: a link put there after the check is refused too, never written through
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+                self._check_regular()
+            raise ConfigError("--out", f"cannot open {self.path} ({e.strerror or type(e).__name__})") from None
         if not self._take(fd):
             os.close(fd)
             raise ConfigError("--out", f"{self.out} is in use by a sweep still running: {holder(self.out)}; "

@@ -60,3 +60,39 @@ def test_stray_temporaries_of_killed_writes_are_removed_and_nothing_else(tmp_pat
     assert sorted(os.path.basename(p) for p in removed) == sorted([*stray, "params.npz.tmp77"])
     assert sorted(rundir.entries(str(tmp_path))) == sorted([*keep, "checkpoints"])
     assert list(final.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["symlink", "dangling", "directory", "fifo"])
+def test_a_lock_that_is_not_a_plain_file_is_refused_and_nothing_outside_out_is_written(tmp_path, kind):
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    lock = out / rundir.LOCK_NAME
+    if kind == "symlink":
+        lock.symlink_to(victim)
+    elif kind == "dangling":
+        lock.symlink_to(tmp_path / "created-outside")
+    elif kind == "directory":
+        lock.mkdir()
+    else:
+        os.mkfifo(lock)
+    for step in (rundir.RunLock(str(out)).probe, rundir.RunLock(str(out)).acquire):
+        with pytest.raises(ConfigError, match=r"^--out: .*\.lock is (a symbolic link|a directory|not a regular file)"):
+            step()
+    assert victim.read_text() == "precious"
+    assert not (tmp_path / "created-outside").exists()
+
+
+def test_the_cli_refuses_a_symlinked_lock_in_one_line(tmp_path, capsys):
+    from advjax.sweep import main
+
+    out, victim = tmp_path / "out", tmp_path / "victim.txt"
+    out.mkdir()
+    victim.write_text("precious")
+    (out / rundir.LOCK_NAME).symlink_to(victim)
+    for extra in ([], ["--resume"]):
+        assert main(["--widths", "4", "--seeds", "1", "--max-steps", "5", "--out", str(out), *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "--out:" in err and "symbolic link" in err
+    assert victim.read_text() == "precious"
