@@ -365,7 +365,10 @@ def checkpoint_dir(out: str, width: int, prefix, grid: bool = False) -> str:
 
 
 def prefix_tag(prefix) -> str:
-    return digest([_phase_record(p) for p in prefix])[:12]
+    """A grid point's checkpoint directory name: a digest of its phases, with a
+    shrink-perturb start's λ and σ (grid axes too: --shrink 0.1,0.2 gives two points)."""
+    return digest([_phase_record(p) | ({"shrink": p.shrink, "perturb": p.perturb}
+                                        if p.start == "shrink_perturb" else {}) for p in prefix])[:12]
 
 
 def checkpoint_dirs(out: str, width: int, prefix) -> list[str]:
