@@ -279,6 +279,7 @@ class TrainSettings:
     compact: bool = True  # regroup the live seed groups as others finish (train's `compact`; same results)
     repack: bool = False  # ... and repack live seeds into new groups (train's `repack`; last bits may change)
     tuner: Any = None  # a tune.GroupTuner: each phase's seed-group size probed on this machine (same results)
+    group_elements: int = 1 << 20  # train's PhaseSpec.group_elements (train.group_elements_of a seed layout)
 
     def optimizer_of(self, phase: Phase) -> Optimizer:
         if phase.optimizer is not None:
@@ -457,6 +458,7 @@ def _train_together(prefixes: list[tuple[Phase, ...]], run: WidthRun, name: str)
         budget=first.budget,
         lr_boundaries=s.lr_boundaries,
         lr_factor=s.lr_factor,
+        group_elements=s.group_elements,
     )
     keys = np.asarray(jax.vmap(lambda k: jax.random.fold_in(k, i))(run.batch_keys))
     label = describe(prefixes[0], i, name) + (f" · {len(prefixes)} grid points" if together else "")

@@ -111,7 +111,7 @@ def host_copies(cfg) -> int:
     return HOST_COPIES + extra + optimizer_copies(cfg)
 
 
-def check_memory(cfg, ds: Dataset, model: Model, x_batched: bool) -> None:
+def check_memory(cfg, ds: Dataset, model: Model, x_batched: bool, layout: str = "cache") -> None:
     """Refuse, before anything is allocated, a sweep whose host memory (every seed's
     parameters, data and labels; one seed's evaluation and 2-D measures) or one seed's
     in-flight device memory cannot fit, for its widest `model`. ConfigError names the
@@ -150,6 +150,13 @@ def check_memory(cfg, ds: Dataset, model: Model, x_batched: bool) -> None:
         raise ConfigError(culprit, f"this sweep needs about {_gb(need)} of host memory ({_gb(terms[culprit])} "
                           f"from {culprit}), and {_gb(have)} is available; lower {culprit}")
     budget = parse_bytes(cfg.memory_budget) if cfg.memory_budget else free_memory_bytes()
+    if layout == "device" and one_seed <= budget:  # a device's seeds in flight side by side in one group
+        per_device = -(-seeds_in_flight(cfg, model, ds, x_batched) // jax.local_device_count())
+        group = per_device * one_seed
+        if group > budget // jax.local_device_count():
+            raise ConfigError("--seed-groups", f"device: one group of {per_device} seeds of width {width} needs "
+                              f"about {_gb(group)} on a device, and {_gb(budget // jax.local_device_count())} "
+                              "is there; lower --max-seeds-in-flight, or use --seed-groups cache")
     if one_seed > budget:
         which = "--memory-budget" if cfg.memory_budget else "--widths"
         raise ConfigError(which, f"one seed of width {width} needs about {_gb(one_seed)} on a device, and "

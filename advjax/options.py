@@ -36,7 +36,7 @@ from .experiments import (
     per_layer,
 )
 from .model import CONV_IMPLS, CONV_KINDS, INIT_SCHEMES, MODEL_KINDS, make_model
-from .train import AUGMENTATIONS, LOSS_REDUCTIONS, OPTIMIZERS, STOP_RULES
+from .train import AUGMENTATIONS, LOSS_REDUCTIONS, MATMUL_PRECISIONS, OPTIMIZERS, SEED_GROUPS, STOP_RULES
 
 INT32_MAX = 2**31 - 1  # step counters and step caps are int32 in the compiled program
 SEED_LIMIT = 2**32  # seed s is PRNGKey(s), a uint32
@@ -504,7 +504,17 @@ OPTIONS: tuple[Option, ...] = (
     Option("tune_groups", False, boolean, "before each phase, time the seed-group sizes 2^16..2^24 on its first "
            "seeds for a few steps and train with the fastest whose every bit matches the default's (so results are "
            "the same); choices cached per machine and shapes beside the compile cache, recorded in manifest.json "
-           "(default off)", lambda c: not c.distributed, "without --distributed", runtime=True, type=bool),
+           "(default off)", lambda c: not c.distributed and c.seed_groups != "device",
+           "without --distributed or --seed-groups device", runtime=True, type=bool),
+    Option("seed_groups", "auto", choice(SEED_GROUPS), "how a device lays out its seeds in flight: cache (groups "
+           "of about 2^20 floats run one after another, sized for a CPU's cache), device (all of a device's seeds "
+           "in flight in one group, for a GPU's or TPU's parallelism), or auto (default: device on a GPU or TPU, "
+           "cache on a CPU); the layout used is recorded in manifest.json. On a given machine and layout results "
+           "are reproducible bit for bit; the two layouts agree to float32 rounding", type=str),
+    Option("matmul_precision", "default", choice(MATMUL_PRECISIONS), "precision of float32 matrix products: "
+           "default (on a recent NVIDIA GPU, TF32 inputs), high, or highest (full float32, PyTorch's float32 with "
+           "TF32 off); a CPU computes all three in float32. Recorded in manifest.json and in every phase's "
+           "fingerprint (a Θ_adv made at another precision is refused)", type=str),
     Option("keep_params", False, boolean, "keep every phase's final parameters under checkpoints/, not only "
            "Θ_adv", runtime=True, type=bool),
     Option("compile_cache", "auto", text, "persistent compilation cache directory (default "

@@ -70,6 +70,7 @@ from .options import (
     schedule_boundaries,
 )
 from .progress import Progress
+from .train import group_elements_of, seed_layout
 from .results import (
     columns,
     config_of,
@@ -282,12 +283,19 @@ def sweep_experiments(cfg: SweepConfig, model: Model) -> dict[str, list[tuple[Ph
     return {name: [experiment(name, model, *phase_optimizers(c), phase_stops(c)) for c in at] for name in names}
 
 
+def layout_of(cfg: SweepConfig) -> str:
+    """The seed layout this sweep runs with on this platform (train.seed_layout)."""
+    return seed_layout(cfg.seed_groups, jax.default_backend())
+
+
 def shared_settings(cfg: SweepConfig) -> TrainSettings:
     """What every phase shares (each phase carries its own optimizer, step size and cap)."""
+    cache = layout_of(cfg) == "cache"  # the group-size probe tunes cache-sized groups only
     return TrainSettings(lr=cfg.lr, max_steps=cfg.max_steps, batch_size=cfg.batch_size or None,
                          loss_reduction=cfg.loss_reduction, chunk_steps=cfg.chunk_steps, compact=cfg.compact,
-                         repack=cfg.repack and cfg.compact,
-                         tuner=GroupTuner(compile_cache_dir(cfg.compile_cache)) if cfg.tune_groups else None)
+                         repack=cfg.repack and cfg.compact, group_elements=group_elements_of(layout_of(cfg)),
+                         tuner=GroupTuner(compile_cache_dir(cfg.compile_cache)) if cfg.tune_groups and cache
+                         else None)
 
 
 def check_every(cfg: SweepConfig, n_train: int) -> int:
@@ -337,6 +345,10 @@ def phase_fingerprint(cfg: SweepConfig, ds: Dataset, model: Model, prefix, seeds
         fp["check_every"] = k
     if cfg.repack and cfg.compact:  # other groups side by side: other last bits (recorded only where set)
         fp["repack"] = True
+    if layout_of(cfg) == "device":  # likewise: one group a device, other last bits than cache-sized groups
+        fp["seed_groups"] = "device"
+    if cfg.matmul_precision != "default":
+        fp["matmul_precision"] = cfg.matmul_precision
     if cfg.lr_schedule:
         fp["lr_schedule"] = lr_schedule_settings(cfg, ds.n_train)
     if cfg.dataset == "circles":
@@ -443,7 +455,7 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
         raise ConfigError("--grid", f"applies only with --measures on 2-D data; {ds.name} has {ds.n_features} "
                           "features")
     x_batched = ds.redraws and not cfg.fix_data
-    check_memory(memory_view(cfg), ds, make_sweep_model(cfg, ds, max(cfg.widths)), x_batched)
+    check_memory(memory_view(cfg), ds, make_sweep_model(cfg, ds, max(cfg.widths)), x_batched, layout_of(cfg))
     lock = RunLock(out)
     if writer:
         check_writable(out)
@@ -478,10 +490,11 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
             if not resuming and entries(out):  # another sweep started here since the check
                 raise ConfigError("--out", f"{out} was filled by another sweep meanwhile; choose a new directory")
             remove_stray_temporaries(out)
-        keys, split, y_train, y_rand, x_batched = draw_seeds(cfg, ds, seeds)
-        random_set = draw_confusion(cfg, ds, keys, split, y_train, x_batched)
-        rows = Rows(_sweep_widths(cfg, ds, out, writer, seeds, keys, split, y_train, y_rand, x_batched, plans, keep,
-                                  every, progress, cache_dir, rows, width_stats, random_set))
+        with matmul_precision(cfg.matmul_precision):
+            keys, split, y_train, y_rand, x_batched = draw_seeds(cfg, ds, seeds)
+            random_set = draw_confusion(cfg, ds, keys, split, y_train, x_batched)
+            rows = Rows(_sweep_widths(cfg, ds, out, writer, seeds, keys, split, y_train, y_rand, x_batched, plans,
+                                      keep, every, progress, cache_dir, rows, width_stats, random_set))
         rows.out = out
         if writer and cfg.figure:
             rows.figure = summary_figure(out)
@@ -509,6 +522,12 @@ def summary_figure(out: str) -> str | None:
     except Exception as e:  # noqa: BLE001 - a picture must never cost the run
         print(f"advjax.sweep: warning: summary.png not drawn ({type(e).__name__}: {e})", file=sys.stderr)
         return None
+
+
+def matmul_precision(precision: str):
+    """The context every computation of a sweep runs in: jax's default matmul precision
+    (--matmul-precision), or nothing at all for "default" (the programs of before the option)."""
+    return contextlib.nullcontext() if precision == "default" else jax.default_matmul_precision(precision)
 
 
 def memory_view(cfg: SweepConfig) -> SweepConfig:
@@ -555,6 +574,7 @@ def _sweep_widths(cfg, ds, out, writer, seeds, keys, split, y_train, y_rand, x_b
         "seeds": seeds,
         "versions": _versions(),
         "device": {"platform": jax.default_backend(), "devices": [str(d) for d in jax.devices()]},
+        "layout": {"seed_groups": layout_of(cfg), "matmul_precision": cfg.matmul_precision},
         "compile_cache": cache_dir,
         "checkpoints": {f"p{w}": {prefix_name(p) + (f"/{prefix_tag(p)}" if grid else ""):
                                   os.path.relpath(checkpoint_dir(out, w, p, grid), out)

@@ -492,6 +492,28 @@ def in_flight(n_seeds: int, block: int | None, max_in_flight: int | None) -> tup
     return unit, flight // unit * unit
 
 
+SEED_GROUPS = ("auto", "cache", "device")
+MATMUL_PRECISIONS = ("default", "high", "highest")
+DEVICE_GROUP = 1 << 62  # `group_elements` that puts all of a device's seeds in flight in one group
+
+
+def seed_layout(setting: str, platform: str) -> str:
+    """The seed layout a platform gets: "cache" (groups of about `PhaseSpec.group_elements`
+    floats, one after another: a CPU's cache holds a group) or "device" (a device's seeds
+    in flight in one group: a GPU's or TPU's parallelism). `setting` "auto" chooses by
+    platform ("cpu", "gpu", "cuda", "rocm", "tpu", ...); "cache" and "device" are kept."""
+    if setting not in SEED_GROUPS:
+        raise ValueError(f"unknown seed layout {setting!r}; choose one of {', '.join(SEED_GROUPS)}")
+    if setting != "auto":
+        return setting
+    return "cache" if platform == "cpu" else "device"
+
+
+def group_elements_of(layout: str) -> int:
+    """`PhaseSpec.group_elements` for a seed layout."""
+    return DEVICE_GROUP if layout == "device" else PhaseSpec.group_elements
+
+
 def seed_groups(spec: PhaseSpec, n: int, n_local: int) -> tuple[int, int]:
     """(groups, seeds per group) for a device holding n_local seeds: groups as large as
     fit spec.group_elements floats of a seed's activations on its n training points and
