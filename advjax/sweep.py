@@ -18,6 +18,7 @@ import platform
 import shutil
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -771,7 +772,22 @@ def _interrupt_on_sigterm(signum, frame):
     raise KeyboardInterrupt  # a pre-empted batch job saves like Ctrl-C
 
 
+def _terminate_quietly(signum, frame):
+    """SIGTERM once the sweep's files are final (printing the table, jax's exit handlers):
+    end at once, with no traceback; nothing is left to save."""
+    sys.stderr.flush()
+    os._exit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _terminate_quietly)
+
+
+def _main(argv: list[str] | None) -> int:
     out = None
     try:
         cfg = parse_args(argv)
@@ -781,6 +797,7 @@ def main(argv: list[str] | None = None) -> int:
             init_distributed(cfg)
         signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
         rows = run_sweep(cfg, out)
+        signal.signal(signal.SIGTERM, _terminate_quietly)  # every file is final: printing is all that is left
     except (ConfigError, DataError, CheckpointError) as e:
         print(f"advjax.sweep: error: {e}", file=sys.stderr)
         return 2
