@@ -106,3 +106,15 @@ def test_the_precision_reaches_the_compiled_program_and_the_fingerprint(tmp_path
     assert rc == 2 and not (tmp_path / "mixed").exists()
     assert main([*TINY, "--matmul-precision", "highest", "--adv-from", str(tmp_path / "highest"),
                  "--out", str(tmp_path / "same")]) == 0
+
+
+@pytest.mark.slow
+def test_a_sigterm_after_the_sweep_ends_the_process_quietly(tmp_path):
+    """A batch system's SIGTERM that arrives while the CLI prints its table or exits: no traceback
+    (it raised KeyboardInterrupt inside jax's exit handler), exit status 128 + 15."""
+    script = ("import os, signal, sys; from advjax.sweep import main; "
+              f"rc = main({[*TINY, '--max-steps', '5', '--out', str(tmp_path / 'o')]!r}); "
+              "assert rc == 0; os.kill(os.getpid(), signal.SIGTERM); sys.exit(rc)")
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert p.returncode == 143 and "Traceback" not in p.stderr, p.stderr
+    assert (tmp_path / "o" / "results.csv").exists()
