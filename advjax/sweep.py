@@ -62,7 +62,6 @@ from .options import (
     GRID_AXES,
     ConfigError,
     SweepConfig,
-    check,
     default_applies,
     every_from_text,
     flag,
@@ -71,7 +70,6 @@ from .options import (
     schedule_boundaries,
 )
 from .progress import Progress
-from .train import group_elements_of, seed_layout
 from .results import (
     columns,
     config_of,
@@ -82,7 +80,7 @@ from .results import (
     write_manifest,
 )
 from .rundir import RunLock, check_writable, entries, remove_stray_temporaries
-from .train import COMPACTION_STATS, COMPILE_STATS, evaluate, init_params
+from .train import COMPACTION_STATS, COMPILE_STATS, evaluate, group_elements_of, init_params, seed_layout
 from .tune import GroupTuner
 
 # Independent streams per seed: fixing one source of randomness never moves another.
@@ -434,9 +432,9 @@ def _resume_state(cfg: SweepConfig, ds: Dataset, out: str) -> tuple[list[dict], 
 def as_config(config: SweepConfig | dict) -> SweepConfig:
     """A user's config, checked: a dict of raw values, or a SweepConfig built in Python
     (its options set away from their defaults must apply)."""
-    if isinstance(config, SweepConfig):
-        check(config, default_applies(config))
-        return config
+    if isinstance(config, SweepConfig):  # every field set in Python goes through the CLI's parsers and rules
+        raw = config.to_dict()
+        return from_dict({name: raw[name] for name in default_applies(config)})
     return from_dict(config)
 
 

@@ -204,7 +204,7 @@ if __name__ == "__main__":
         spread(sys.argv[2:])
         sys.exit(0)
 
-    print(f"ROW = {(*KEYS, *EXACT, *CLOSE, *MEASURED)!r}")
+    print(f"ROW = {ROW!r}")
     print("GOLDEN = {")
     for case, cfg in CASES.items():
         rows = run_sweep(cfg, tempfile.mkdtemp() + "/out")

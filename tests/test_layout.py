@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from advjax import run_sweep
-from advjax.sweep import main, shared_settings
 from advjax.options import from_dict
+from advjax.sweep import main, shared_settings
 from advjax.train import DEVICE_GROUP, PhaseSpec, group_elements_of, seed_groups, seed_layout
 
 

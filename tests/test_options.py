@@ -134,3 +134,27 @@ def test_results_config_leaves_out_runtime_fields():
     rc = cfg.results_config()
     assert "seeds" in rc and "quiet" not in rc
     assert all(not BY_NAME[k].runtime for k in rc)
+
+
+@pytest.mark.parametrize("fields, flag", [
+    ({"lr": -1.0}, "--lr"), ({"lr": float("nan")}, "--lr"), ({"batch_size": -3}, "--batch-size"),
+    ({"max_steps": 2**40}, "--max-steps"), ({"n_test": 0}, "--n-test"), ({"random_fraction": 1.5}, "--random-fraction"),
+    ({"momentum": 1.5}, "--momentum"), ({"widths": (10, 10)}, "--widths"), ({"seed": -1}, "--seed"),
+    ({"seeds": 0}, "--seeds"), ({"noise": 0.1}, "--noise"),
+])
+def test_a_config_built_in_python_meets_the_clis_rules_before_anything_is_written(fields, flag, tmp_path):
+    from advjax import run_sweep
+
+    with pytest.raises(ConfigError) as e:
+        run_sweep(SweepConfig(**fields), str(tmp_path / "o"))
+    assert e.value.flag == flag
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_valid_config_built_in_python_is_the_clis_config():
+    from advjax.sweep import as_config
+
+    for fields in ({}, {"widths": (5, 7), "lr": (0.1, 0.2)}, {"dataset": "mnist", "experiments": ("baseline",)},
+                   {"dataset": "mnist", "fix_data": False, "batch_size": 0}, {"lr_schedule": "step:10:0.1"}):
+        assert as_config(SweepConfig(**fields)) == SweepConfig(**fields)
+    assert as_config(SweepConfig(widths=10)).widths == (10,)
