@@ -682,6 +682,14 @@ def check(cfg, given: set[str]) -> None:
                           "or none (to take them from SLURM or the TPU environment)")
     if cfg.process_id is not None and cfg.process_id >= cfg.num_processes:
         raise ConfigError("--process-id", f"{cfg.process_id} is not below --num-processes {cfg.num_processes}")
+    if cfg.check_every:  # checks only at step 1 past every cap: refused, not run step by masked step
+        main = cfg.max_steps if cfg.max_steps is not None else DEFAULT_MAX_STEPS[cfg.dataset in IMAGE_DATASETS]
+        caps = [*(main if isinstance(main, tuple) else (main,)), cfg.phase1_max_steps or 0]  # phase 1: --max-steps
+        cap = max(caps)
+        if cfg.check_every > cap:
+            raise ConfigError("--check-every", f"{cfg.check_every} is beyond the step cap {cap:,} (--max-steps"
+                              f"{', --phase1-max-steps' if cfg.phase1_max_steps else ''}): a seed would be checked "
+                              f"only at its first step; give at most {cap:,}")
     n_points = math.prod(len(v) for v in cfg.axes().values())
     if n_points > 1 and n_points * cfg.seeds > cfg.max_grid:
         sizes = " × ".join(f"{len(v)} ({flag(a)})" for a, v in cfg.axes().items())

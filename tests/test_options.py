@@ -158,3 +158,12 @@ def test_a_valid_config_built_in_python_is_the_clis_config():
                    {"dataset": "mnist", "fix_data": False, "batch_size": 0}, {"lr_schedule": "step:10:0.1"}):
         assert as_config(SweepConfig(**fields)) == SweepConfig(**fields)
     assert as_config(SweepConfig(widths=10)).widths == (10,)
+
+
+def test_check_every_beyond_every_step_cap_is_refused():
+    with pytest.raises(ConfigError, match=r"^--check-every: 1000000 is beyond the step cap 200"):
+        from_dict({"check_every": 10**6, "max_steps": 200})
+    with pytest.raises(ConfigError, match="beyond the step cap 20,000"):
+        from_dict({"dataset": "mnist", "check_every": 30_000})
+    assert from_dict({"check_every": 300, "max_steps": "200,400"}).check_every == 300  # within one point's cap
+    assert from_dict({"check_every": 300, "max_steps": 200, "phase1_max_steps": 300}).check_every == 300
