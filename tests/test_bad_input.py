@@ -3,8 +3,8 @@
 The issue "Nothing silent" (content-addressed data, a lock on --out, one line for every
 bad input) asks for a table of at least 80 bad inputs. Every row of CASES calls
 `advjax.sweep.main(argv)` in-process on tiny valid defaults (TINY: gaussians, width 4,
-1 seed, 5 steps, 50 test points, baseline only, no measures) with one thing made bad,
-and asserts:
+1 seed, 5 steps, 50 test points, baseline only, no measures, no figure) with one thing
+made bad, and asserts:
 
   * main returns 2 (a SystemExit from argparse counts as its code; an exception that
     escapes main is a traceback on the real CLI and fails the case);
@@ -20,7 +20,18 @@ and asserts:
     case (MemoryError / RESOURCE_EXHAUSTED / CaseTimedOut) instead of the machine. The
     few inputs that only a memory model can refuse (`heavy`) run main in a child process
     under an address-space limit: XLA aborts the whole process when an allocation
-    passes it.
+    passes it. They share one child (`heavy_runs`), each case's stderr captured alone at
+    the file descriptor; a case the shared child did not finish (it crashed or hung)
+    runs again in a child of its own, as every heavy case once did;
+  * no compiled program was asked for: advjax.train's compiled() (training and
+    evaluation, cache hits included) and its batched init were not called
+    (`programs_requested`), so a refused case never compiles one.
+
+Tiers: the cases that build their bad input from a finished sweep (a copy of `adv_run`'s
+or `npz_run`'s, RUNS_A_SWEEP) and the tests that run a sweep or a real CLI are marked
+slow; every other case is a refusal that costs milliseconds (the heavy ones: one child
+process for all) and stays in the fast tier. The two fixture sweeps are the smallest
+that leave a Θ_adv (experiment 2, one width, one seed, 5 steps, no measures, no figure).
 
 Groups (the id prefix):
 
@@ -117,10 +128,10 @@ from advjax.sweep import main
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--dataset", "gaussians", "--widths", "4", "--seeds", "1", "--max-steps", "5", "--n-test", "50",
-        "--experiments", "1", "--quiet", "--no-measures"]
+        "--experiments", "1", "--quiet", "--no-measures", "--no-figure"]
 # The same, as config keys (for --config cases, where flags would override the file).
 TINY_TOML = {"dataset": '"gaussians"', "widths": "[4]", "seeds": "1", "max_steps": "5", "n_test": "50",
-             "experiments": "[1]", "quiet": "true", "measures": "false"}
+             "experiments": "[1]", "quiet": "true", "measures": "false", "figure": "false"}
 CASE_SECONDS = 30  # a refusal takes milliseconds; this only stops a case that trains
 MEMORY_HEADROOM = 4 * 2**30  # address space a case may add before the refusal (bytes)
 
@@ -172,6 +183,16 @@ def call_main(argv: list[str]) -> tuple[int | None, BaseException | None]:
         raise
     except BaseException as e:  # noqa: BLE001 - reported as the case's failure
         return None, e
+
+
+def programs_requested() -> int:
+    """Compiled programs advjax asked for so far in this process: every training and
+    evaluation program (advjax.train.compiled, cache hits included) and every batched
+    init (advjax.train.init_params). A refusal before training asks for none."""
+    from advjax import train
+
+    info = train._batched_init.cache_info()
+    return train.COMPILE_STATS.hits + train.COMPILE_STATS.misses + info.hits + info.misses
 
 
 def describe_exception(e: BaseException) -> str:
@@ -261,13 +282,16 @@ class Ctx:
     def __init__(self, tmp: Path, request):
         self.tmp = tmp
         self.request = request
+        self.runs_used: set[str] = set()  # the fixture sweeps the builder asked for
 
     @property
     def adv_run(self) -> Path:  # gaussians, width 4, seed 0, 5 steps, experiment 2 (has Θ_adv)
+        self.runs_used.add("adv_run")
         return self.request.getfixturevalue("adv_run")
 
     @property
     def npz_run(self) -> tuple[Path, Path]:  # (the data file, a run on it with experiment 2)
+        self.runs_used.add("npz_run")
         return self.request.getfixturevalue("npz_run")
 
     def copy(self, src: Path, name: str = "copy") -> Path:
@@ -974,6 +998,17 @@ CASES = [*NUMERIC, *DUPLICATES, *ENUMS, *ARGPARSE, *NOT_APPLICABLE, *DISTRIBUTED
          *OUT, *RESUME, *ADV_FROM]
 assert len({c.id for c in CASES}) == len(CASES), "case ids must be unique"
 
+# The cases whose bad input is made from a finished sweep (a copy of adv_run or npz_run,
+# or either one named): that sweep runs first (once for the module), so they are slow.
+# The test checks the set: a case outside it that asks for a run fails, and so does one
+# inside it that does not.
+RUNS_A_SWEEP = {"na-adv-from-without-theta-adv",
+                *(c.id for c in RESUME if c.id != "resume-no-manifest"),
+                *(c.id for c in ADV_FROM if c.id not in ("adv-from-a-file", "adv-from-missing",
+                                                         "adv-from-empty-directory"))}
+HEAVY = [c for c in CASES if c.heavy]
+assert not RUNS_A_SWEEP & {c.id for c in HEAVY}, "a heavy case runs in a child process, without the module's runs"
+
 
 # -- fixtures -------------------------------------------------------------------------------------
 
@@ -989,7 +1024,8 @@ def _backends_started():
 
 @pytest.fixture(scope="module")
 def adv_run(tmp_path_factory) -> Path:
-    """A finished tiny sweep with Θ_adv: gaussians, width 4, seed 0, 5 steps, experiment 2."""
+    """A finished tiny sweep with Θ_adv: gaussians, width 4, seed 0, 5 steps, experiment 2
+    (the smallest sweep that leaves a Θ_adv: one phase program, one evaluation)."""
     out = tmp_path_factory.mktemp("adv") / "run"
     assert main([*TINY, "--experiments", "2", "--out", str(out)]) == 0
     assert (out / "checkpoints" / "p4" / "theta_adv" / "0" / "state").is_dir()
@@ -1008,36 +1044,132 @@ def npz_run(tmp_path_factory) -> tuple[Path, Path]:
 
 # -- the tests ------------------------------------------------------------------------------------
 
-def call_main_isolated(argv: list[str]) -> tuple[int | None, str | None, str]:
+def _limit_address_space():
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_HEADROOM * 2, MEMORY_HEADROOM * 2))
+
+
+def _text(out) -> str:
+    return out.decode(errors="replace") if isinstance(out, bytes) else out or ""
+
+
+ISOLATED_CHILD = """import sys
+from advjax import train
+from advjax.sweep import main
+
+rc = main(sys.argv[1:])
+info = train._batched_init.cache_info()
+print("@@programs", train.COMPILE_STATS.hits + train.COMPILE_STATS.misses + info.hits + info.misses)
+sys.exit(rc)
+"""
+
+
+def call_main_isolated(argv: list[str]) -> tuple[int | None, str | None, str, int | None]:
     """main(argv) in a fresh Python process under an address-space limit (for inputs that
     the old code answered by allocating gigabytes): (exit code, the crash described,
-    stderr). A fresh process, not a fork: JAX's threads do not survive a fork."""
-    def limit():
-        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_HEADROOM * 2, MEMORY_HEADROOM * 2))
-
-    code = "import sys; from advjax.sweep import main; sys.exit(main(sys.argv[1:]))"
+    stderr, programs asked for). A fresh process, not a fork: JAX's threads do not
+    survive a fork."""
     try:
-        p = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, preexec_fn=limit,
-                           timeout=CASE_SECONDS + 5)
+        p = subprocess.run([sys.executable, "-c", ISOLATED_CHILD, *argv], capture_output=True, text=True,
+                           preexec_fn=_limit_address_space, timeout=CASE_SECONDS + 5)
     except subprocess.TimeoutExpired:
-        return None, f"CaseTimedOut: still running after {CASE_SECONDS + 5} s (in a child process)", ""
+        return None, f"CaseTimedOut: still running after {CASE_SECONDS + 5} s (in a child process)", "", None
     if p.returncode < 0:
         return None, (f"crashed with {signal.Signals(-p.returncode).name} (the input was not refused before "
-                      "allocating)"), p.stderr
-    return p.returncode, None, p.stderr
+                      "allocating)"), p.stderr, None
+    counted = [int(line.split()[1]) for line in p.stdout.splitlines() if line.startswith("@@programs ")]
+    return p.returncode, None, p.stderr, counted[-1] if counted else None
 
 
-def check_refusal(argv: list[str], expect, forbid, capsys, fork: bool = False) -> list[str]:
-    """Run main(argv) and list every way it falls short of a clean refusal."""
-    out = out_of(argv)
-    before = snapshot(out)
-    capsys.readouterr()  # drop what the fixtures printed
-    if fork:
-        rc, exc, err = call_main_isolated(argv)
-    else:
-        rc, raised = call_main(argv)
-        exc = describe_exception(raised) if raised is not None else None
-        err = capsys.readouterr().err
+# The heavy cases one after the other in one child process (what call_main_isolated does
+# for one): each case's stderr is file descriptor 2 redirected to a file of its own, so
+# that whatever XLA or JAX writes there counts for the case; CASE_SECONDS a case.
+HEAVY_CHILD = """import json, os, signal, sys, tempfile
+
+from advjax import train
+from advjax.sweep import main
+
+
+class CaseTimedOut(BaseException):
+    pass
+
+
+def on_alarm(signum, frame):
+    raise CaseTimedOut("still running after %(seconds)d s (bad input must be refused before training)")
+
+
+def programs():
+    info = train._batched_init.cache_info()
+    return train.COMPILE_STATS.hits + train.COMPILE_STATS.misses + info.hits + info.misses
+
+
+signal.signal(signal.SIGALRM, on_alarm)
+for case_id, argv in json.loads(sys.argv[1]):
+    print("@@start " + json.dumps(case_id), flush=True)
+    sys.stderr.flush()
+    err = tempfile.TemporaryFile()
+    saved = os.dup(2)
+    os.dup2(err.fileno(), 2)
+    before, rc, exc = programs(), None, None
+    signal.alarm(%(seconds)d)
+    try:
+        rc = main(argv)
+    except SystemExit as e:
+        rc = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+    except BaseException as e:
+        exc = type(e).__name__ + ": " + (str(e).splitlines() or [""])[0][:160]
+    finally:
+        signal.alarm(0)
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+    err.seek(0)
+    print("@@done " + json.dumps({"id": case_id, "rc": rc, "exc": exc, "programs": programs() - before,
+                                  "stderr": err.read().decode(errors="replace")}), flush=True)
+""" % {"seconds": CASE_SECONDS}
+
+
+def call_heavy_together(runs: dict[str, list[str]]) -> dict[str, dict]:
+    """main(argv) of every heavy case in one fresh child process under the address-space
+    limit: {id: {rc, exc, stderr, programs}} for each case it finished. What the child
+    wrote to stderr outside the cases (which each case's own process would have written
+    too) is added to every case's stderr. A child that crashed, hung or failed gives no
+    result: its cases then run one by one, each in a child of its own."""
+    try:
+        p = subprocess.run([sys.executable, "-c", HEAVY_CHILD, json.dumps(list(runs.items()))], capture_output=True,
+                           text=True, preexec_fn=_limit_address_space, timeout=(CASE_SECONDS + 5) * len(runs))
+    except subprocess.TimeoutExpired:
+        return {}
+    if p.returncode != 0:
+        return {}
+    done = [json.loads(line[len("@@done "):]) for line in _text(p.stdout).splitlines() if line.startswith("@@done ")]
+    return {r["id"]: {**r, "stderr": r["stderr"] + _text(p.stderr)} for r in done}
+
+
+@pytest.fixture(scope="module")
+def heavy_runs(tmp_path_factory) -> dict[str, tuple[list[str], dict | None, Ctx, dict | None]]:
+    """Every heavy case built in a directory of its own and run in one shared child:
+    {id: (argv, --out before, ctx, result or None)}."""
+    prepared = {}
+    for case in HEAVY:
+        tmp = tmp_path_factory.mktemp(case.id)
+        ctx = Ctx(tmp, None)
+        argv = full_argv(case, ctx, tmp)
+        prepared[case.id] = (argv, snapshot(out_of(argv)), ctx)
+    results = call_heavy_together({cid: argv for cid, (argv, _, _) in prepared.items()})
+    return {cid: (*prep, results.get(cid)) for cid, prep in prepared.items()}
+
+
+def full_argv(case: Case, ctx: Ctx, tmp: Path) -> list[str]:
+    argv = case.argv(ctx) if callable(case.argv) else list(case.argv)
+    argv = [*(TINY if case.tiny else []), *argv]
+    if out_of(argv) is None:
+        argv += ["--out", str(tmp / "out")]
+    return argv
+
+
+def problems_of(rc, exc: str | None, err: str, expect, forbid, change: str | None, programs: int | None
+                ) -> list[str]:
+    """Every way a run falls short of a clean refusal."""
     lines = err.splitlines()
     problems = []
     if exc is not None:
@@ -1056,35 +1188,76 @@ def check_refusal(argv: list[str], expect, forbid, capsys, fork: bool = False) -
     for s in forbid:
         if s in err:
             problems.append(f"says {s!r}")
-    change = describe_change(before, snapshot(out))
     if change:
         problems.append(change)
+    if programs:
+        problems.append(f"asked for {programs} compiled program(s) (training, evaluation or init) before refusing")
+    elif programs is None and exc is None:
+        problems.append("the child did not report the programs it asked for")
     if problems and line:
         problems.append(f"stderr[0]={line[:200]!r}")
     return problems
 
 
+def check_refusal(argv: list[str], expect, forbid, capsys, fork: bool = False) -> list[str]:
+    """Run main(argv) and list every way it falls short of a clean refusal."""
+    out = out_of(argv)
+    before = snapshot(out)
+    capsys.readouterr()  # drop what the fixtures printed
+    if fork:
+        rc, exc, err, programs = call_main_isolated(argv)
+    else:
+        programs_before = programs_requested()
+        rc, raised = call_main(argv)
+        programs = programs_requested() - programs_before
+        exc = describe_exception(raised) if raised is not None else None
+        err = capsys.readouterr().err
+    return problems_of(rc, exc, err, expect, forbid, describe_change(before, snapshot(out)), programs)
+
+
+def _param(case: Case):
+    return pytest.param(case, id=case.id, marks=[pytest.mark.slow] if case.id in RUNS_A_SWEEP else [])
+
+
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # heavy cases: preexec_fn forks, then execs at once
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize("case", [_param(c) for c in CASES])
 def test_bad_input_is_one_line_exit_2_and_out_is_reusable(case: Case, tmp_path, capsys, request):
     if case.skip_as_root and os.geteuid() == 0:
         pytest.skip("running as root: file permissions do not bind")
-    ctx = Ctx(tmp_path, request)
-    argv = case.argv(ctx) if callable(case.argv) else list(case.argv)
-    argv = [*(TINY if case.tiny else []), *argv]
-    if out_of(argv) is None:
-        argv += ["--out", str(tmp_path / "out")]
-    problems = check_refusal(argv, case.expect, case.forbid, capsys, fork=case.heavy)
+    if case.heavy:  # run already, with the other heavy cases, in one child process
+        argv, before, ctx, result = request.getfixturevalue("heavy_runs")[case.id]
+        if result is None:  # the shared child did not finish it: a child of its own, as before
+            rc, exc, err, programs = call_main_isolated(argv)
+        else:
+            rc, exc, err, programs = result["rc"], result["exc"], result["stderr"], result["programs"]
+        problems = problems_of(rc, exc, err, case.expect, case.forbid,
+                               describe_change(before, snapshot(out_of(argv))), programs)
+    else:
+        ctx = Ctx(tmp_path, request)
+        argv = full_argv(case, ctx, tmp_path)
+        problems = check_refusal(argv, case.expect, case.forbid, capsys)
+        if bool(ctx.runs_used) != (case.id in RUNS_A_SWEEP):
+            problems.append(f"asked for {sorted(ctx.runs_used) or 'no run'}: RUNS_A_SWEEP (its slow mark) is wrong "
+                            "for this case")
     if ctx.out_marker.exists():
         problems.append("code from a data file ran (a pickle was loaded)")
     if problems:
         pytest.fail(" | ".join(problems), pytrace=False)
 
 
+def test_the_heavy_cases_share_one_child_and_each_finished_there(request):
+    """All heavy cases ran to the end in the one shared child: none needed a child of
+    its own (which is correct too, but slow, and means the shared child failed)."""
+    runs = request.getfixturevalue("heavy_runs")
+    assert len(runs) == len(HEAVY) >= 7
+    assert all(result is not None for *_, result in runs.values()), [cid for cid, r in runs.items() if r[3] is None]
+
+
 def test_the_table_is_large_enough():
     assert len(CASES) >= 90
 
 
+@pytest.mark.slow
 def test_corrected_command_runs_in_the_same_out_after_a_bad_adv_from(tmp_path, capsys):
     """A failed start (an --adv-from with no checkpoint) leaves --out as it was: the
     corrected command (Θ_adv computed here instead) runs in the same --out."""
@@ -1099,6 +1272,7 @@ def test_corrected_command_runs_in_the_same_out_after_a_bad_adv_from(tmp_path, c
     assert (out / "results.csv").read_text().count(",frozen,") == 1
 
 
+@pytest.mark.slow
 def test_corrected_command_with_relabel_runs_in_the_same_out(tmp_path, capsys):
     """Labels {1,2} are refused (naming --relabel); adding --relabel runs, as 2 classes,
     in the same --out."""
@@ -1119,6 +1293,7 @@ def _cli_env() -> dict:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
 
 
+@pytest.mark.slow
 def test_real_cli_prints_one_line_for_a_damaged_checkpoint(adv_run, tmp_path):
     """The CLI as a user runs it (a fresh interpreter, so anything printed at exit counts):
     a bit-flipped Θ_adv is one line and exit 2, with no Orbax "Event loop is closed"
@@ -1143,20 +1318,30 @@ def test_real_cli_prints_one_line_for_a_damaged_checkpoint(adv_run, tmp_path):
     assert not problems, " | ".join(problems) + f" | stderr[0]={lines[0][:200] if lines else ''!r}"
 
 
+def _lock_holder_pid(out: Path) -> int | None:
+    """The pid OUT/.lock records (written once the lock is held), or None."""
+    try:
+        return json.loads((out / ".lock").read_text()).get("pid")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+@pytest.mark.slow
 def test_second_process_on_the_same_out_is_refused_naming_pid_and_host(tmp_path, capsys):
     """An OS lock on --out: while one sweep runs there, a second (even with --resume) gets
-    one line naming the first one's pid and host, and exit 2."""
+    one line naming the first one's pid and host, and exit 2. (The second starts as soon
+    as the first holds the lock and has recorded itself in OUT/.lock, which the first does
+    before it draws its data; it need not wait for the first's manifest.)"""
     out = tmp_path / "out"
     long = [*TINY, "--experiments", "2", "--max-steps", "100000000", "--checkpoint-every", "0"]
     first = subprocess.Popen([sys.executable, "-m", "advjax.sweep", *long, "--out", str(out)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_cli_env())
     try:
         deadline = time.monotonic() + 120
-        while not (out / "manifest.json").exists():
+        while _lock_holder_pid(out) != first.pid:
             assert first.poll() is None, f"the first sweep ended: {first.stderr.read().decode()[-500:]}"
-            assert time.monotonic() < deadline, "the first sweep never wrote its manifest"
+            assert time.monotonic() < deadline, "the first sweep never took the lock"
             time.sleep(0.05)
-        time.sleep(0.5)
         capsys.readouterr()
         rc, exc = call_main([*long, "--resume", "--out", str(out)])
         err = capsys.readouterr().err
@@ -1175,9 +1360,10 @@ def test_second_process_on_the_same_out_is_refused_naming_pid_and_host(tmp_path,
         first.wait()
 
 
-def test_the_builders_inputs_are_valid_when_undamaged(tmp_path, adv_run):
-    """Each case is bad in one way only: the undamaged npz, IDX directory, config file and
-    checkpoint that the builders start from are accepted."""
+def test_the_builders_inputs_are_valid_when_undamaged(tmp_path):
+    """Each case is bad in one way only: the undamaged npz, IDX directory, CIFAR-10
+    directory and config file that the builders start from are accepted (the checkpoint:
+    the next test)."""
     from advjax.data import make_dataset
     from advjax.options import from_dict, load_toml
 
@@ -1192,6 +1378,11 @@ def test_the_builders_inputs_are_valid_when_undamaged(tmp_path, adv_run):
     assert cfg.widths == (4,) and cfg.seeds == 1
     cfg = from_dict(load_toml(ctx.toml("[sweep]\nseeds = 1\n", name="s2.toml")), source="s2.toml")
     assert cfg.widths == (4,)
+
+
+@pytest.mark.slow
+def test_the_builders_checkpoint_is_valid_when_undamaged(adv_run):
+    """The Θ_adv checkpoint the adv-* builders damage reads whole when undamaged."""
     from advjax.checkpoint import PhaseStore
 
     meta = PhaseStore(str(adv_run / "checkpoints" / "p4" / "theta_adv"), {}).read_meta()

@@ -1,10 +1,19 @@
 """Liu et al.'s confusion set (--confusion-copies R --zero-out F): phase 1 trains on R
 copies of every training example, each with round(F·D) of its D input values zeroed and
 its own uniform random label; later phases train on the true training set. R = 0 is
-today's y_rand on the training examples, bit for bit."""
+today's y_rand on the training examples, bit for bit.
+
+Most of the time here is compiling: the copies are made by one jitted confusion_images
+per shape (`_confusion`, shared by the tests; eager, its lax.map compiles anew at every
+call), inputs that only need to be some numbers come from NumPy (each jax.random shape is
+a compile), and the two draw tests share their draws (`_draw`)."""
+
+import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from advjax import run_sweep
 from advjax.data import as_images, confusion_images, make_dataset, n_zeroed, standardized, write_cifar_binary
@@ -23,27 +32,34 @@ from advjax.sweep import (
 from advjax.train import PhaseSpec, train
 
 
+_confusion = jax.jit(confusion_images, static_argnums=(2, 3))  # one program per shape, copies and F
+IMAGES = (5, 4, 4, 3)  # 5 small images, 400 copies each: the copies test's and the uniformity test's program
+IMAGE_COPIES = 400
+
+
 def test_copies_and_zeros_per_copy_on_images_and_vectors():
     key = jax.random.PRNGKey(0)
-    for shape, zero_out in (((4, 4, 3), 0.25), ((10,), 0.1), ((32, 32, 3), 0.1)):
+    rng = np.random.default_rng(1)
+    for shape, zero_out, copies in ((IMAGES[1:], 0.25, IMAGE_COPIES), ((10,), 0.1, 3), ((32, 32, 3), 0.1, 3)):
         d = int(np.prod(shape))
-        x = jax.random.uniform(jax.random.PRNGKey(1), (5, *shape), minval=0.1, maxval=1.0)  # no zero of its own
-        out = np.asarray(confusion_images(key, x, 3, zero_out))
-        assert out.shape == (15, *shape)
-        flat, src = out.reshape(3, 5, d), np.asarray(x).reshape(5, d)
+        x = rng.uniform(0.1, 1.0, (5, *shape)).astype(np.float32)  # no zero of its own
+        out = np.asarray(_confusion(key, x, copies, zero_out))
+        assert out.shape == (copies * 5, *shape)
+        flat, src = out.reshape(copies, 5, d), x.reshape(5, d)
         zeroed = flat == 0
         assert (zeroed.sum(axis=2) == n_zeroed(zero_out, d)).all()  # round(F·D) per copy, exactly
         np.testing.assert_array_equal(np.where(zeroed, 0, flat), np.where(zeroed, 0, src[None]))  # the rest: x's
-        if d >= 48:  # each copy draws its own positions (1 of 10 would repeat by chance)
-            assert len({z.tobytes() for z in zeroed.reshape(15, d)}) == 15
+        if d >= 48:  # each copy draws its own positions (1 of 10 would repeat by chance; 1 of 48 choose 12 here)
+            assert len({z.tobytes() for z in zeroed.reshape(copies * 5, d)}) == copies * 5
     assert n_zeroed(0.1, 3072) == 307 and n_zeroed(0.25, 48) == 12 and n_zeroed(0.15, 10) == 2  # halves up
-    x = jax.random.uniform(key, (4, 6))
-    np.testing.assert_array_equal(np.asarray(confusion_images(key, x, 2, 0.0)), np.tile(np.asarray(x), (2, 1)))
+    x = rng.uniform(size=(4, 6)).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(_confusion(key, x, 2, 0.0)), np.tile(x, (2, 1)))
 
 
 def test_zeroed_positions_are_uniform_over_pixels_and_channels():
-    x = np.ones((50, 4, 4, 3), np.float32)
-    out = np.asarray(confusion_images(jax.random.PRNGKey(3), x, 40, 0.25)).reshape(2000, 48)
+    """2,000 copies of 48 values (the copies test's program: 5 images, 400 copies each)."""
+    x = np.ones(IMAGES, np.float32)
+    out = np.asarray(_confusion(jax.random.PRNGKey(3), x, IMAGE_COPIES, 0.25)).reshape(2000, 48)
     share = (out == 0).mean(axis=0)  # each of the 48 values is zeroed in about a quarter of the copies
     assert np.abs(share - 0.25).max() < 0.04
 
@@ -54,16 +70,24 @@ def _cfg(**kw):
     return from_dict({**base, **kw}).resolve()
 
 
-def test_confusion_labels_are_uniform_independent_of_y_and_their_own_stream():
-    cfg = _cfg(seeds=2)
+@functools.cache
+def _draw(fix: bool):
+    """Seeds 0, 1, 2 of digits (200 images of 8x8x1 for the cnn), 4 confusion copies:
+    (cfg, ds, keys, split, y_train, y_rand, x_batched, the confusion set)."""
+    cfg = _cfg(fix_data=fix, model="cnn")
     ds = load_data(cfg)
-    keys, split, y_train, y_rand, x_batched = draw_seeds(cfg, ds, [0, 1])
-    rs = draw_confusion(cfg, ds, keys, split, y_train, x_batched)
+    keys, split, y_train, y_rand, x_batched = draw_seeds(cfg, ds, [0, 1, 2])
+    return cfg, ds, keys, split, y_train, y_rand, x_batched, draw_confusion(cfg, ds, keys, split, y_train, x_batched)
+
+
+def test_confusion_labels_are_uniform_independent_of_y_and_their_own_stream():
+    """On the data-draw test's shared draw (3 seeds): the labels do not depend on the data."""
+    cfg, ds, keys, split, y_train, y_rand, x_batched, rs = _draw(True)
     y_conf, y_true = np.asarray(rs.y_rand), np.asarray(rs.y)
-    assert y_conf.shape == y_true.shape == (2, 800)
+    assert y_conf.shape == y_true.shape == (3, 800)
     np.testing.assert_array_equal(y_true, np.tile(np.asarray(y_train), (1, 4)))  # copy r of image i: row r·n + i
     assert abs(np.mean(y_conf == y_true) - 0.1) < 0.03  # agreement by chance only (10 classes)
-    assert np.bincount(y_conf.ravel(), minlength=10).min() > 1600 * 0.1 * 0.7
+    assert np.bincount(y_conf.ravel(), minlength=10).min() > y_conf.size * 0.1 * 0.7
     assert not np.array_equal(y_conf[0], y_conf[1])  # each seed its own labels
     assert np.mean(y_conf[:, :200] == np.asarray(y_rand)) < 0.2  # not today's y_rand: a stream of their own
     # the confusion stream is new: the old purposes' keys are as they were
@@ -78,10 +102,7 @@ def test_the_confusion_set_follows_the_data_draw():
     """Shared data (MNIST's and digits' default): one set of copies, the first seed's;
     --no-fix-data: each seed copies its own images. Labels are always per seed."""
     for fix in (True, False):
-        cfg = _cfg(fix_data=fix, model="cnn")
-        ds = load_data(cfg)
-        keys, split, y_train, _, x_batched = draw_seeds(cfg, ds, [0, 1, 2])
-        rs = draw_confusion(cfg, ds, keys, split, y_train, x_batched)
+        *_, split, _, _, _, rs = _draw(fix)
         x, xs = np.asarray(rs.x), np.asarray(split.x_train)
         if fix:
             assert x.shape == (800, 8, 8, 1)
@@ -119,14 +140,19 @@ def test_zeros_are_a_black_pixel_standardized_with_the_training_statistics(tmp_p
 
 
 def test_phase_one_trains_on_the_confusion_set_and_phase_two_on_the_training_set():
+    # Inputs, labels, the start and the confusion set (2 copies of the 12 examples, 1 of
+    # each copy's 5 values zeroed) need only be numbers: NumPy draws them, so that no
+    # program but the two phases' is compiled.
     model = MLP(width=6, n_in=5, n_out=3)
-    k = jax.random.split(jax.random.PRNGKey(0), 6)
-    x = jax.random.normal(k[0], (2, 12, 5))
-    y = jax.random.randint(k[1], (2, 12), 0, 3)
-    x_conf = jax.vmap(lambda kk, xx: confusion_images(kk, xx, 2, 0.2))(jax.random.split(k[2], 2), x)
-    y_conf = np.asarray(jax.random.randint(k[3], (2, 24), 0, 3))
-    theta0 = jax.vmap(model.init)(jax.random.split(k[4], 2))
-    batch_keys = jax.random.split(k[5], 2)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(2, 12, 5)), jnp.float32)
+    y = jnp.asarray(rng.integers(0, 3, (2, 12)), jnp.int32)
+    zeroed = rng.permuted(np.tile(np.arange(5) == 0, (2, 24, 1)), axis=2)
+    x_conf = jnp.asarray(np.where(zeroed, 0.0, np.tile(np.asarray(x), (1, 2, 1))), jnp.float32)
+    y_conf = rng.integers(0, 3, (2, 24)).astype(np.int32)
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0))
+    theta0 = jax.tree.map(lambda s: jnp.asarray(rng.uniform(-0.4, 0.4, (2, *s.shape)), jnp.float32), shapes)
+    batch_keys = jax.random.split(jax.random.PRNGKey(5), 2)
     run = WidthRun(model=model, theta0=theta0, x_train=x, labels={"y": y, "y_rand": np.zeros((2, 12), np.int32)},
                    batch_keys=batch_keys, x_batched=True,
                    settings=TrainSettings(lr=0.3, max_steps=10, batch_size=5, loss_reduction="mean", chunk_steps=10),
@@ -151,9 +177,12 @@ def test_phase_one_trains_on_the_confusion_set_and_phase_two_on_the_training_set
     np.testing.assert_array_equal(half, np.where(chosen, y_conf, np.tile(np.asarray(y), (1, 2))))
 
 
+@pytest.mark.slow
 def test_r0_is_todays_sweep_and_r_enters_the_fingerprint(tmp_path):
-    base = dict(dataset="gaussians", widths=[4], seeds=2, max_steps=30, n_test=50, experiments="1,2", quiet=True,
-                measures=False, figure=False)
+    """Three tiny sweeps (20 training points, 10 steps): R = 0 is today's sweep byte for
+    byte, and copies change the random-label phase only."""
+    base = dict(dataset="gaussians", widths=[4], seeds=2, max_steps=10, n_train=20, n_test=50, experiments="1,2",
+                quiet=True, measures=False, figure=False)
     today = run_sweep(base, out=str(tmp_path / "today"))
     run_sweep({**base, "confusion_copies": 0}, out=str(tmp_path / "zero"))
     assert (tmp_path / "today" / "results.csv").read_bytes() == (tmp_path / "zero" / "results.csv").read_bytes()

@@ -26,9 +26,10 @@ def quadratic(eigenvalues, seed=0):
     return (q * np.asarray(eigenvalues)) @ q.T
 
 
-def top_eig_of(a, iters):
-    """top_hessian_eigenvalue of 0.5 x^T A x, parameters split over a two-leaf pytree."""
-    a = jnp.asarray(a, jnp.float32)
+@functools.partial(jax.jit, static_argnums=2)
+def _top_eig(a, key, iters):
+    """top_hessian_eigenvalue of 0.5 x^T A x, parameters split over a two-leaf pytree
+    (A an argument: one compiled program per size and iteration count)."""
     n = a.shape[0]
     params = {"u": jnp.ones(3), "w": jnp.ones((n - 3,))}
 
@@ -36,7 +37,11 @@ def top_eig_of(a, iters):
         x = ravel_pytree(p)[0]
         return 0.5 * x @ a @ x
 
-    return float(jax.jit(top_hessian_eigenvalue, static_argnums=(0, 3))(loss, params, jax.random.key(3), iters))
+    return top_hessian_eigenvalue(loss, params, key, iters)
+
+
+def top_eig_of(a, iters):
+    return float(_top_eig(jnp.asarray(a, jnp.float32), jax.random.key(3), iters))
 
 
 @pytest.mark.parametrize("n", [20, 300])
@@ -48,8 +53,11 @@ def test_top_eigenvalue_of_psd_quadratic(n):
 
 
 def test_top_eigenvalue_is_largest_algebraic_not_largest_magnitude():
-    eig = np.array([-20.0, 3.0, 1.0, 0.5, -2.0, 0.0, 2.5, 1.5])
-    assert top_eig_of(quadratic(eig, seed=1), 32) == pytest.approx(3.0, rel=1e-3)
+    # 20 eigenvalues and 64 steps, as the n=20 case above (its program, and restarts):
+    # the most negative one, -20, is by far the largest in magnitude; the top is 3.
+    eig = np.array([-20.0, 3.0, 1.0, 0.5, -2.0, 0.0, 2.5, 1.5, -1.0, 2.0, 0.25, -0.5, 1.25, 2.75, -3.0, 0.75,
+                    1.75, -0.25, 2.25, -1.5])
+    assert top_eig_of(quadratic(eig, seed=1), 64) == pytest.approx(3.0, rel=1e-3)
 
 
 # --- small random networks measured against NumPy --------------------------------------
@@ -89,25 +97,45 @@ def setup(n_out, n_seeds=3, width=3, d=2, n=8):
     return model, p0, p1, x, y
 
 
+# Two random-network setups, one compiled program each, that between them take every
+# option of `measure`: binary logits on 3-D inputs with x per seed and the mean loss (no
+# grid columns), and 3 classes on 2-D inputs with one x shared by all seeds and the
+# summed loss (grid columns).
+CONFIGS = {1: {"d": 3, "x_batched": True, "loss_reduction": "mean"},
+           3: {"d": 2, "x_batched": False, "loss_reduction": "sum"}}
+
+
 @functools.cache
 def measured_setup(n_out):
-    model, p0, p1, x, y = setup(n_out)
-    return model, p0, p1, x, y, measure(model, p0, p1, x, y, x_batched=True, hessian_iters=64, grid=32)
+    """(model, p0, p1, x (S, n, d) as every seed sees it, y, measure's output, config)."""
+    config = CONFIGS[n_out]
+    model, p0, p1, x, y = setup(n_out, d=config["d"])
+    if not config["x_batched"]:
+        x = np.broadcast_to(x[0], x.shape)
+    given = x if config["x_batched"] else x[0]
+    out = measure(model, p0, p1, given, y, x_batched=config["x_batched"], loss_reduction=config["loss_reduction"],
+                  hessian_iters=64, grid=32)
+    return model, p0, p1, x, y, out, config
 
 
-@pytest.fixture(params=[1, 3], ids=["binary", "3-class"])
+@pytest.fixture(params=[1, 3], ids=["binary-3d-batched-mean", "3class-2d-shared-sum"])
 def measured(request):
     return measured_setup(request.param)
 
 
-def dense_top_eigenvalues(model, params, x, y, reduction):
-    """Per seed: the largest eigenvalue of the dense Hessian (jax.hessian, numpy eigvalsh)."""
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _dense_hessians(model, params, x, y, reduction):
     def hessian(p, xs, ys):
         flat, unravel = ravel_pytree(p)
         return jax.hessian(lambda w: reduce_loss(per_example_loss(model.apply(unravel(w), xs), ys), None, reduction))(
             flat)
 
-    h = np.asarray(jax.jit(jax.vmap(hessian))(params, x, y), np.float64)
+    return jax.vmap(hessian)(params, x, y)
+
+
+def dense_top_eigenvalues(model, params, x, y, reduction):
+    """Per seed: the largest eigenvalue of the dense Hessian (jax.hessian, numpy eigvalsh)."""
+    h = np.asarray(_dense_hessians(model, params, x, y, reduction), np.float64)
     return np.linalg.eigvalsh(0.5 * (h + h.swapaxes(1, 2)))[:, -1]
 
 
@@ -131,33 +159,34 @@ def check_against_independent(model, p0, p1, x, y, out, reduction):
 
 
 def test_columns_and_shapes(measured):
-    *_, y, out = measured
-    assert list(out) == [*COLUMNS, *GRID_COLUMNS]
+    *_, x, y, out, _ = measured
+    grid = GRID_COLUMNS if x.shape[-1] == 2 else ()
+    assert list(out) == [*COLUMNS, *grid]
     assert all(v.shape == (y.shape[0],) for v in out.values())
 
 
 def test_measures_match_independent_computation(measured):
-    check_against_independent(*measured, "mean")
+    """Against NumPy and dense Hessians: per-seed x and the mean loss (binary), and one
+    shared x and the summed loss (3 classes; its Hessian is the sum's)."""
+    model, p0, p1, x, y, out, config = measured
+    check_against_independent(model, p0, p1, x, y, out, config["loss_reduction"])
 
 
 def test_seed_in_batch_equals_seed_alone():
-    model, p0, p1, x, y, out = measured_setup(3)
-    alone = measure(model, seed(p0, slice(1, 2)), seed(p1, slice(1, 2)), x[1:2], y[1:2],
-                    x_batched=True, hessian_iters=64, grid=32)
+    """Seed 1 of the 3-class batch (shared x, summed loss) measured alone: every column,
+    the grid's included, as in the batch."""
+    model, p0, p1, x, y, out, config = measured_setup(3)
+    alone = measure(model, seed(p0, slice(1, 2)), seed(p1, slice(1, 2)), x[0], y[1:2],
+                    x_batched=False, loss_reduction="sum", hessian_iters=64, grid=32)
+    assert set(GRID_COLUMNS) <= set(alone)
     for k in out:
         np.testing.assert_allclose(alone[k][0], out[k][1], rtol=1e-4, err_msg=k)
 
 
-def test_shared_x_and_sum_reduction():
-    model, p0, p1, x, y = setup(3)
-    out = measure(model, p0, p1, x[0], y, x_batched=False, loss_reduction="sum", hessian_iters=64, grid=16)
-    check_against_independent(model, p0, p1, jnp.broadcast_to(x[0], x.shape), y, out, "sum")
-
-
 def test_no_grid_columns_unless_two_dimensional():
-    model, p0, p1, x, y = setup(1, n_seeds=2, d=3)
-    out = measure(model, p0, p1, x, y, x_batched=True, hessian_iters=8)
-    assert list(out) == list(COLUMNS)
+    """The binary setup's inputs are 3-D: no grid columns (the 3-class one's are 2-D: both)."""
+    assert list(measured_setup(1)[5]) == list(COLUMNS)
+    assert list(measured_setup(3)[5]) == [*COLUMNS, *GRID_COLUMNS]
 
 
 # --- 2-D measures on hand-built networks ------------------------------------------------

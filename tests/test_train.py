@@ -1,5 +1,16 @@
 """The trainer against independent computations: NumPy gradients, a plain step loop,
-and each seed run alone."""
+and each seed run alone.
+
+Unit tests of the trainer (train called directly, no sweep): they form the fast tier.
+Most of their time is XLA compilation, so the tests share programs: one network and seed
+count (width 8, 4 seeds of 40 points, chunks of 10 steps) for every trainer test, so that
+the full-batch program serves the step counts, the step cap and divergence; the
+minibatch circles run serves the step-count, vmap and budget tests; one plain-loop step
+(`_plain_step`) compiles once for all references; points and starting parameters come
+from NumPy (no compiled draw or init); and the small helpers are jitted (one program
+each, not one per eager op)."""
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +18,6 @@ import numpy as np
 import optax
 import pytest
 
-from advjax.data import circles_points, gaussians_points, spirals_points
 from advjax.model import MLP
 from advjax.train import (
     PhaseSpec,
@@ -87,7 +97,7 @@ def test_gradient_matches_numpy_and_finite_differences(n_out, reduction):
 
 def test_torch_default_init_bounds():
     model = MLP(width=50, n_in=8, n_out=1)
-    p = model.init(jax.random.PRNGKey(3))
+    p = jax.jit(model.init)(jax.random.PRNGKey(3))
     for layer, fan_in in (("hidden", 8), ("readout", 50)):
         for leaf in p[layer].values():
             a = np.abs(np.asarray(leaf))
@@ -97,73 +107,137 @@ def test_torch_default_init_bounds():
 def test_batch_indices_cover_each_epoch_once():
     key = jax.random.PRNGKey(0)
     n, bs = 10, 4  # batches of 4, 4, 2 (the last one smaller)
+    indices = jax.jit(batch_indices, static_argnums=(2, 3))
     for epoch in range(3):
         seen = []
         for j in range(3):
-            idx, w = batch_indices(key, jnp.int32(epoch * 3 + j), n, bs)
+            idx, w = indices(key, jnp.int32(epoch * 3 + j), n, bs)
             seen += [int(i) for i, m in zip(idx, w) if m]
             assert float(w.sum()) == (2 if j == 2 else 4)
         assert sorted(seen) == list(range(n))
 
 
-def _data(n_seeds, n=40, maker=gaussians_points):
-    keys = jax.random.split(jax.random.PRNGKey(7), n_seeds)
-    xs, ys = jax.vmap(lambda k: maker(k, n))(keys)
-    return xs, ys
+def _np_points(kind, rng, n):
+    """The datasets' formulas (advjax.data, tested in test_data.py) in NumPy: the trainer
+    tests need points, not another compiled program per draw."""
+    y = rng.integers(0, 2, n)
+    if kind == "gaussians":  # x ~ N((2y-1)·(2.5, 2.5), I)
+        x = (2 * y - 1)[:, None] * 2.5 + rng.normal(size=(n, 2))
+    elif kind == "circles":  # noise 0: inner disc of radius 5, outer ring 5..15 (separable)
+        r, angle = rng.uniform(0, 10, n) + 5.0 * (2 * y - 1), rng.uniform(0, 2 * np.pi, n)
+        x = np.stack([r * np.cos(angle), r * np.sin(angle)], 1)
+    else:  # spirals, t_max 10, jitter 0.9
+        t = rng.uniform(0, 10, n)
+        x = (y + 1)[:, None] * t[:, None] * np.stack([np.cos(t), np.sin(t)], 1)
+        x = x + rng.uniform(-1, 1, (n, 2)) * 0.9 * t[:, None]
+    return x.astype(np.float32), y.astype(np.int32)
+
+
+@functools.cache
+def _data(n_seeds, n=40, kind="gaussians"):
+    """Each seed's own points (seed-batched)."""
+    rng = np.random.default_rng(7)
+    xs, ys = zip(*(_np_points(kind, rng, n) for _ in range(n_seeds)))
+    return jnp.asarray(np.stack(xs)), jnp.asarray(np.stack(ys))
+
+
+@functools.cache
+def _seeds_init(model, n_seeds, key=1):
+    """Each seed's initial parameters: uniform in ±1/sqrt(fan_in), as torch's default init
+    (test_torch_default_init_bounds checks the model's own), drawn by NumPy."""
+    rng = np.random.default_rng(key)
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0))
+    return {layer: {k: jnp.asarray(rng.uniform(-1, 1, (n_seeds, *s.shape)) / np.sqrt(leaves["kernel"].shape[0]),
+                                   jnp.float32) for k, s in leaves.items()} for layer, leaves in shapes.items()}
+
+
+def seed_of(tree, i):
+    return jax.tree.map(lambda leaf: leaf[i], tree)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "batch_size"))
+def _plain_step(params, state, k, x, y, key, lr, *, model, batch_size):
+    """One optax SGD step of one seed (full batch, or the minibatch `batch_indices` gives
+    update k): a program of its own, compiled once per model and batch size."""
+    opt = optax.sgd(lr)
+    if batch_size is None:
+        g = jax.grad(jax_loss(model, "mean"))(params, x, y)
+    else:
+        idx, w = batch_indices(key, k, x.shape[0], batch_size)
+        g = jax.grad(lambda p: reduce_loss(per_example_loss(model.apply(p, x[idx]), y[idx]), w, "mean"))(params)
+    upd, state = opt.update(g, state, params)
+    return optax.apply_updates(params, upd), state
 
 
 def _reference_run(model, params, x, y, lr, n_steps, batch_size=None, batch_key=None):
     """A plain Python loop of optax SGD steps on one seed: the parameters after
     0, 1, ..., n_steps updates (no while_loop, no vmap, no done masks)."""
-    opt = optax.sgd(lr)
-    state = opt.init(params)
-    loss = jax_loss(model, "mean")
-
-    @jax.jit
-    def step(params, state, k):
-        if batch_size is None:
-            g = jax.grad(loss)(params, x, y)
-        else:
-            idx, w = batch_indices(batch_key, k, len(x), batch_size)
-            g = jax.grad(lambda p: reduce_loss(per_example_loss(model.apply(p, x[idx]), y[idx]), w, "mean"))(params)
-        upd, state = opt.update(g, state, params)
-        return optax.apply_updates(params, upd), state
-
+    state = optax.sgd(lr).init(params)
+    key = jax.random.PRNGKey(0) if batch_key is None else batch_key
     out = [params]
     for k in range(n_steps):
-        params, state = step(params, state, jnp.int32(k))
+        params, state = _plain_step(params, state, jnp.int32(k), x, y, key, jnp.float32(lr), model=model,
+                                    batch_size=batch_size)
         out.append(params)
     return out
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _errors_of(model, params, x, y):
+    return jnp.sum(predictions(model.apply(params, x)) != y)
+
+
 def _errors(model, params, x, y):
-    return int(jnp.sum(predictions(model.apply(params, x)) != y))
+    return int(_errors_of(model, params, x, y))
+
+
+# One network and seed count for every trainer test: width 8, 4 seeds of 40 points, chunks
+# of at most 10 steps, so that tests share their compiled programs (the full-batch one
+# serves the step counts, the step cap and divergence).
+SMALL_MODEL = MLP(width=8, n_in=2, n_out=1)
+SMALL_SPEC = PhaseSpec(SMALL_MODEL, ALL, chunk_steps=10)
+N_SEEDS = 4
+
+
+def _circles():
+    """The separable problem: circles without noise, which every seed fits."""
+    xs, ys = _data(N_SEEDS, kind="circles")
+    return SMALL_MODEL, xs, ys, _seeds_init(SMALL_MODEL, N_SEEDS), jax.random.split(jax.random.PRNGKey(2), N_SEEDS)
+
+
+def _circles_spec(batch_size):
+    return PhaseSpec(SMALL_MODEL, ALL, batch_size=batch_size, chunk_steps=10)
+
+
+@functools.cache
+def _circles_trained(batch_size):
+    """All seeds of the circles problem trained to zero error (lr 0.05, cap 3000)."""
+    model, xs, ys, theta0, bkeys = _circles()
+    return train(_circles_spec(batch_size), theta0, xs, ys, bkeys, lr=0.05, max_steps=3000)
 
 
 @pytest.mark.parametrize("batch_size", [None, 16])
 def test_step_counts_are_exact_and_match_a_plain_loop(batch_size):
-    model = MLP(width=16, n_in=2, n_out=1)
-    xs, ys = _data(3, maker=lambda k, n: circles_points(k, n, noise=0.0))
-    theta0 = jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(1), 3))
-    bkeys = jax.random.split(jax.random.PRNGKey(2), 3)
-    spec = PhaseSpec(model, ALL, batch_size=batch_size, chunk_steps=37)
-    out = train(spec, theta0, xs, ys, bkeys, lr=0.05, max_steps=3000)
+    """Each of 4 seeds stops at exactly the first step whose parameters fit (its
+    parameters the plain loop's then), full batch and minibatch; the runs are shared
+    with the vmap and budget tests."""
+    model, xs, ys, theta0, bkeys = _circles()
+    out = _circles_trained(batch_size)
     assert out.converged.all() and len(set(out.steps.tolist())) > 1  # seeds stop at different steps
-    for i in range(3):
+    for i in range(N_SEEDS):
         k = int(out.steps[i])
-        seed = lambda t, i=i: jax.tree.map(lambda leaf: leaf[i], t)  # noqa: E731
-        ref = _reference_run(model, seed(theta0), xs[i], ys[i], 0.05, k, batch_size, bkeys[i])
+        ref = _reference_run(model, seed_of(theta0, i), xs[i], ys[i], 0.05, k, batch_size, bkeys[i])
         assert _errors(model, ref[k], xs[i], ys[i]) == 0
         assert _errors(model, ref[k - 1], xs[i], ys[i]) > 0
-        for a, b in zip(jax.tree.leaves(seed(out.params)), jax.tree.leaves(ref[k])):
+        for a, b in zip(jax.tree.leaves(seed_of(out.params, i)), jax.tree.leaves(ref[k])):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
 
 
 def test_step_cap_and_finished_seeds_stay_put():
-    model = MLP(width=8, n_in=2, n_out=1)
-    xs, ys = _data(4, maker=lambda k, n: spirals_points(k, n, t_max=10.0))
-    theta0 = jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(1), 4))
-    spec = PhaseSpec(model, ALL, chunk_steps=10)
+    """(The full-batch program of the step-count test: same network, seeds and shapes.)"""
+    model, spec = SMALL_MODEL, SMALL_SPEC
+    xs, ys = _data(N_SEEDS, kind="spirals")
+    theta0 = _seeds_init(model, N_SEEDS)
     out = train(spec, theta0, xs, ys, jax.random.split(jax.random.PRNGKey(2), 4), lr=0.01, max_steps=25)
     assert (out.steps == 25).all() and not out.converged.any() and not out.diverged.any()
     # A done state run through more chunks is bit-for-bit unchanged.
@@ -178,47 +252,52 @@ def test_step_cap_and_finished_seeds_stay_put():
 
 
 def test_diverging_seed_stops_and_others_go_on():
-    model = MLP(width=8, n_in=2, n_out=1)
-    xs, ys = _data(3)
+    """One of 4 seeds blows up and stops at once; the other 3 train on to zero error (in
+    the step-count test's full-batch program)."""
+    xs, ys = _data(N_SEEDS)
     xs = xs.at[1].multiply(1e30)  # seed 1's logits overflow at once
-    theta0 = jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(1), 3))
-    out = train(PhaseSpec(model, ALL), theta0, xs, ys, jax.random.split(jax.random.PRNGKey(2), 3),
-                lr=0.01, max_steps=5000)
-    assert out.diverged.tolist() == [False, True, False]
-    assert out.converged.tolist() == [True, False, True]
+    theta0 = _seeds_init(SMALL_MODEL, N_SEEDS)
+    out = train(SMALL_SPEC, theta0, xs, ys, jax.random.split(jax.random.PRNGKey(2), 4), lr=0.01, max_steps=5000)
+    assert out.diverged.tolist() == [False, True, False, False]
+    assert out.converged.tolist() == [True, False, True, True]
     assert out.steps[1] <= 1
 
 
 def test_vmapped_seed_equals_seed_alone():
-    model = MLP(width=12, n_in=2, n_out=1)
-    xs, ys = _data(4, maker=lambda k, n: circles_points(k, n, noise=0.0))
-    theta0 = jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(1), 4))
-    bkeys = jax.random.split(jax.random.PRNGKey(2), 4)
-    spec = PhaseSpec(model, ALL, batch_size=16, chunk_steps=50)
-    together = train(spec, theta0, xs, ys, bkeys, lr=0.05, max_steps=2000)
+    """Seed 2 of the 4-seed minibatch circles run (the step-count test's run, reused)
+    against the same seed trained alone: same steps, same parameters."""
+    model, xs, ys, theta0, bkeys = _circles()
+    spec = _circles_spec(16)
+    together = _circles_trained(16)
     one = lambda t: jax.tree.map(lambda a: a[2:3], t)  # noqa: E731
-    alone = train(spec, one(theta0), xs[2:3], ys[2:3], bkeys[2:3], lr=0.05, max_steps=2000)
+    alone = train(spec, one(theta0), xs[2:3], ys[2:3], bkeys[2:3], lr=0.05, max_steps=3000)
     assert alone.steps[0] == together.steps[2] and alone.converged[0] == together.converged[2]
     for a, b in zip(jax.tree.leaves(alone.params), jax.tree.leaves(one(together.params))):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 
 
 def test_frozen_layers_do_not_move():
-    model = MLP(width=10, n_in=2, n_out=1)
-    xs, ys = _data(2)
-    theta0 = jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(1), 2))
-    out = train(PhaseSpec(model, ("readout",)), theta0, xs, ys, jax.random.split(jax.random.PRNGKey(2), 2),
-                lr=0.1, max_steps=200)
+    """(On the step-cap test's spirals and start: only the program of its own layers is new.)"""
+    model = SMALL_MODEL
+    xs, ys = _data(N_SEEDS, kind="spirals")  # not fitted at the start: every seed takes steps
+    theta0 = _seeds_init(model, N_SEEDS)
+    out = train(PhaseSpec(model, ("readout",), chunk_steps=10), theta0, xs, ys,
+                jax.random.split(jax.random.PRNGKey(2), N_SEEDS), lr=0.1, max_steps=200)
     assert (out.steps > 0).all()
     for a, b in zip(jax.tree.leaves(theta0["hidden"]), jax.tree.leaves(out.params["hidden"])):
         assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
     assert not np.array_equal(np.asarray(theta0["readout"]["kernel"]), np.asarray(out.params["readout"]["kernel"]))
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _mean_loss_grad(model, params, x, y):
+    return jax.grad(jax_loss(model, "mean"))(params, x, y)
+
+
 def _hand_rolled(model, params, x, y, lr, n_steps, optimizer, momentum=0.0, weight_decay=0.0):
     """torch.optim.SGD (momentum, weight_decay) and Adam written out by hand: the
     parameters after n_steps full-batch updates."""
-    grad = jax.jit(jax.grad(jax_loss(model, "mean")))
+    grad = functools.partial(_mean_loss_grad, model)
     theta, _ = jax.flatten_util.ravel_pytree(params)
     unravel = jax.flatten_util.ravel_pytree(params)[1]
     theta = np.asarray(theta, np.float64)
@@ -241,16 +320,15 @@ def _hand_rolled(model, params, x, y, lr, n_steps, optimizer, momentum=0.0, weig
 def test_momentum_weight_decay_and_adam_match_the_textbook_updates(optimizer, momentum, weight_decay):
     import jax.flatten_util  # noqa: F401
 
-    model = MLP(width=8, n_in=2, n_out=1)
-    xs, ys = _data(2, n=30, maker=spirals_points)
-    theta0 = jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(3), 2))
+    model = SMALL_MODEL
+    xs, ys = _data(N_SEEDS, kind="spirals")  # the step-cap test's data and start: no new init or draw
+    theta0 = _seeds_init(model, N_SEEDS)
     spec = PhaseSpec(model, ALL, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay)
-    out = train(spec, theta0, xs, ys, jax.random.split(jax.random.PRNGKey(4), 2), lr=0.01, max_steps=20)
+    out = train(spec, theta0, xs, ys, jax.random.split(jax.random.PRNGKey(4), N_SEEDS), lr=0.01, max_steps=20)
     assert (out.steps == 20).all() and not out.converged.any()  # spirals are not fitted in 20 steps
-    for i in range(2):
-        seed = lambda t, i=i: jax.tree.map(lambda leaf: leaf[i], t)  # noqa: E731
-        ref = _hand_rolled(model, seed(theta0), xs[i], ys[i], 0.01, 20, optimizer, momentum, weight_decay)
-        for a, b in zip(jax.tree.leaves(seed(out.params)), jax.tree.leaves(ref)):
+    for i in range(N_SEEDS):
+        ref = _hand_rolled(model, seed_of(theta0, i), xs[i], ys[i], 0.01, 20, optimizer, momentum, weight_decay)
+        for a, b in zip(jax.tree.leaves(seed_of(out.params, i)), jax.tree.leaves(ref)):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
 
 
@@ -261,11 +339,11 @@ def test_initial_optimizer_state_is_optax_init(optimizer, momentum, weight_decay
     """The host zeros the trainer starts from equal optax's own init, leaf for leaf."""
     from advjax.train import initial_opt_state, make_hyper, make_optimizer
 
-    model = MLP(width=3, n_in=2, n_out=1)
-    params = jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(0), 2))
+    model = SMALL_MODEL
+    params = _seeds_init(model, N_SEEDS)  # the trainer tests' start: nothing new to compile
     spec = PhaseSpec(model, ALL, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay,
                      per_seed=per_seed)
-    hyper = make_hyper(2, 0.1, 10, 5, momentum=[0.0, 0.9], weight_decay=[0.0, 0.1])
+    hyper = make_hyper(N_SEEDS, 0.1, 10, 5, momentum=[0.0, 0.9, 0.5, 0.0], weight_decay=[0.0, 0.1, 0.0, 0.2])
     ours = initial_opt_state(spec, hyper, params)
     ref = jax.vmap(lambda h, t: make_optimizer(h.lr, spec, h).init(t))(hyper, params)
     assert jax.tree.structure(ours) == jax.tree.structure(ref)
@@ -276,20 +354,16 @@ def test_initial_optimizer_state_is_optax_init(optimizer, momentum, weight_decay
 def test_check_every_k_stops_at_the_first_check_that_fits():
     """--check-every 4: a seed's steps are the first multiple of 4 at which the plain
     loop's parameters fit (checks in between do not happen), its parameters those."""
-    model = MLP(width=16, n_in=2, n_out=1)
-    xs, ys = _data(3, maker=lambda k, n: circles_points(k, n, noise=0.0))
-    theta0 = jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(1), 3))
-    bkeys = jax.random.split(jax.random.PRNGKey(2), 3)
-    spec = PhaseSpec(model, ALL, batch_size=16, chunk_steps=5, check_every=4)
+    model, xs, ys, theta0, bkeys = _circles()
+    spec = PhaseSpec(model, ALL, batch_size=16, chunk_steps=10, check_every=4)
     out = train(spec, theta0, xs, ys, bkeys, lr=0.05, max_steps=3000)
     assert out.converged.all()
-    for i in range(3):
+    for i in range(N_SEEDS):
         k = int(out.steps[i])
-        seed = lambda t, i=i: jax.tree.map(lambda leaf: leaf[i], t)  # noqa: E731
-        ref = _reference_run(model, seed(theta0), xs[i], ys[i], 0.05, k, 16, bkeys[i])
+        ref = _reference_run(model, seed_of(theta0, i), xs[i], ys[i], 0.05, k, 16, bkeys[i])
         assert k % 4 == 0 and _errors(model, ref[k], xs[i], ys[i]) == 0
         assert all(_errors(model, ref[m], xs[i], ys[i]) > 0 for m in range(0, k, 4))
-        for a, b in zip(jax.tree.leaves(seed(out.params)), jax.tree.leaves(ref[k])):
+        for a, b in zip(jax.tree.leaves(seed_of(out.params, i)), jax.tree.leaves(ref[k])):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
     # a cap that is not a multiple of K is still exact
     capped = train(spec, theta0, xs, ys, bkeys, lr=0.05, max_steps=10)
@@ -300,25 +374,22 @@ def test_a_fixed_budget_trains_exactly_each_cap_without_checking():
     """--stop-rule budget: every seed takes exactly its own cap of updates, even seeds
     that fit the data long before (they would stop there under the target rule), its
     parameters the plain loop's after that many updates; converged says it got there
-    finite, and a seed whose loss blows up still stops as diverged."""
-    model = MLP(width=16, n_in=2, n_out=1)
-    xs, ys = _data(3, maker=lambda k, n: circles_points(k, n, noise=0.0))
-    theta0 = jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(1), 3))
-    bkeys = jax.random.split(jax.random.PRNGKey(2), 3)
-    caps = np.array([40, 7, 400], np.int32)
-    target = train(PhaseSpec(model, ALL, batch_size=16, chunk_steps=5), theta0, xs, ys, bkeys, lr=0.05,
-                   max_steps=400)
+    finite, and a seed whose loss blows up still stops as diverged. (The target-rule
+    run is the step-count test's minibatch run, cap 3000: seed 2 fits before its cap
+    of 400 there, so it would have stopped early under a cap of 400 too.)"""
+    model, xs, ys, theta0, bkeys = _circles()
+    caps = np.array([40, 7, 400, 13], np.int32)
+    target = _circles_trained(16)
     assert target.converged[2] and target.steps[2] < caps[2]  # the target rule stops seed 2 early
     for k in (1, 3):
-        spec = PhaseSpec(model, ALL, batch_size=16, chunk_steps=5, check_every=k, budget=True)
+        spec = PhaseSpec(model, ALL, batch_size=16, chunk_steps=10, check_every=k, budget=True)
         out = train(spec, theta0, xs, ys, bkeys, lr=0.05, max_steps=caps)
         assert out.steps.tolist() == caps.tolist() and out.converged.all() and not out.diverged.any()
-        for i in range(3):
-            seed = lambda t, i=i: jax.tree.map(lambda leaf: leaf[i], t)  # noqa: E731
-            ref = _reference_run(model, seed(theta0), xs[i], ys[i], 0.05, int(caps[i]), 16, bkeys[i])
-            for a, b in zip(jax.tree.leaves(seed(out.params)), jax.tree.leaves(ref[int(caps[i])])):
+        for i in range(N_SEEDS):
+            ref = _reference_run(model, seed_of(theta0, i), xs[i], ys[i], 0.05, int(caps[i]), 16, bkeys[i])
+            for a, b in zip(jax.tree.leaves(seed_of(out.params, i)), jax.tree.leaves(ref[int(caps[i])])):
                 np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
-    blown = train(PhaseSpec(model, ALL, batch_size=16, chunk_steps=5, budget=True), theta0, xs, ys, bkeys,
+    blown = train(PhaseSpec(model, ALL, batch_size=16, chunk_steps=10, budget=True), theta0, xs, ys, bkeys,
                   lr=1e30, max_steps=50)
     assert blown.diverged.all() and not blown.converged.any() and (blown.steps < 50).all()
 
@@ -327,11 +398,12 @@ def test_checks_on_a_large_set_run_in_batches_with_the_same_logits():
     from advjax.train import apply_in_batches
 
     model = MLP(width=5, n_in=3, n_out=4)
-    params = model.init(jax.random.PRNGKey(0))
-    x = jax.random.normal(jax.random.PRNGKey(1), (1000, 3))
-    whole = model.apply(params, x)
-    assert np.allclose(apply_in_batches(model, params, x, None, batch=128), whole, rtol=1e-6, atol=1e-6)
-    assert apply_in_batches(model, params, x, None, batch=128).shape == whole.shape
+    params = seed_of(_seeds_init(model, 1), 0)  # NumPy numbers: only the two passes compile
+    x = np.random.default_rng(1).normal(size=(1000, 3)).astype(np.float32)
+    whole = jax.jit(model.apply)(params, x)
+    batched = jax.jit(lambda p, xx: apply_in_batches(model, p, xx, None, batch=128))(params, x)
+    assert batched.shape == whole.shape
+    assert np.allclose(batched, whole, rtol=1e-6, atol=1e-6)
 
 
 def test_step_schedule_matches_optax_piecewise_constant_at_the_boundaries():
@@ -348,7 +420,8 @@ def test_step_schedule_matches_optax_piecewise_constant_at_the_boundaries():
     reference = optax.piecewise_constant_schedule(0.5, {6: 0.1, 15: 0.1})
     params, state = {"w": jnp.zeros(())}, None
     state = opt.init(params)
+    update = jax.jit(opt.update)
     for count in range(20):
-        updates, state = opt.update({"w": jnp.ones(())}, state, params)
+        updates, state = update({"w": jnp.ones(())}, state, params)
         assert np.isclose(float(-updates["w"]), float(reference(count)), rtol=1e-6), count
     assert np.isclose(float(reference(5)), 0.5) and np.isclose(float(reference(6)), 0.05)
