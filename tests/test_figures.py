@@ -13,16 +13,23 @@ from advjax.figures import paired_test
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
+    """A small run of every dataset the composites draw. Measured only where a test looks at
+    the measures (gaussians, mnist), with the fewest Lanczos steps and a coarse lattice (they
+    change no column or panel); no summary.png (no test here reads it). One width, the one
+    Fig. 2 draws: every program is compiled per width, and drawing several widths is tested
+    on hand-written runs below. The four 2-D runs on data redrawn per seed have the same
+    shapes, so they share their compiled programs."""
     base = tmp_path_factory.mktemp("runs")
-    common = {"widths": "4,6", "seeds": 3, "max_steps": 60, "n_test": 200, "quiet": True, "keep_params": True}
+    common = {"widths": "6", "seeds": 3, "max_steps": 60, "n_test": 200, "quiet": True, "keep_params": True,
+              "figure": False}
     made = {}
     off = {"measures": False}  # measured only where a test looks at the measures
-    for name, extra in {"gaussians": {"grid": 32, "hessian_iters": 8}, "circles": off, "spirals": off,
+    for name, extra in {"gaussians": {"grid": 8, "hessian_iters": 2}, "circles": off, "spirals": off,
                         "spirals2pi": {"dataset": "spirals", "t_max": "2pi", **off},
                         "spirals2pi_fixed": {"dataset": "spirals", "t_max": "2pi", "fix_data": True, **off},
-                        "mnist": {"dataset": "mnist", "max_steps": 15, "n_test": 100, "hessian_iters": 8},
+                        "mnist": {"dataset": "mnist", "max_steps": 15, "n_test": 100, "hessian_iters": 2},
                         "teacher": {"experiments": "random_features,teacher_features,orthogonal_features",
-                                    "keep_params": False}}.items():
+                                    "keep_params": False, **off}}.items():
         cfg = {**common, "dataset": name, **extra}
         run_sweep(cfg, str(base / name))
         made[name] = str(base / name)
@@ -34,6 +41,7 @@ def png_size(path):
         return im.size
 
 
+@pytest.mark.slow
 def test_every_panel_is_drawn(runs, tmp_path, capsys):
     out = tmp_path / "figs"
     assert figures_main([*runs.values(), "--out", str(out), "--boundary-width", "6"]) == 0
@@ -51,7 +59,7 @@ def test_every_panel_is_drawn(runs, tmp_path, capsys):
             assert (out / f"{kind}_{label}.png").stat().st_size > 5_000
     sig = (out / "significance.csv").read_text().splitlines()
     assert sig[0].startswith("run,width,comparison,n,mean_diff")
-    assert len(sig) == 1 + 6 * 2 * 2 + 2 * 2  # runs x widths x comparisons, + the teacher's two
+    assert len(sig) == 1 + 6 * 2 + 2  # runs x comparisons (one width), + the teacher's two
     # issue 5: every experiment of a run in one panel; the measures, one panel each
     w, h = png_size(out / "experiments_teacher.png")  # test accuracy and steps
     assert abs(w / h - 2 * 4.6 / (3.8 + 1.0)) < 0.15 and not (out / "accuracy_teacher.png").exists()
@@ -62,6 +70,7 @@ def test_every_panel_is_drawn(runs, tmp_path, capsys):
     assert not (out / "experiments_gaussians.png").exists()
 
 
+@pytest.mark.slow
 def test_no_composites_draws_the_runs_alone(runs, tmp_path, capsys):
     out = tmp_path / "alone"
     assert figures_main([runs["mnist"], runs["teacher"], "--out", str(out), "--no-composites"]) == 0
@@ -71,15 +80,17 @@ def test_no_composites_draws_the_runs_alone(runs, tmp_path, capsys):
     assert {"accuracy_mnist.png", "measures_mnist.png", "experiments_teacher.png", "significance.csv"} <= set(made)
 
 
+@pytest.mark.slow
 def test_runs_with_the_same_label_are_named_by_directory(runs, tmp_path, capsys):
     import shutil
 
-    other = tmp_path / "mnist-again"
-    shutil.copytree(runs["mnist"], other)
+    # circles: a run without measures, so fewer figures to draw; the label clash is the same
+    other = tmp_path / "circles-again"
+    shutil.copytree(runs["circles"], other)
     out = tmp_path / "both"
-    assert figures_main([runs["mnist"], str(other), "--out", str(out), "--no-composites"]) == 0
+    assert figures_main([runs["circles"], str(other), "--out", str(out), "--no-composites"]) == 0
     capsys.readouterr()
-    assert (out / "accuracy_mnist.png").exists() and (out / "accuracy_mnist-again.png").exists()
+    assert (out / "accuracy_circles.png").exists() and (out / "accuracy_circles-again.png").exists()
 
 
 def test_bad_run_dir(tmp_path, capsys):
@@ -112,10 +123,13 @@ def test_holm_matches_a_hand_computation():
     assert holm([0.5, 0.9]) == [1.0, 1.0]  # capped at 1
 
 
+@pytest.mark.slow
 def test_depth_figure_from_runs_at_two_depths(tmp_path, capsys):
+    """One width, 6: the mnist run of `runs` trains the same depth-1 programs (same width,
+    seeds and test set), so after it the depth-1 run here compiles nothing new."""
     exps = "baseline,adversarial,frozen,freeze_1,reinit_1,reinit_2"
     for depth in (1, 2):
-        assert run_sweep({"dataset": "mnist", "widths": "5", "seeds": 3, "max_steps": 15, "n_test": 100,
+        assert run_sweep({"dataset": "mnist", "widths": "6", "seeds": 3, "max_steps": 15, "n_test": 100,
                           "quiet": True, "measures": False, "figure": False, "depth": depth,
                           "experiments": exps + (",freeze_2,reinit_3" if depth == 2 else "")},
                          str(tmp_path / f"d{depth}"))

@@ -30,6 +30,7 @@ def _without_axes(rows):
     return [{k: v for k, v in r.items() if k not in AXES} for r in rows]
 
 
+@pytest.mark.slow
 def test_a_grid_point_equals_the_point_run_alone(tmp_path):
     grid = run_sweep({**BASE, "lr": "0.01,0.05", "random_fraction": "0.5,1"}, str(tmp_path / "grid"))
     assert len(grid) == 3 * 4 * 3 and {(r["lr"], r["random_fraction"]) for r in grid} == {
@@ -42,7 +43,10 @@ def test_a_grid_point_equals_the_point_run_alone(tmp_path):
     assert "lr" not in alone[0]
 
 
+@pytest.mark.slow
 def test_a_phase_two_grid_trains_one_theta_adv(tmp_path, monkeypatch):
+    """Four step sizes of phase 2 over one Θ_adv: phase 1 trains once, each phase 2 trains the
+    four points together (4 x 3 seeds: the batch of the 4-point grid above, so its programs)."""
     calls = []
     real = experiments.train
 
@@ -51,9 +55,10 @@ def test_a_phase_two_grid_trains_one_theta_adv(tmp_path, monkeypatch):
         return real(spec, params0, x, y, keys, *args, **kw)
 
     monkeypatch.setattr(experiments, "train", counting)
-    rows = run_sweep({**BASE, "lr": "0.01,0.02,0.05", "phase1_lr": 0.05, "experiments": "2,3"}, str(tmp_path / "g"))
-    # phase 1 once (3 seeds), then each experiment's second phase for all 3 points at once
-    assert calls == [3, 9, 9]
+    rows = run_sweep({**BASE, "lr": "0.01,0.02,0.03,0.05", "phase1_lr": 0.05, "experiments": "2,3"},
+                     str(tmp_path / "g"))
+    # phase 1 once (3 seeds), then each experiment's second phase for all 4 points at once
+    assert calls == [3, 12, 12]
     theta_adv_steps = {(r["experiment"], r["lr"], r["seed"]): r["phase1_steps"] for r in rows}
     for s in range(3):
         assert len({v for (e, lr, seed), v in theta_adv_steps.items() if seed == s}) == 1
@@ -75,6 +80,7 @@ def test_random_fraction_doses():
     assert ((quarter != y) <= (half != y)).all()
 
 
+@pytest.mark.slow
 def test_full_dose_and_zero_error_targets_are_todays_sweep(tmp_path):
     today = run_sweep({**BASE, "experiments": "2,3"}, str(tmp_path / "today"))
     spelled = run_sweep({**BASE, "experiments": "2,3", "random_fraction": 1, "phase1_target_acc": 1,
@@ -103,10 +109,14 @@ def test_a_target_accuracy_stops_at_the_first_step_that_reaches_it(target):
         updates, s = opt.update(g, s, p)
         return optax.apply_updates(p, updates), s
 
+    @jax.jit
+    def accuracy(p, x, y):  # compiled once, not op by op at every step
+        return jnp.mean(predictions(model.apply(p, x)) == y)
+
     for i in range(3):  # a plain loop per seed: no vmap, no while_loop, no masks
         p = jax.tree.map(lambda a, i=i: a[i], theta0)
         s, k = opt.init(p), 0
-        while float(jnp.mean(predictions(model.apply(p, xs[i])) == ys[i])) < target:
+        while float(accuracy(p, xs[i], ys[i])) < target:
             p, s = step(p, s, xs[i], ys[i])
             k += 1
         assert int(out.steps[i]) == k  # the plain loop's first step at the target
@@ -117,14 +127,20 @@ def test_need_for_is_exact():
     assert need_for(0.7, 10) == 7  # 0.7·10 is 7.000000000000001 in floats; exact arithmetic says 7
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_in_the_middle_of_a_grid(tmp_path):
-    cfg = ["--dataset", "spirals", "--widths", "6", "--seeds", "2", "--n-test", "100", "--no-measures",
-           "--no-figure", "--quiet", "--experiments", "2,3", "--lr", "0.01,0.03", "--max-steps", "1000"]
+    """A real process killed (SIGKILL) once a grid point's Θ_adv has a periodic save, resumed
+    in-process, equals the sweep run whole, byte for byte. The grid is BASE's 4-point grid of
+    the first test, so the resume and the whole run reuse its programs; the killed process
+    compiles its own (its --chunk-steps differs), which keeps it busy well after the save."""
+    cfg = ["--dataset", "spirals", "--widths", "8", "--seeds", "3", "--n-test", "100", "--no-measures",
+           "--no-figure", "--quiet", "--experiments", "2,3", "--lr", "0.01,0.05", "--random-fraction", "0.5,1",
+           "--max-steps", "1000"]
     out = tmp_path / "killed"
     often = ["--chunk-steps", "50", "--checkpoint-every", "50"]
     proc = subprocess.Popen([sys.executable, "-m", "advjax.sweep", *cfg, *often, "--out", str(out)],
                             stderr=subprocess.PIPE)
-    theta_adv = out / "checkpoints" / "p6" / "theta_adv"
+    theta_adv = out / "checkpoints" / "p8" / "theta_adv"
     deadline = time.time() + 120
     def saved():  # some grid point's Θ_adv has a periodic save
         return theta_adv.is_dir() and any((d / "0").is_dir() for d in theta_adv.iterdir())

@@ -62,9 +62,12 @@ def test_shrink_perturb_endpoints_are_adversarial_and_a_fresh_init():
     np.testing.assert_allclose(mixed["hidden"]["kernel"], expected, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_shrink_perturb_one_zero_equals_adversarial_through_the_cli(tmp_path):
-    common = {"dataset": "gaussians", "widths": "6", "seeds": 3, "max_steps": 300, "n_test": 200, "quiet": True,
-              "measures": False}
+    """Every column of every row equal, over two seeds (the width, seeds and test set of the
+    gaussians run below, whose programs it shares)."""
+    common = {"dataset": "gaussians", "widths": "6", "seeds": 2, "max_steps": 300, "n_test": 100, "quiet": True,
+              "measures": False, "figure": False}
     rows = run_sweep({**common, "experiments": "adversarial,shrink_perturb", "shrink": 1.0, "perturb": 0.0},
                      str(tmp_path / "sp"))
     adv = [{k: v for k, v in r.items() if k != "experiment"} for r in rows if r["experiment"] == "adversarial"]
@@ -73,8 +76,10 @@ def test_shrink_perturb_one_zero_equals_adversarial_through_the_cli(tmp_path):
 
 
 def test_init_params_in_batches_equals_one_vmap():
-    model = MLP(7, 3, 2)
-    keys = jax.random.split(jax.random.PRNGKey(0), 5)
+    """Three seeds in batches of 2 and 1 against one vmap over the three: `_run`'s network and
+    seed count, so the vmapped init is the one already run for it."""
+    model = MLP(width=12, n_in=2, n_out=1)
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
     assert bits(init_params(model, keys, 2)) == bits(jax.vmap(model.init)(keys))
 
 
@@ -103,16 +108,19 @@ def test_teacher_labels_and_features():
                                np.linalg.norm(np.asarray(theta0["hidden"]["kernel"]), axis=1), rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset,experiments", [
     ("gaussians", "all"),
     ("teacher", "random_features,teacher_features,orthogonal_features,frozen"),
     ("mnist", "baseline,norm_matched_layer,shrink_perturb"),
 ])
 def test_every_experiment_runs_from_the_cli_and_fills_its_columns(tmp_path, dataset, experiments, capsys):
+    """Every measure column filled and finite for every experiment; the Lanczos steps and the
+    lattice are the fewest that measure (their sizes do not change which columns are filled)."""
     out = tmp_path / dataset
     args = ["--dataset", dataset, "--widths", "6", "--seeds", "2", "--max-steps", "40", "--n-test", "100",
-            "--experiments", experiments, "--hessian-iters", "8", "--quiet", "--out", str(out),
-            *(["--grid", "32"] if dataset == "gaussians" else [])]  # --grid applies to 2-D data only
+            "--experiments", experiments, "--hessian-iters", "2", "--quiet", "--no-figure", "--out", str(out),
+            *(["--grid", "8"] if dataset == "gaussians" else [])]  # --grid applies to 2-D data only
     assert main(args) == 0
     capsys.readouterr()
     from advjax.results import read_results

@@ -51,7 +51,8 @@ def test_layers_and_sizes_come_from_the_model():
     assert MLP(5, 3, 2, depth=3).layers == ("hidden1", "hidden2", "hidden3", "readout")
     for depth in (1, 2, 3):
         model = MLP(7, 3, 4, depth=depth)
-        real = sum(a.size for a in jax.tree.leaves(model.init(jax.random.PRNGKey(0))))
+        # the shapes init returns (traced, not run: the count needs no random numbers)
+        real = sum(a.size for a in jax.tree.leaves(jax.eval_shape(model.init, jax.random.PRNGKey(0))))
         assert n_parameters(model) == real  # the memory model's count is the real one
         assert activations_per_example(model) == 7 * depth
         assert bytes_per_seed(model, 10, x_batched=True) == 4 * (4 * real + 10 * 3 + 10 * 7 * depth)
@@ -68,9 +69,13 @@ def test_init_is_pytorch_default_per_layer():
             assert a.max() <= fan_in**-0.5 and a.max() > 0.5 * fan_in**-0.5
 
 
+@pytest.mark.slow
 def test_vmapped_seed_of_a_deep_network_equals_the_seed_alone():
+    """Three seeds side by side against seed 1 alone, over several chunks (they start at 16
+    steps). The batch's spec is the one run_phases builds for `_run`'s phases (chunk_steps
+    500), so the 3-seed program is the one the per-layer tests below train Θ_adv with."""
     run = _run(depth=3)
-    spec = PhaseSpec(run.model, run.model.layers, chunk_steps=50)
+    spec = PhaseSpec(run.model, run.model.layers, chunk_steps=run.settings.chunk_steps)
     together = train(spec, run.theta0, run.x_train, run.labels["y"], run.batch_keys, 0.5, 300)
     one = lambda t: jax.tree.map(lambda a: np.asarray(a)[1:2], t)  # noqa: E731
     alone = train(spec, one(run.theta0), one(run.x_train), one(run.labels["y"]), one(run.batch_keys), 0.5, 300)
@@ -125,15 +130,28 @@ def test_norm_matched_layer_at_depth_has_theta_adv_norm_in_every_layer():
         assert _norm(seed(whole)) == pytest.approx(_norm(seed(theta_adv)), rel=1e-6)
 
 
-def test_measures_at_depth_have_a_norm_per_layer_and_count_every_relu():
-    run = _run(depth=3, n_seeds=2)
+@pytest.fixture(scope="module")
+def measured():
+    """One measure() of the seeds of a depth-2 network, on a known lattice: what the two
+    tests below check, from one compiled measuring program (it is most of their time).
+    Three seeds, as in `_run`'s other calls here, so that its data and init reuse theirs."""
+    run = _run(depth=2)
+    grid, bounds = 40, np.array([-3.0, 3.0, -3.0, 3.0], np.float32)
+    out = measure(run.model, run.theta0, run.theta0, run.x_train, run.labels["y"], x_batched=True, hessian_iters=2,
+                  grid=grid, bounds=bounds)
+    return run, grid, out
+
+
+def test_measures_at_depth_have_a_norm_per_layer_and_count_every_relu(measured):
+    """At depth 2 (two hidden layers, as one program with the lattice test below): a norm
+    column per hidden layer in order, norm_features over both, and every ReLU of both layers
+    in active_fraction."""
+    run, _, out = measured
     p0 = run.theta0
     cols = columns(run.model)
-    assert cols[:6] == ("norm_hidden1", "norm_hidden2", "norm_hidden3", "norm_features", "norm_readout",
-                        "norm_total")
-    out = measure(run.model, p0, p0, run.x_train, run.labels["y"], x_batched=True, hessian_iters=4, grid=8)
+    assert cols[:5] == ("norm_hidden1", "norm_hidden2", "norm_features", "norm_readout", "norm_total")
     assert list(out) == [*cols, *GRID_COLUMNS]
-    for s in range(2):
+    for s in range(3):
         seed = jax.tree.map(lambda a, s=s: np.asarray(a)[s], p0)
         for layer in run.model.layers[:-1]:
             assert out[f"norm_{layer}"][s] == pytest.approx(_norm(seed[layer]), rel=1e-5)
@@ -142,21 +160,18 @@ def test_measures_at_depth_have_a_norm_per_layer_and_count_every_relu():
         assert out["norm_total"][s] == pytest.approx(np.hypot(out["norm_features"][s], out["norm_readout"][s]),
                                                      rel=1e-5)
         pre = np.concatenate(run.model.preactivations(seed, np.asarray(run.x_train[s])), axis=-1)
-        assert pre.shape[-1] == 18
+        assert pre.shape[-1] == 12
         assert out["active_fraction"][s] == pytest.approx(np.mean(pre > 0), abs=1e-6)
 
 
-def test_linear_regions_of_a_depth_2_network_equal_a_direct_count_of_patterns():
-    model = MLP(5, 2, 1, depth=2)
-    params = jax.tree.map(np.asarray, jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(7), 2)))
-    x = np.asarray(jax.random.normal(jax.random.PRNGKey(8), (2, 20, 2)))
-    y = np.zeros((2, 20), np.int32)
-    grid, bounds = 40, np.array([-3.0, 3.0, -3.0, 3.0], np.float32)
-    out = measure(model, params, params, x, y, x_batched=True, hessian_iters=2, grid=grid, bounds=bounds)
+def test_linear_regions_of_a_depth_2_network_equal_a_direct_count_of_patterns(measured):
+    run, grid, out = measured
+    model, params = run.model, run.theta0
+    assert model.depth == 2
     gx, gy = np.meshgrid(np.linspace(-3.0, 3.0, grid, dtype=np.float32), np.linspace(-3.0, 3.0, grid,
                                                                                     dtype=np.float32))
     pts = np.stack([gx.ravel(), gy.ravel()], axis=-1)
-    for s in range(2):
+    for s in range(3):
         seed = jax.tree.map(lambda a, s=s: a[s], params)
         pre = model.preactivations(seed, pts)
         both = {tuple(row) for row in np.concatenate([np.asarray(p > 0) for p in pre], axis=-1)}
@@ -173,9 +188,10 @@ def test_old_configs_without_model_keys_run_as_np():
 
 
 TINY = {"dataset": "gaussians", "widths": "5", "seeds": 2, "max_steps": 30, "n_test": 50, "quiet": True,
-        "measures": False}
+        "measures": False, "figure": False}
 
 
+@pytest.mark.slow
 def test_every_experiment_at_depth_2_runs_and_a_depth_2_theta_adv_is_refused_at_depth_3(tmp_path, capsys):
     rows = run_sweep({**TINY, "depth": 2, "experiments": "all", "measures": True, "grid": 8, "hessian_iters": 2},
                      str(tmp_path / "d2"))

@@ -2,6 +2,7 @@
 the rows back in a notebook."""
 
 import base64
+import contextlib
 import csv
 import html
 import io
@@ -24,10 +25,19 @@ SMALL = ["--dataset", "circles", "--widths", "5,8", "--seeds", "2", "--max-steps
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def cli_run(tmp_path_factory):
+    """One sweep through the CLI, with its progress on (stderr not a terminal) and its
+    summary figure: the run every test below reads, and what the CLI printed."""
     out = tmp_path_factory.mktemp("runs") / "circles"
-    assert main([*SMALL, "--keep-params", "--quiet", "--out", str(out)]) == 0
-    return out
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        assert main([*SMALL, "--keep-params", "--out", str(out)]) == 0
+    return out, stdout.getvalue(), stderr.getvalue()
+
+
+@pytest.fixture(scope="module")
+def run_dir(cli_run):
+    return cli_run[0]
 
 
 def png_size(path) -> tuple[int, int]:
@@ -52,26 +62,29 @@ def test_progress_without_a_terminal_is_plain_lines_at_a_bounded_rate():
     assert "left" in lines[-2] and "left" not in lines[-1]  # the cap bounds the time left while seeds run
 
 
-def test_the_cli_names_phases_in_words_and_leaves_a_summary_png(tmp_path, capsys):
-    out = tmp_path / "o"
-    assert main([*SMALL, "--experiments", "2,3", "--out", str(out)]) == 0
-    captured = capsys.readouterr()
-    err = captured.err
+@pytest.mark.slow
+def test_the_cli_names_phases_in_words_and_leaves_a_summary_png(cli_run):
+    """The shared run's own output (the paper's three experiments, --keep-params changes
+    nothing printed): phases in words on stderr, the summary figure's path last on stdout."""
+    out, stdout, err = cli_run
     assert "[circles p=5] adversarial · phase 1, random labels: " in err
     assert "frozen · phase 2, true labels, readout reset to 0, training readout only" in err
     assert "seeds done" in err and "\x1b" not in err  # no cursor codes when stderr is not a terminal
-    assert captured.out.splitlines()[-1] == f"summary figure: {out / 'summary.png'}"
+    assert stdout.splitlines()[-1] == f"summary figure: {out / 'summary.png'}"
     assert png_size(out / "summary.png") == (1000, 400)
 
 
+@pytest.mark.slow
 def test_no_figure_and_the_api_returns_rows_and_their_directory(tmp_path):
-    rows = run_sweep({"dataset": "gaussians", "widths": "4", "seeds": 2, "max_steps": 50, "n_test": 50,
+    """One width of the shared run's settings (its programs), through the Python API."""
+    rows = run_sweep({"dataset": "circles", "widths": "5", "seeds": 2, "max_steps": 300, "n_test": 100,
                       "quiet": True, "measures": False, "figure": False}, str(tmp_path / "o"))
     assert rows.out == str(tmp_path / "o") and rows.figure is None
     assert not (tmp_path / "o" / "summary.png").exists()
     assert len(rows) == 6 and rows[0]["experiment"] == "baseline"
 
 
+@pytest.mark.slow
 def test_results_load_gives_the_rows_as_a_frame_or_dicts(run_dir):
     pd = pytest.importorskip("pandas")
     df = load(str(run_dir))
@@ -81,6 +94,7 @@ def test_results_load_gives_the_rows_as_a_frame_or_dicts(run_dir):
     assert df["test_acc"].tolist() == [r["test_acc"] for r in dicts]
 
 
+@pytest.mark.slow
 def test_report_is_one_self_contained_page_with_the_runs_numbers(run_dir, tmp_path, capsys):
     page = tmp_path / "report.html"
     assert report_main([str(run_dir), "--out", str(page)]) == 0
@@ -101,6 +115,7 @@ def test_report_is_one_self_contained_page_with_the_runs_numbers(run_dir, tmp_pa
     assert "adversarial - baseline" in text
 
 
+@pytest.mark.slow
 def test_report_of_two_runs_side_by_side_and_a_bad_dir(run_dir, tmp_path, capsys):
     page = tmp_path / "two.html"
     assert report_main([str(run_dir), str(run_dir), "--out", str(page)]) == 0
@@ -110,6 +125,7 @@ def test_report_of_two_runs_side_by_side_and_a_bad_dir(run_dir, tmp_path, capsys
     assert err.count("\n") == 1 and "RUN_DIR" in err
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")),
                     reason="no headless Chromium here (apt-get install chromium)")
 def test_report_renders_in_a_headless_browser(run_dir, tmp_path):
