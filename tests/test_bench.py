@@ -10,11 +10,26 @@ from advjax import bench
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 PEAKS = {"matmul_size": 1, "jax_matmul_flops": 1e9, "numpy_matmul_flops": 1e9, "peak_flops": 1e9,
          "copy_bytes_per_s": 1e9, "cache_copy_bytes_per_s": 1e10}
+# The tiny plan's widths and seeds: those of two of the roofline's counts below, so that
+# the rows' step counts and the roofline's are the same programs (one compile for both).
+TINY_WIDTHS = {"2d": 100, "mnist": 10, "mnist-deep3": 10}
+SEEDS = 2
 
 
+@pytest.fixture(scope="module", autouse=True)
+def compile_cache():
+    """The test run's persistent compilation cache (tests/conftest.py), as a sweep turns it
+    on: `bench.step_cost` and `workload_data` build a new jit on each call, so a program
+    that two tests here share compiles once and loads from disk after."""
+    from advjax.sweep import compile_cache_dir, enable_compile_cache
+
+    enable_compile_cache(compile_cache_dir("auto"))
+
+
+@pytest.mark.slow
 def test_bench_quick_tiny(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "plan", lambda quick, widths: [
-        {"workload": w, "width": 4, "impl": i, "seeds": 2, "steps": 5}
+        {"workload": w, "width": TINY_WIDTHS[w], "impl": i, "seeds": SEEDS, "steps": 5}
         for w in bench.WORKLOADS for i in ("advjax", "jax_per_seed")])
     monkeypatch.setattr(bench, "machine_peaks", lambda quick: PEAKS)
     out = tmp_path / "b.json"
@@ -24,8 +39,9 @@ def test_bench_quick_tiny(tmp_path, monkeypatch):
     assert set(rows) == {(w, i) for w in ("2d", "mnist", "mnist-deep3") for i in ("advjax", "jax_per_seed")}
     # every implementation did the same work: the cap, for each seed
     assert all(r["seed_steps"] == 2 * 5 for r in rows.values())
-    assert rows[("mnist", "advjax")]["useful_flops_per_seed_step"] == bench.useful_flops(784, 128, 4, 10, 32)
-    assert rows[("mnist-deep3", "advjax")]["useful_flops_per_seed_step"] == bench.useful_flops(784, 128, 4, 10, 32, 3)
+    assert rows[("mnist", "advjax")]["useful_flops_per_seed_step"] == bench.useful_flops(784, 128, 10, 10, 32)
+    assert rows[("mnist-deep3", "advjax")]["useful_flops_per_seed_step"] == bench.useful_flops(784, 128, 10, 10, 32,
+                                                                                               3)
 
 
 def test_useful_flops_counts():
@@ -44,21 +60,24 @@ def test_advjax_and_the_torch_loop_compute_the_same_thing():
     assert check["agree"], check
 
 
+@pytest.mark.slow
 def test_grid_row_one_run_against_a_run_per_point(monkeypatch):
     monkeypatch.setattr(bench, "GRID_LRS", (0.01, 0.3))
     row = bench.grid_row(4, quick=True)
     assert row["same_rows"] and row["points"] == 2 and row["one_run_seconds"] > 0
 
 
+@pytest.mark.slow
 def test_roofline_flops_of_the_compiled_step_match_a_hand_count():
     # MNIST's N_p step is matmuls and little else: XLA's count is the hand count of the
     # matmuls (forward and backward on the minibatch, the error check on all 128) + <2%
+    # (2 seeds: the tiny plan's, whose mnist p = 10 and 2d p = 100 rows count these same programs)
     d, n, k, batch, _ = bench.WORKLOADS["mnist"]
     for p in (10, 100):
-        xla = bench.step_cost("mnist", p, 4)["xla_flops_per_seed_step"]
+        xla = bench.step_cost("mnist", p, SEEDS)["xla_flops_per_seed_step"]
         assert 1.0 <= xla / bench.useful_flops(d, n, p, k, batch) < 1.02
     # on 2-D points the elementwise work (ReLU and its mask, biases, the loss) is of the same order
-    xla = bench.step_cost("2d", 100, 4)["xla_flops_per_seed_step"]
+    xla = bench.step_cost("2d", 100, SEEDS)["xla_flops_per_seed_step"]
     assert 1.0 <= xla / bench.useful_flops(2, 100, 100, 1, None) < 2.0
 
 

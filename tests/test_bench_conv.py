@@ -11,16 +11,27 @@ import pytest
 
 from advjax import bench
 
+pytestmark = pytest.mark.slow  # the bench's rows, end to end
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 PEAKS = {"matmul_size": 1, "jax_matmul_flops": 1e9, "numpy_matmul_flops": 1e9, "peak_flops": 1e9,
          "copy_bytes_per_s": 1e9, "cache_copy_bytes_per_s": 1e10}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def compile_cache():
+    """The test run's persistent compilation cache (tests/conftest.py), as a sweep turns it
+    on: the bench builds a new jit for each row (θ0's vmapped init, the step it counts),
+    so a program the rows share compiles once and loads from disk after."""
+    from advjax.sweep import compile_cache_dir, enable_compile_cache
+
+    enable_compile_cache(compile_cache_dir("auto"))
+
+
 def _tiny_conv_workloads(monkeypatch):
-    """The conv workloads at tiny size: 16 MNIST images, ResNet-18 on 16 random 16x16 images."""
+    """The conv workloads at tiny size: 16 MNIST images, ResNet-18 on 16 random 8x8 images."""
     monkeypatch.setitem(bench.CONV_WORKLOADS, "cnn-mnist", bench.ConvWorkload("cnn", (28, 28, 1), 16, 10, 8, 0.1,
                                                                               "mnist"))
-    monkeypatch.setitem(bench.CONV_WORKLOADS, "resnet18-32px", bench.ConvWorkload("resnet18", (16, 16, 3), 16, 3,
+    monkeypatch.setitem(bench.CONV_WORKLOADS, "resnet18-32px", bench.ConvWorkload("resnet18", (8, 8, 3), 16, 3,
                                                                                   8, 0.1, "random"))
     bench._xla_cost.cache_clear()
 
@@ -56,9 +67,10 @@ def test_torch_twins_of_the_conv_nets_compute_what_advjax_does(monkeypatch):
 
 def test_im2col_layout_is_the_same_cnn(monkeypatch):
     _tiny_conv_workloads(monkeypatch)
-    model, x, _, theta0, _ = bench.workload_data("cnn-mnist", 1, 3)
+    # width 2, as the rows above: θ0 of one and of two seeds are their programs
+    model, x, _, theta0, _ = bench.workload_data("cnn-mnist", 1, 2)
     twin = dataclasses.replace(model, conv_impl="im2col")
     params = jax.tree.map(lambda a: a[0], theta0)
     np.testing.assert_allclose(twin.apply(params, x), model.apply(params, x), rtol=1e-5, atol=1e-6)
-    row = bench.layout_row("cnn-mnist", 3, 2, 3, "im2col")
+    row = bench.layout_row("cnn-mnist", 2, 2, 3, "im2col")
     assert row["seed_steps_per_s"] > 0 and row["max_rel_diff_to_seed_alone"] < 1e-5

@@ -22,10 +22,11 @@ PUBLISHED = {"vgg11": 9_231_114, "vgg16": 14_728_266, "resnet18": 11_173_962}
 
 
 def _images(n_seeds: int, n: int, side: int, n_classes: int = 3, channels: int = 3):
-    """Per-seed random images and labels (seed axis first)."""
-    k_x, k_y = jax.random.split(jax.random.PRNGKey(0))
-    return (jax.random.normal(k_x, (n_seeds, n, side, side, channels)),
-            jax.random.randint(k_y, (n_seeds, n), 0, n_classes))
+    """Per-seed random images and labels (seed axis first), drawn by NumPy: no random
+    program of JAX's to compile for them."""
+    rng = np.random.default_rng(0)
+    return (rng.normal(size=(n_seeds, n, side, side, channels)).astype(np.float32),
+            rng.integers(0, n_classes, (n_seeds, n)).astype(np.int32))
 
 
 def _bits(tree) -> list[bytes]:
@@ -101,6 +102,7 @@ def test_forward_and_running_statistics_equal_torchs(kind):
             np.testing.assert_allclose(np.asarray(state[layer][bn]["var"]), var.numpy(), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_vmapped_seed_of_a_resnet18_equals_the_seed_alone_and_frozen_layers_keep_their_statistics():
     """freeze_2 from a Θ_adv with moved statistics, augmented minibatches: seed 1 among
     three trains bit for bit as seed 1 alone, parameters and running statistics; the
@@ -127,6 +129,7 @@ def test_vmapped_seed_of_a_resnet18_equals_the_seed_alone_and_frozen_layers_keep
         model.apply(jax.tree.map(lambda a: a[0], alone.params), xs[0])
 
 
+@pytest.mark.slow
 def test_crop_flip_is_a_function_of_the_seeds_key():
     x = jax.random.normal(jax.random.PRNGKey(0), (16, 6, 5, 2))
     key = jax.random.PRNGKey(7)
@@ -156,6 +159,7 @@ class Killed(BaseException):
     """What a SIGKILL right after a save leaves: the save, and nothing after it."""
 
 
+@pytest.mark.slow
 def test_running_statistics_survive_a_kill_and_resume(tmp_path, monkeypatch):
     """Killed mid phase 1 just after a save, resumed: results.csv (measures included)
     equals an uninterrupted run's byte for byte; the save held phase 1's moving
@@ -167,7 +171,7 @@ def test_running_statistics_survive_a_kill_and_resume(tmp_path, monkeypatch):
              x_test=rng.random((20, 8, 8, 3)).astype(np.float32), y_test=np.arange(20) % 3)
     cfg = ["--dataset", str(data), "--model", "resnet18", "--widths", "4", "--seeds", "2", "--experiments", "2",
            "--max-steps", "12", "--batch-size", "8", "--lr", "0.05", "--hessian-iters", "2", "--quiet",
-           "--no-figure", "--no-compile-cache", "--chunk-steps", "2"]  # the same programs in every run
+           "--no-figure", "--chunk-steps", "2"]  # the same programs in every run: compiled once
     killed = tmp_path / "killed"
     save = PhaseStore.save
 
@@ -201,6 +205,7 @@ def test_running_statistics_survive_a_kill_and_resume(tmp_path, monkeypatch):
 
 
 
+@pytest.mark.slow
 def test_conv_memory_counts_a_minibatch_and_a_check_batch_not_the_training_set():
     """On CIFAR-10's 50,000 images a ResNet-18 seed in flight holds a minibatch's
     activations (with their gradient's copies) or a check's 2,048 images, not all 50,000
@@ -218,7 +223,10 @@ def test_conv_memory_counts_a_minibatch_and_a_check_batch_not_the_training_set()
     spec = PhaseSpec(small, small.layers, batch_size=8)
     from advjax.train import _step, host_init_state, make_hyper
 
-    theta = jax.vmap(small.init)(jax.random.split(jax.random.PRNGKey(0), 1))
+    # zeros of θ's shapes: the compiled program and its buffers do not depend on the values
+    # (and there is no init to run op by op, nor to compile)
+    theta = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype),
+                         jax.eval_shape(jax.vmap(small.init), jax.random.split(jax.random.PRNGKey(0), 1)))
     hyper = make_hyper(1, 0.1, 10, 64)
     state = jax.tree.map(lambda a: np.asarray(a)[None], small.init_state())
     s0 = host_init_state(theta, np.asarray(jax.random.split(jax.random.PRNGKey(1), 1)), hyper, spec,
@@ -229,6 +237,7 @@ def test_conv_memory_counts_a_minibatch_and_a_check_batch_not_the_training_set()
     assert 4 * activation_floats(small, 64, 8) >= temp
 
 
+@pytest.mark.slow
 def test_an_evaluation_over_many_images_runs_in_batches_with_the_same_predictions(monkeypatch):
     """`apply_bounded`: past EVAL_FLOATS activation floats the examples go through in
     batches; the predictions are those of one pass."""

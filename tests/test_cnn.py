@@ -18,13 +18,17 @@ from advjax.sweep import main
 from advjax.train import PhaseSpec, per_example_loss, reduce_loss, train
 
 SHAPE = (8, 8, 2)  # tiny images: H, W, C
+# One model and one image batch for every test that can take them: each distinct shape is
+# another compiled program (eager ops compile per shape too), shared here across tests.
+MODEL = CNN(4, SHAPE, 3)
 
 
 def _images(n_seeds: int, n: int = 16, n_classes: int = 3):
-    """Per-seed random images and labels (seed axis first)."""
-    k_x, k_y = jax.random.split(jax.random.PRNGKey(0))
-    x = jax.random.normal(k_x, (n_seeds, n, *SHAPE))
-    y = jax.random.randint(k_y, (n_seeds, n), 0, n_classes)
+    """Per-seed random images and labels (seed axis first), drawn by NumPy: no random
+    program of JAX's to compile for them."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n_seeds, n, *SHAPE)).astype(np.float32)
+    y = rng.integers(0, n_classes, (n_seeds, n)).astype(np.int32)
     return x, y
 
 
@@ -58,21 +62,22 @@ def test_parameter_count_equals_a_hand_count():
 
 
 def test_torch_default_init_per_layer():
-    model = CNN(12, SHAPE, 5)
-    p = model.init(jax.random.PRNGKey(3))
-    for layer, fan_in in (("conv1", 9 * SHAPE[2]), ("conv2", 9 * 12), ("readout", 2 * 2 * 12)):
+    """At width 4 (the file's one model: its init programs are shared) every kernel still
+    draws 48 to 144 values, enough to come near the bound."""
+    p = MODEL.init(jax.random.PRNGKey(3))
+    for layer, fan_in in (("conv1", 9 * SHAPE[2]), ("conv2", 9 * 4), ("readout", 2 * 2 * 4)):
         assert np.abs(np.asarray(p[layer]["bias"])).max() <= fan_in**-0.5
         a = np.abs(np.asarray(p[layer]["kernel"]))  # many draws: they reach near the bound
         assert a.max() <= fan_in**-0.5 and a.max() > 0.8 * fan_in**-0.5
 
 
 def test_apply_and_preactivations_equal_a_numpy_conv_net():
-    model = CNN(5, SHAPE, 3)
+    model = MODEL
     params = model.init(jax.random.PRNGKey(1))
-    x = np.asarray(_images(1)[0][0])
+    x = np.asarray(_images(3)[0][0])
     np.testing.assert_allclose(np.asarray(model.apply(params, x)), _np_forward(params, x), rtol=1e-4, atol=1e-5)
     pre = model.preactivations(params, x)
-    assert [p.shape for p in pre] == [(16, 8 * 8 * 5), (16, 4 * 4 * 5)]
+    assert [p.shape for p in pre] == [(16, 8 * 8 * 4), (16, 4 * 4 * 4)]
     assert model.layers == ("conv1", "conv2", "readout")
     assert model_from_options(json.loads(json.dumps(model.options()))) == model  # as a checkpoint records it
 
@@ -82,10 +87,12 @@ def test_gradient_matches_finite_differences(n_out):
     model = CNN(3, (6, 6, 2), n_out)
     rng = np.random.default_rng(0)
     with jax.enable_x64():
-        params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), model.init(jax.random.PRNGKey(0)))
+        # host float64 arrays: the shifts below are NumPy's, no scatter program per leaf shape
+        params = jax.tree.map(lambda a: np.asarray(a, np.float64), model.init(jax.random.PRNGKey(0)))
         x = jnp.asarray(rng.normal(size=(5, 6, 6, 2)))
         y = jnp.asarray(rng.integers(0, max(n_out, 2), 5))
 
+        @jax.jit  # one program for the 32 evaluations below, not an eager op-by-op pass each
         def loss(p):
             return reduce_loss(per_example_loss(model.apply(p, x), y), None, "mean")
 
@@ -98,21 +105,25 @@ def test_gradient_matches_finite_differences(n_out):
             shifted = []
             for eps in (1e-6, -1e-6):
                 moved = list(leaves)
-                moved[li] = moved[li].at[j].add(eps)
+                moved[li] = moved[li].copy()
+                moved[li][j] += eps
                 shifted.append(float(loss(jax.tree.unflatten(treedef, moved))))
             fd = (shifted[0] - shifted[1]) / 2e-6
             assert abs(fd - float(g_leaves[li][j])) < 1e-6 * max(1, abs(fd))
 
 
+@pytest.mark.slow
 def test_vmapped_seed_equals_seed_alone():
-    model = CNN(4, SHAPE, 3)
+    """Seed 1 among three, 20 minibatch steps in chunks of at most 10 (so over several
+    calls), equals seed 1 trained alone."""
+    model = MODEL
     xs, ys = _images(3)
     theta0 = jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(1), 3))
     bkeys = jax.random.split(jax.random.PRNGKey(2), 3)
-    spec = PhaseSpec(model, model.layers, batch_size=8, chunk_steps=20, x_batched=True)
-    together = train(spec, theta0, xs, ys, bkeys, lr=0.05, max_steps=60)
+    spec = PhaseSpec(model, model.layers, batch_size=8, chunk_steps=10, x_batched=True)
+    together = train(spec, theta0, xs, ys, bkeys, lr=0.05, max_steps=20)
     one = lambda t: jax.tree.map(lambda a: a[1:2], t)  # noqa: E731
-    alone = train(spec, one(theta0), xs[1:2], ys[1:2], bkeys[1:2], lr=0.05, max_steps=60)
+    alone = train(spec, one(theta0), xs[1:2], ys[1:2], bkeys[1:2], lr=0.05, max_steps=20)
     assert alone.steps[0] == together.steps[1] and alone.converged[0] == together.converged[1]
     for a, b in zip(jax.tree.leaves(alone.params), jax.tree.leaves(one(together.params))):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
@@ -120,13 +131,15 @@ def test_vmapped_seed_equals_seed_alone():
 
 
 def test_frozen_conv_layers_do_not_move():
-    model = CNN(4, SHAPE, 3)
-    xs, ys = _images(2)
-    theta0 = jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(1), 2))
+    """10 full-batch steps (the vmapped test's model, seeds and images: shared programs)
+    move the trained layers and leave conv1's bits alone."""
+    model = MODEL
+    xs, ys = _images(3)
+    theta0 = jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(1), 3))
     phases = experiment("freeze_1", model)
     assert phases[-1].trainable == ("conv2", "readout")
     out = train(PhaseSpec(model, phases[-1].trainable, x_batched=True), theta0, xs, ys,
-                jax.random.split(jax.random.PRNGKey(2), 2), lr=0.05, max_steps=30)
+                jax.random.split(jax.random.PRNGKey(2), 3), lr=0.05, max_steps=10)
     for a, b in zip(jax.tree.leaves(theta0["conv1"]), jax.tree.leaves(out.params["conv1"])):
         assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
     for layer in ("conv2", "readout"):
@@ -134,7 +147,7 @@ def test_frozen_conv_layers_do_not_move():
 
 
 def test_mlp_on_images_equals_mlp_on_their_flat_vectors():
-    x = np.asarray(_images(1)[0][0])
+    x = np.asarray(_images(3)[0][0])
     model = MLP(6, int(np.prod(SHAPE)), 3)
     params = model.init(jax.random.PRNGKey(0))
     flat = x.reshape(len(x), -1)
@@ -186,14 +199,19 @@ def test_npz_images(tmp_path):
         assert as_images(ds).draw(jax.random.PRNGKey(0)).x_train.shape == (30, *ds.image_shape)
 
 
+@pytest.mark.slow
 def test_cli_digits_cnn_end_to_end(tmp_path, capsys):
+    """Three experiments (frozen layers included) with measures, shrunk to 10 steps, 2
+    Lanczos steps and no figure: still every row, the conv layers' norm columns and the
+    image shape in the manifest."""
     out = tmp_path / "d"
-    rc = main(["--dataset", "digits", "--model", "cnn", "--widths", "4", "--seeds", "2", "--max-steps", "50",
-               "--n-test", "100", "--experiments", "baseline,frozen,freeze_1", "--out", str(out), "--quiet"])
+    rc = main(["--dataset", "digits", "--model", "cnn", "--widths", "4", "--seeds", "2", "--max-steps", "10",
+               "--n-test", "50", "--hessian-iters", "2", "--experiments", "baseline,frozen,freeze_1", "--out",
+               str(out), "--quiet", "--no-figure"])
     assert rc == 0
     rows = read_results(str(out / "results.csv"))
     assert len(rows) == 6 and {r["experiment"] for r in rows} == {"baseline", "frozen", "freeze_1"}
-    assert all(r["steps"] <= 50 and 0 <= r["test_acc"] <= 1 for r in rows)
+    assert all(r["steps"] <= 10 and 0 <= r["test_acc"] <= 1 for r in rows)
     assert "norm_conv1" in rows[0] and "norm_hidden" not in rows[0]
     man = json.loads((out / "manifest.json").read_text())
     assert man["dataset"]["input_shape"] == [8, 8, 1] and man["config"]["model"] == "cnn"

@@ -144,6 +144,7 @@ TRAIN_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a process of its own with three forced CPU devices
 def test_compacted_training_equals_uncompacted_bit_for_bit_on_three_devices_and_repack_resumes_alike():
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=3", "JAX_PLATFORMS": "cpu"}
     p = subprocess.run([sys.executable, "-c", TRAIN_SCRIPT], env=env, capture_output=True, text=True, timeout=600)
@@ -192,6 +193,7 @@ def compacted(tmp_path_factory):
     return out, _sweep(out)
 
 
+@pytest.mark.slow
 def test_sweep_with_compaction_is_reproducible_and_equals_no_compact(compacted, tmp_path):
     out, compactions = compacted
     assert compactions > 0
@@ -203,6 +205,7 @@ def test_sweep_with_compaction_is_reproducible_and_equals_no_compact(compacted, 
     assert max(steps) >= 5 * min(steps)
 
 
+@pytest.mark.slow
 def test_sweep_killed_after_a_compaction_resumes_to_the_same_rows(compacted, tmp_path):
     out, _ = compacted
     killed = tmp_path / "killed"

@@ -15,6 +15,7 @@ from advjax.sweep import main
 from advjax.train import PhaseSpec, train
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind,shape,gradient", [("cnn", (12, 12, 1), True), ("resnet18", (8, 8, 3), False)])
 def test_im2col_computes_the_same_function_and_gradient(kind, shape, gradient):
     """Logits (and on the CNN every parameter's gradient) equal lax.conv's to float32
@@ -23,16 +24,17 @@ def test_im2col_computes_the_same_function_and_gradient(kind, shape, gradient):
     conv = make_model(kind, 4, shape, 10)
     patches = make_model(kind, 4, shape, 10, conv_impl="im2col")
     params = conv.init(jax.random.PRNGKey(0))
-    x = jax.random.normal(jax.random.PRNGKey(1), (5, *shape))
+    x = np.random.default_rng(1).normal(size=(5, *shape)).astype(np.float32)  # no random program to compile
     state = conv.init_state()
-    np.testing.assert_allclose(patches.apply(params, x, state or None), conv.apply(params, x, state or None),
-                               rtol=1e-5, atol=1e-5)
+    # each model's apply and gradient as one compiled program, not op by op (the same function)
+    apply = lambda model: jax.jit(model.apply)(params, x, state or None)  # noqa: E731
+    np.testing.assert_allclose(apply(patches), apply(conv), rtol=1e-5, atol=1e-5)
 
     if not gradient:
         return
 
     def grads(model):
-        return jax.grad(lambda p: jnp.sum(model.apply_train(p, state, x, model.layers)[0] ** 2))(params)
+        return jax.jit(jax.grad(lambda p: jnp.sum(model.apply_train(p, state, x, model.layers)[0] ** 2)))(params)
 
     g_conv, g_patches = grads(conv), grads(patches)
     scale = max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(g_conv))
@@ -50,11 +52,13 @@ def test_conv_impl_is_a_model_option_recorded_only_where_set():
         CNN(4, (8, 8, 1), 3, conv_impl="fft")
 
 
+@pytest.mark.slow
 def test_a_seed_trained_with_im2col_equals_the_seed_alone():
     model = CNN(4, (8, 8, 1), 3, conv_impl="im2col")
     keys = jax.random.split(jax.random.PRNGKey(1), 3)
-    x = jax.random.normal(jax.random.PRNGKey(3), (3, 24, 8, 8, 1))
-    y = jax.random.randint(jax.random.PRNGKey(4), (3, 24), 0, 3)
+    rng = np.random.default_rng(3)  # NumPy's draws: no random program to compile
+    x = rng.normal(size=(3, 24, 8, 8, 1)).astype(np.float32)
+    y = rng.integers(0, 3, (3, 24)).astype(np.int32)
     theta0 = jax.vmap(model.init)(keys)
     # one seed a group, as the default group size lays out conv nets on real image sets
     spec = PhaseSpec(model, model.layers, batch_size=8, x_batched=True, group_elements=1)
@@ -66,12 +70,15 @@ def test_a_seed_trained_with_im2col_equals_the_seed_alone():
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+@pytest.mark.slow
 def test_cli_digits_cnn_with_im2col(tmp_path, capsys):
-    common = ["--dataset", "digits", "--model", "cnn", "--widths", "4", "--seeds", "2", "--max-steps", "30",
-              "--n-test", "100", "--experiments", "baseline", "--quiet", "--no-measures", "--no-figure"]
+    """10 steps are enough for the option to reach the trainer, the rows and the manifest,
+    and for a resume with the other implementation to be refused."""
+    common = ["--dataset", "digits", "--model", "cnn", "--widths", "4", "--seeds", "2", "--max-steps", "10",
+              "--n-test", "50", "--experiments", "baseline", "--quiet", "--no-measures", "--no-figure"]
     assert main([*common, "--conv-impl", "im2col", "--out", str(tmp_path / "im2col")]) == 0
     rows = read_results(str(tmp_path / "im2col" / "results.csv"))
-    assert len(rows) == 2 and all(0 < r["steps"] <= 30 and 0 <= r["test_acc"] <= 1 for r in rows)
+    assert len(rows) == 2 and all(0 < r["steps"] <= 10 and 0 <= r["test_acc"] <= 1 for r in rows)
     config = json.loads((tmp_path / "im2col" / "manifest.json").read_text())["config"]
     assert config["conv_impl"] == "im2col"
     # a resume with the other implementation is another sweep: refused

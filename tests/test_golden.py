@@ -190,6 +190,7 @@ def spread(paths: list[str]) -> None:
     print("every value identical" if not worst else "")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_golden_rows(case, tmp_path):
     rows = run_sweep(CASES[case], str(tmp_path / case))

@@ -11,6 +11,8 @@ from advjax.data import write_cifar_binary
 from advjax.results import read_manifest, read_results
 from advjax.sweep import main
 
+pytestmark = pytest.mark.slow  # whole sweeps
+
 
 @pytest.mark.parametrize("name", ["liu-vgg16-cifar10", "liu-resnet18-cifar10"])
 def test_liu_sweep_files_run_end_to_end_at_tiny_size(name, tmp_path, capsys):
