@@ -344,7 +344,10 @@ def load_theta_adv(out: str, width: int, **phase1) -> SavedPhase:
 
     try:
         saved = read_manifest(out)["checkpoints"][f"p{width}"]
-    except (OSError, ValueError, KeyError) as e:
+        if not (isinstance(saved, dict) and all(isinstance(v, str) and not os.path.isabs(v)
+                                                and ".." not in v.split(os.sep) for v in saved.values())):
+            raise TypeError(f"manifest.json's checkpoints.p{width} is not a map of paths inside the run")
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
         raise ValueError(f"{out} holds no sweep of width {width} ({type(e).__name__}: {e})") from None
     found = [load_phase(os.path.join(out, rel)) for name, rel in sorted(saved.items())
              if name.split("/")[0] == THETA_ADV and PhaseStore(os.path.join(out, rel), {}).exists()]

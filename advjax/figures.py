@@ -41,7 +41,7 @@ import numpy as np
 from .checkpoint import final_path, restore_final
 from .model import model_from_options
 from .options import GRID_AXES
-from .results import read_manifest, read_results
+from .results import RunDirError, read_run
 
 PAPER = ("baseline", "adversarial", "frozen")  # the paper's colors: black, red, blue
 # Others from Okabe and Ito's colorblind-safe palette, and Tol's wine and ochre: experiments
@@ -160,10 +160,9 @@ class FigureError(ValueError):
 
 
 def load_run(path: str) -> Run:
-    try:
-        manifest = read_manifest(path)
-        rows = read_results(os.path.join(path, "results.csv"))
-    except (OSError, ValueError) as e:
+    try:  # types, ranges and the manifest's fields checked; a config of an older version is not required
+        manifest, _, rows = read_run(path, strict=False)
+    except RunDirError as e:
         raise FigureError(f"{path}: not a sweep output directory ({e})") from None
     if not rows:
         raise FigureError(f"{path}: results.csv has no rows")

@@ -20,21 +20,24 @@ import sys
 
 from .checkpoint import PhaseStore, digest
 from .options import GRID_AXES, ConfigError
-from .results import config_of, read_manifest, read_results, rows_to_csv, write_atomic, write_manifest
+from .results import RunDirError, read_run, rows_to_csv, sign_width, write_atomic, write_manifest
 from .rundir import check_writable
 
 
 def merge(run_dirs: list[str], out: str) -> list[dict]:
     runs = []
     for d in run_dirs:
-        try:
-            manifest = read_manifest(d)
-            rows = read_results(os.path.join(d, "results.csv"))
-            cfg = config_of(manifest)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-            raise ConfigError("RUN_DIR", f"{d} is not a finished sweep directory ({type(e).__name__})") from None
+        try:  # each width's rows: this part's sweep's, and its fingerprint recomputed
+            manifest, cfg, rows = read_run(d)
+        except RunDirError as e:
+            raise ConfigError("RUN_DIR", str(e)) from None
         runs.append((d, manifest, cfg, rows))
-    first_dir, _, first_cfg, _ = runs[0]
+    first_dir, first_manifest, first_cfg, _ = runs[0]
+    sha = data_sha256(first_manifest)
+    for d, manifest, _, _ in runs:
+        if data_sha256(manifest) != sha:
+            raise ConfigError("RUN_DIR", f"{d} was made on other data than {first_dir} (data sha256 "
+                              f"{str(data_sha256(manifest))[:12]} vs {str(sha)[:12]})")
     free = {"widths", *GRID_AXES, "phase1_lr", "phase1_max_steps"}  # what the parts may split
     reference = {k: v for k, v in first_cfg.results_config().items() if k not in free}
     for d, _, cfg, rows in runs:
@@ -58,14 +61,22 @@ def merge(run_dirs: list[str], out: str) -> list[dict]:
                              grid=bool(axes))
     manifest = dict(runs[0][1])
     manifest["config"] = {**merged.to_dict(), "out": out}
-    manifest["widths"] = {str(w): m["widths"].get(str(w), {}) for w in merged.widths for _, m, c, _ in runs
+    manifest["widths"] = {str(w): dict(m["widths"].get(str(w), {})) for w in merged.widths for _, m, c, _ in runs
                           if w in c.widths}
     manifest["merged_from"] = [os.path.abspath(d) for d in run_dirs]
     header = [k for k in rows[0] if k not in axes]
     at = header.index("seed") + 1
-    write_atomic(os.path.join(out, "results.csv"), rows_to_csv(rows, (*header[:at], *axes, *header[at:])))
+    cols = (*header[:at], *axes, *header[at:])
+    for w in merged.widths:  # checked above against each part's config: now signed for the whole sweep's
+        sign_width(manifest["widths"][str(w)], merged, sha, w, rows, cols)
+    write_atomic(os.path.join(out, "results.csv"), rows_to_csv(rows, cols))
     write_manifest(out, manifest)
     return rows
+
+
+def data_sha256(manifest: dict) -> str | None:
+    """The content of a run's data file (None for data generated from its seeds)."""
+    return manifest.get("dataset", {}).get("sha256")
 
 
 def merged_config(runs):

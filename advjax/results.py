@@ -10,6 +10,7 @@ varied, holding the row's value), then the measures' columns, which depend on th
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -21,6 +22,8 @@ from .files import open_regular
 from .measures import COLUMNS as NP_MEASURE_COLUMNS
 from .measures import GRID_COLUMNS
 from .options import FIELDS, GRID_AXES, SweepConfig, from_dict
+
+FINGERPRINT_FORMAT = 1  # of width_fingerprint; a change makes older runs' widths unresumable
 
 BASE_COLUMNS = (
     "dataset", "width", "experiment", "seed", "train_acc", "test_acc", "train_loss",
@@ -137,3 +140,166 @@ def load(run_dir: str, frame: bool | None = None):
             raise
         return rows
     return pd.DataFrame(rows, columns=next(csv.reader(io.StringIO(text))))
+
+
+# -- a run directory, checked ---------------------------------------------------------------------
+
+class RunDirError(ValueError):
+    """A run directory's file is not what the sweep wrote: one line naming the file and the field."""
+
+
+_BOOLS = ("converged", "diverged", "phase1_converged")
+_FRACTIONS = ("train_acc", "test_acc", "phase1_train_acc", "active_fraction")
+_NON_NEGATIVE = ("steps", "phase1_steps", "linear_regions", "width", "seed")
+
+
+def width_fingerprint(cfg: SweepConfig, data_sha256: str | None, width: int) -> str:
+    """What made a width's rows: every field of the config that determines results (its
+    widths aside), the width, and the data's content (sha256, None for generated data).
+    manifest.json records it for each finished width; --resume and advjax.merge recompute
+    it and refuse rows it does not match."""
+    made_by = {k: v for k, v in cfg.results_config().items() if k != "widths"}
+    text = json.dumps({"format": FINGERPRINT_FORMAT, "config": made_by, "width": int(width),
+                       "data_sha256": data_sha256}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def rows_digest(rows: list[dict], cols: tuple[str, ...]) -> str:
+    """sha256 of rows as results.csv writes them: a hand-edited cell changes it."""
+    return hashlib.sha256(rows_to_csv(rows, cols).encode()).hexdigest()[:16]
+
+
+def sign_width(stats: dict, cfg: SweepConfig, data_sha256: str | None, width: int, rows: list[dict],
+               cols: tuple[str, ...]) -> None:
+    """Record in a width's manifest entry what made its rows and what they are."""
+    stats["fingerprint"] = width_fingerprint(cfg, data_sha256, width)
+    stats["rows_sha256"] = rows_digest([r for r in rows if r["width"] == width], cols)
+
+
+def check_row_values(rows: list[dict], where: str) -> None:
+    """Types and ranges of the columns every sweep writes: booleans are true/false,
+    counts are non-negative integers, accuracies lie in [0, 1]."""
+    for line, r in enumerate(rows, start=2):
+        for k in BASE_COLUMNS:
+            if k not in r:
+                raise RunDirError(f"{where}: has no column {k}")
+        for k, v in r.items():
+            bad = None
+            if k in _BOOLS and not (v is None or isinstance(v, bool)) or k in ("converged", "diverged") and v is None:
+                bad = "true or false"
+            elif k in _NON_NEGATIVE and v is not None and v < 0:
+                bad = "a count >= 0"
+            elif k in _FRACTIONS and v is not None and not 0 <= v <= 1:
+                bad = "a fraction in [0, 1]"
+            elif k in ("width", "seed", "steps") and v is None or k in ("dataset", "experiment") and not v:
+                bad = "a value"
+            if bad:
+                raise RunDirError(f"{where}: line {line}, column {k}: {v!r} where the sweep writes {bad}")
+
+
+def _parse_rows(path: str, text: str, expect: tuple[str, ...] | None = None) -> list[dict]:
+    try:
+        rows = parse_results(text, expect)
+    except (ValueError, csv.Error) as e:  # a cell of the wrong type, a short line, a foreign header
+        raise RunDirError(f"{path}: {str(e).splitlines()[0][:120]}") from None
+    check_row_values(rows, path)
+    return rows
+
+
+def check_rows(rows: list[dict], cfg: SweepConfig, manifest: dict, path: str) -> None:
+    """Rows against the sweep that claims them: its dataset, widths, experiments, grid
+    points and seed set, each (width, experiment, point, seed) once."""
+    name = manifest.get("dataset", {}).get("name")
+    seeds = range(cfg.seed, cfg.seed + cfg.seeds)
+    axes = tuple(cfg.axes())
+    points = {tuple(p.values()) for p in cfg.points()}
+    seen = set()
+    for line, r in enumerate(rows, start=2):
+        key = (r["width"], r["experiment"], tuple(r.get(a) for a in axes), r["seed"])
+        for column, ok, allowed in (("dataset", name is None or r["dataset"] == name, name),
+                                    ("width", r["width"] in cfg.widths, list(cfg.widths)),
+                                    ("experiment", r["experiment"] in cfg.experiments, list(cfg.experiments)),
+                                    ("seed", r["seed"] in seeds, f"{seeds.start}..{seeds.stop - 1}"),
+                                    (",".join(axes), key[2] in points, "this grid's points"),
+                                    ("seed", key not in seen, "each seed once per width, experiment and point")):
+            if not ok:
+                raise RunDirError(f"{path}: line {line}, column {column}: {r.get(column, key[2])!r} is not this "
+                                  f"sweep's (manifest.json: {allowed})")
+        seen.add(key)
+
+
+def check_manifest(manifest, path: str) -> None:
+    if not isinstance(manifest, dict):
+        raise RunDirError(f"{path}: is not a JSON object")
+    for field, kind in (("config", dict), ("widths", dict), ("dataset", dict), ("checkpoints", dict)):
+        if field in manifest and not isinstance(manifest[field], kind):
+            raise RunDirError(f"{path}: field {field} is a {type(manifest[field]).__name__}, not an object")
+    if "config" not in manifest:
+        raise RunDirError(f"{path}: has no field config")
+    for w, stats in manifest.get("widths", {}).items():
+        if not (w.isdigit() and isinstance(stats, dict)):
+            raise RunDirError(f"{path}: field widths.{w} is not a width's record")
+
+
+def read_run(run_dir: str, strict: bool = True) -> tuple[dict, SweepConfig | None, list[dict]]:
+    """A run directory's manifest.json, config and results.csv rows, checked (the one
+    reader of report, figures, merge and --resume). RunDirError, one line naming the
+    file and the field, on anything the sweep would not have written. `strict` (merge
+    and --resume): the config must parse, the rows must be its sweep's, and each width
+    whose rows results.csv holds must be recorded as finished with the fingerprint of
+    this config and data and the digest of exactly these rows."""
+    mpath = os.path.join(run_dir, "manifest.json")
+    try:
+        manifest = read_manifest(run_dir)
+    except (OSError, UnicodeDecodeError) as e:
+        raise RunDirError(f"{mpath}: unreadable ({getattr(e, 'strerror', None) or type(e).__name__})") from None
+    except ValueError as e:
+        raise RunDirError(f"{mpath}: not JSON ({str(e)[:80]})") from None
+    check_manifest(manifest, mpath)
+    try:
+        cfg = config_of(manifest)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        if strict:
+            raise RunDirError(f"{mpath}: field config: {str(e).splitlines()[0][:120] or type(e).__name__}") from None
+        cfg = None
+    rpath = os.path.join(run_dir, "results.csv")
+    try:
+        with open_regular(rpath, "r", newline="") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise RunDirError(f"{rpath}: unreadable ({getattr(e, 'strerror', None) or type(e).__name__})") from None
+    rows = _parse_rows(rpath, text)
+    if strict:
+        check_rows(rows, cfg, manifest, rpath)
+        check_widths(rows, cfg, manifest, text, mpath)
+    return manifest, cfg, rows
+
+
+def check_widths(rows: list[dict], cfg: SweepConfig, manifest: dict, text: str, mpath: str,
+                 data_sha256: str | None = ..., drop_unsigned: bool = False) -> list[dict]:
+    """Each width in `rows` was finished by `cfg` on the data (`data_sha256`, by default
+    the manifest's) and its rows are the ones that were written. With `drop_unsigned`
+    (--resume), the rows of a width that manifest.json does not record as finished are
+    dropped (a kill between writing results.csv and manifest.json) and returned rows are
+    the rest; otherwise such rows are refused."""
+    if data_sha256 is ...:
+        data_sha256 = manifest.get("dataset", {}).get("sha256")
+    cols = tuple(next(csv.reader(io.StringIO(text)), []))
+    widths = manifest.get("widths", {})
+    kept = []
+    for w in sorted({r["width"] for r in rows}):
+        stats = widths.get(str(w), {})
+        mine = [r for r in rows if r["width"] == w]
+        if "fingerprint" not in stats:
+            if drop_unsigned:
+                continue
+            raise RunDirError(f"{mpath}: field widths.{w}.fingerprint is missing: results.csv holds rows of width "
+                              f"{w} that no finished sweep recorded")
+        if stats["fingerprint"] != width_fingerprint(cfg, data_sha256, w):
+            raise RunDirError(f"{mpath}: field widths.{w}.fingerprint: the rows of width {w} were made by another "
+                              "config or data than this one")
+        if stats.get("rows_sha256") != rows_digest(mine, cols):
+            raise RunDirError(f"{os.path.join(os.path.dirname(mpath), 'results.csv')}: the rows of width {w} are not "
+                              f"the ones the sweep wrote (manifest.json: widths.{w}.rows_sha256)")
+        kept += mine
+    return kept

@@ -72,11 +72,17 @@ from .options import (
 )
 from .progress import Progress
 from .results import (
+    RunDirError,
+    check_manifest,
+    check_row_values,
+    check_rows,
+    check_widths,
     columns,
     config_of,
     parse_results,
     read_manifest,
     rows_to_csv,
+    sign_width,
     write_atomic,
     write_manifest,
 )
@@ -394,10 +400,17 @@ def _resume_state(cfg: SweepConfig, ds: Dataset, out: str) -> tuple[list[dict], 
     is the same sweep on the same data."""
     try:
         old = read_manifest(out)
-        old_cfg = config_of(old)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+    except (OSError, ValueError, UnicodeDecodeError) as e:
         raise ConfigError("--resume", f"{out} has no readable manifest.json ({type(e).__name__}); "
                           "nothing to resume there") from None
+    try:
+        check_manifest(old, os.path.join(out, "manifest.json"))
+        old_cfg = config_of(old)
+    except RunDirError as e:
+        raise ConfigError("--resume", f"{e}; nothing was changed") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ConfigError("--resume", f"{os.path.join(out, 'manifest.json')}: field config: "
+                          f"{str(e).splitlines()[0][:100] or type(e).__name__}; nothing was changed") from None
     a, b = old_cfg.results_config(), cfg.results_config()
     diff = [f"{flag(k)} ({a[k]!r} there, {b[k]!r} now)" for k in a if a[k] != b[k]]
     old_sha = old.get("dataset", {}).get("sha256") if isinstance(old.get("dataset"), dict) else None
@@ -408,26 +421,33 @@ def _resume_state(cfg: SweepConfig, ds: Dataset, out: str) -> tuple[list[dict], 
         raise ConfigError("--resume", f"{out} holds another sweep; it differs in {', '.join(diff)}")
     results = os.path.join(out, "results.csv")
     try:
-        rows = []
+        rows, text = [], ""
         if os.path.exists(results):
             expect = columns(measure_columns(make_sweep_model(cfg, ds, cfg.widths[0])), tuple(cfg.axes()))
             with open_regular(results, "r", newline="") as f:
-                rows = parse_results(f.read(), expect=expect)
-        written = {int(w) for w, stats in (old.get("widths") or {}).items() if "run_seconds" in stats}
+                text = f.read()
+            try:
+                rows = parse_results(text, expect=expect)
+            except (ValueError, csv.Error) as e:
+                raise RunDirError(f"{results}: {str(e).splitlines()[0][:100]}") from None
+            check_row_values(rows, results)
+            check_rows(rows, cfg, old, results)
+            rows = check_widths(rows, cfg, old, text, os.path.join(out, "manifest.json"), ds.sha256,
+                                drop_unsigned=True)
+        widths = old.get("widths") if isinstance(old.get("widths"), dict) else {}
+        written = {int(w) for w, stats in widths.items() if isinstance(stats, dict) and "run_seconds" in stats}
         if written - {r["width"] for r in rows}:  # results.csv is written before the manifest, per width
-            raise ValueError(f"it lacks the rows of width {min(written - {r['width'] for r in rows})}, which "
-                             "manifest.json records as finished")
-        expected = {(e, tuple(p.values()), s) for e in cfg.experiments for p in cfg.points()
-                    for s in range(cfg.seed, cfg.seed + cfg.seeds)}
-        for width in {r["width"] for r in rows}:
-            found = [(r["experiment"], tuple(r[a] for a in cfg.axes()), r["seed"]) for r in rows if r["width"] == width]
-            if width not in cfg.widths or len(found) != len(expected) or set(found) != expected:
-                raise ValueError(f"the rows of width {width} are not this sweep's")
-    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError, csv.Error) as e:
-        raise ConfigError("--resume", f"{results} is damaged ({str(e).splitlines()[0][:80]}); move it away to "
-                          "recompute its widths") from None
-    widths = old.get("widths", {})
-    return rows, widths if isinstance(widths, dict) else {}
+            raise RunDirError(f"{results}: it lacks the rows of width {min(written - {r['width'] for r in rows})}, "
+                              "which manifest.json records as finished")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError("--resume", f"{results} is unreadable ({getattr(e, 'strerror', None) or type(e).__name__}); "
+                          "move it away to recompute its widths") from None
+    except RunDirError as e:
+        raise ConfigError("--resume", f"{e}; nothing was changed: move the run directory away, or rerun its "
+                          "widths in a new --out") from None
+    finished = {str(r["width"]) for r in rows}
+    return rows, {w: stats for w, stats in widths.items() if w in finished}
+
 
 
 def as_config(config: SweepConfig | dict) -> SweepConfig:
@@ -632,6 +652,7 @@ def _sweep_widths(cfg, ds, out, writer, seeds, keys, split, y_train, y_rand, x_b
         }
         if run.settings.tuner is not None:
             width_stats[str(width)]["group_tuning"] = run.settings.tuner.records
+        sign_width(width_stats[str(width)], cfg, ds.sha256, width, rows, csv_columns)
         manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         manifest["peak_memory"] = peak_memory()
         if not writer:
