@@ -44,6 +44,24 @@ class CheckpointError(ValueError):
         self.flag = flag
 
 
+def _from_orbax(record: logging.LogRecord) -> bool:
+    """False for an error Orbax's writer threads log (with their traceback) before the
+    save raises it again in the caller, where it becomes WriteError's one line."""
+    return not (record.levelno >= logging.ERROR and f"{os.sep}orbax{os.sep}" in record.pathname)
+
+
+@contextlib.contextmanager
+def _orbax_errors_unlogged():
+    loggers = [logging.getLogger("absl"), logging.getLogger()]
+    for logger in loggers:
+        logger.addFilter(_from_orbax)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(_from_orbax)
+
+
 class WriteError(OSError):
     """A save that could not be written (disk full, I/O error). The last complete save
     is kept, so `--resume` continues once the cause is gone."""
@@ -240,7 +258,7 @@ class PhaseStore:
             "diverged": np.asarray(state.diverged).tolist(),
         }
         try:
-            with self._manager(create=True) as mgr:
+            with _orbax_errors_unlogged(), self._manager(create=True) as mgr:
                 mgr.save(self._n_saves, args=ocp.args.Composite(state=ocp.args.StandardSave(_on_disk(state)),
                                                                  meta=ocp.args.JsonSave(meta)), force=True)
                 mgr.wait_until_finished()

@@ -52,6 +52,11 @@ DEVICE_COPIES = 4
 # and 9.2 (cnn) per example and activation unit (width 16, 32x32x3, PERFORMANCE.md, "Memory")
 STEP_ACTIVATION_COPIES = 10
 
+# bytes per entry of the sharpness's ITERS x ITERS tridiagonal matrix per seed: float32,
+# built from three diagonals (jnp.diag) and summed, then eigvalsh's workspace; --hessian-iters
+# 100000 asked XLA:CPU for one 80 GB buffer (8 bytes an entry) before this was counted
+LANCZOS_BYTES = 16
+
 
 def activation_floats(model: Model, n_train: int, batch_size: int | None) -> int:
     """Activation floats one seed holds in a step. An MLP: its training set's (measured,
@@ -140,10 +145,13 @@ def check_memory(cfg, ds: Dataset, model: Model, x_batched: bool, layout: str = 
     add("--n-test" if ds.n_test >= width else "--widths", 12 * evaluated * (units + n_out))  # one seed's evaluation
     if cfg.measures and d == 2:
         add("--grid", 8 * cfg.grid**2 * (n_out + 3), 1)
+    if cfg.measures:  # the sharpness's Lanczos tridiagonal, dense (ITERS x ITERS) for eigvalsh, and its copies
+        add("--hessian-iters", LANCZOS_BYTES * cfg.hessian_iters**2, jax.local_device_count())
     one_seed = bytes_per_seed(model, examples_trained(cfg, ds), x_batched, optimizer_copies(cfg), cfg.batch_size)
     if jax.local_devices()[0].platform == "cpu":  # the seeds in flight (one per device at least) are host memory too
-        data_heavy = ds.n_train * (width + d) > DEVICE_COPIES * n_params
-        add("--n-train" if data_heavy else "--widths", jax.local_device_count() * one_seed)
+        data_heavy = examples_trained(cfg, ds) * (width + d) > DEVICE_COPIES * n_params
+        blame = "--confusion-copies" if cfg.confusion_copies > 1 else "--n-train"  # R copies of the n points
+        add(blame if data_heavy else "--widths", jax.local_device_count() * one_seed)
     need = sum(terms.values())
     if need > have:
         culprit = max(terms, key=terms.get)

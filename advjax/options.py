@@ -229,7 +229,7 @@ def dataset(v) -> str:
 def batch_size(v) -> int:
     if str(_scalar(v)).strip().lower() == "full":
         return 0
-    return integer(0, INT32_MAX, "a positive integer or 'full'")(v)
+    return integer(1, INT32_MAX, "a positive integer or 'full'")(v)
 
 
 def lr_schedule(v) -> str | None:
@@ -243,9 +243,9 @@ def lr_schedule(v) -> str | None:
         f = float(factor)
     except ValueError:
         raise Invalid("step:E1,E2,...:FACTOR (the step size times FACTOR at each epoch Ei), or none") from None
-    if kind != "step" or not bounds or any(b <= 0 for b in bounds) or bounds != sorted(set(bounds)) \
-            or not (math.isfinite(f) and f > 0):
-        raise Invalid("step:E1,E2,...:FACTOR with increasing epochs >= 1 and a factor > 0, or none")
+    if kind != "step" or not bounds or any(not 0 < b <= INT32_MAX for b in bounds) \
+            or bounds != sorted(set(bounds)) or not (math.isfinite(f) and f > 0):
+        raise Invalid("step:E1,E2,...:FACTOR with increasing epochs from 1 to 2^31-1 and a factor > 0, or none")
     return t
 
 
@@ -254,7 +254,8 @@ def schedule_boundaries(text: str | None, steps_per_epoch: int) -> tuple[tuple[i
     if not text:
         return (), 1.0
     _, epochs, factor = text.split(":")
-    return tuple(int(e) * steps_per_epoch for e in epochs.split(",")), float(factor)
+    # A boundary past every step cap (int32) never comes: clamped there, it stays an int32.
+    return tuple(min(int(e) * steps_per_epoch, INT32_MAX) for e in epochs.split(",")), float(factor)
 
 
 def parse_bytes(text: str) -> int:
@@ -591,8 +592,12 @@ class _ConfigMethods:
         return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
 
     def to_dict(self) -> dict:
-        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
-                for f in dataclasses.fields(self)}
+        """The fields as the CLI would take them back (full batch, 0 inside, is 'full')."""
+        raw = {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
+               for f in dataclasses.fields(self)}
+        if raw["batch_size"] == 0:
+            raw["batch_size"] = "full"
+        return raw
 
 
 SweepConfig = dataclasses.make_dataclass(
@@ -747,17 +752,35 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _once(action: type[argparse.Action]) -> type[argparse.Action]:
+    """`action`, refusing a flag given twice (argparse would keep the last value silently):
+    every flag's default is None, so a value already there came from the command line."""
+    class Once(action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            before = getattr(namespace, self.dest)
+            if before is not None:
+                shown = values if isinstance(values, str) else option_string
+                first = "--" + self.dest.replace("_", "-")
+                parser.error(f"{option_string}: given twice ({before!r}, then {shown!r}); give it once"
+                             if option_string.lstrip("-").removeprefix("no-") == first[2:] else
+                             f"{option_string}: {first} was given already ({before!r}); give one of them")
+            super().__call__(parser, namespace, values, option_string)
+    return Once
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="advjax.sweep", description="Run the paper's experiments over widths and seeds.")
-    p.add_argument("--config", metavar="FILE", help="TOML file of these options (flags override it)")
+    p.add_argument("--config", metavar="FILE", action=_once(argparse._StoreAction),
+                   help="TOML file of these options (flags override it)")
     for o in OPTIONS:
         helptext = o.help + (f" [only {o.when}]" if o.when else "")
         if o.is_bool:
-            p.add_argument(o.flag, dest=o.name, action=argparse.BooleanOptionalAction, default=None, help=helptext)
+            p.add_argument(o.flag, dest=o.name, action=_once(argparse.BooleanOptionalAction), default=None,
+                           help=helptext)
         else:
-            p.add_argument(o.flag, dest=o.name, default=None, help=helptext)
-    p.add_argument("--no-compile-cache", dest="compile_cache", action="store_const", const="off",
-                   help="do not use the persistent compilation cache")
+            p.add_argument(o.flag, dest=o.name, default=None, action=_once(argparse._StoreAction), help=helptext)
+    p.add_argument("--no-compile-cache", dest="compile_cache", action=_once(argparse._StoreConstAction),
+                   const="off", help="do not use the persistent compilation cache")
     return p
 
 

@@ -18,8 +18,10 @@ import platform
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 
 import jax
@@ -243,15 +245,35 @@ def compile_cache_dir(setting: str) -> str | None:
         os.path.expanduser("~"), ".cache", "advjax", "jax")
 
 
-def enable_compile_cache(directory: str | None) -> None:
+_CACHE_WARNED: set[str] = set()
+
+
+def enable_compile_cache(directory: str | None) -> str | None:
     """JAX's persistent compilation cache: a rerun loads each width's programs from disk.
-    Every program is cached, however fast it compiled (JAX's default skips those < 1 s)."""
+    Every program is cached, however fast it compiled (JAX's default skips those < 1 s).
+    A directory that cannot be made or written (a file on its path, /proc, a read-only
+    HOME) is warned about once, in one line, and the sweep runs without the cache.
+    Returns the directory in use, or None."""
     if directory is None:
-        return
-    os.makedirs(directory, exist_ok=True)
+        return None
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory):
+            pass
+    except OSError as e:
+        if directory not in _CACHE_WARNED:
+            _CACHE_WARNED.add(directory)
+            print(f"advjax.sweep: warning: --compile-cache: cannot use {directory} "
+                  f"({e.strerror or type(e).__name__}); running without the compilation cache", file=sys.stderr)
+        return None
+    # An entry JAX cannot write or read later (a full disk, one cut short) is compiled as
+    # if uncached; its two-line warning per entry would bury the sweep's own lines.
+    warnings.filterwarnings("ignore", message="Error (reading|writing) persistent compilation cache entry",
+                            category=UserWarning)
     jax.config.update("jax_compilation_cache_dir", directory)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return directory
 
 
 # -- checkpoints -------------------------------------------------------------------------------
@@ -494,8 +516,7 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> list[dict]:
     keep = intermediate_prefixes(phases for at_points in plans.values() for phases in at_points)
     if cfg.adv_from:
         check_adv_from(cfg, ds, seeds, keep, out, {r["width"] for r in rows})
-    cache_dir = compile_cache_dir(cfg.compile_cache)
-    enable_compile_cache(cache_dir)
+    cache_dir = enable_compile_cache(compile_cache_dir(cfg.compile_cache))
     progress = Progress(cfg.quiet or not writer)
     every = every_from_text(cfg.checkpoint_every)
     sync_processes("advjax-out-checked")

@@ -6,3 +6,24 @@ import tempfile
 _run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
 os.environ.setdefault("ADVJAX_COMPILE_CACHE", os.path.join(tempfile.gettempdir(), f"advjax-test-cache-{_run}")
                       if _run else tempfile.mkdtemp(prefix="advjax-test-cache-"))
+
+
+def with_flags(base: list[str], argv: list[str]) -> list[str]:
+    """`base` flags with `argv`'s after them, a flag of `argv` replacing the same flag of
+    `base` (a flag given twice is refused, so a case cannot simply append an override).
+    --x and --no-x are one flag."""
+    def name(token: str) -> str | None:
+        if not (isinstance(token, str) and token.startswith("--")):
+            return None
+        return token.split("=")[0].removeprefix("--no-").removeprefix("--")
+
+    given = {name(t) for t in argv} - {None}
+    out, i = [], 0
+    while i < len(base):
+        n = name(base[i])
+        takes_value = "=" not in base[i] and i + 1 < len(base) and name(base[i + 1]) is None
+        step = 2 if n is not None and takes_value else 1
+        if n not in given:
+            out += base[i:i + step]
+        i += step
+    return [*out, *argv]

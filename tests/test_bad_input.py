@@ -123,6 +123,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import with_flags
 
 from advjax.sweep import main
 
@@ -1027,7 +1028,7 @@ def adv_run(tmp_path_factory) -> Path:
     """A finished tiny sweep with Θ_adv: gaussians, width 4, seed 0, 5 steps, experiment 2
     (the smallest sweep that leaves a Θ_adv: one phase program, one evaluation)."""
     out = tmp_path_factory.mktemp("adv") / "run"
-    assert main([*TINY, "--experiments", "2", "--out", str(out)]) == 0
+    assert main(with_flags(TINY, ["--experiments", "2", "--out", str(out)])) == 0
     assert (out / "checkpoints" / "p4" / "theta_adv" / "0" / "state").is_dir()
     return out
 
@@ -1038,7 +1039,7 @@ def npz_run(tmp_path_factory) -> tuple[Path, Path]:
     d = tmp_path_factory.mktemp("npz")
     np.savez(d / "data.npz", **_npz_arrays())
     out = d / "run"
-    assert main([*TINY, "--dataset", str(d / "data.npz"), "--experiments", "2", "--out", str(out)]) == 0
+    assert main(with_flags(TINY, ["--dataset", str(d / "data.npz"), "--experiments", "2", "--out", str(out)])) == 0
     return d / "data.npz", out
 
 
@@ -1161,7 +1162,7 @@ def heavy_runs(tmp_path_factory) -> dict[str, tuple[list[str], dict | None, Ctx,
 
 def full_argv(case: Case, ctx: Ctx, tmp: Path) -> list[str]:
     argv = case.argv(ctx) if callable(case.argv) else list(case.argv)
-    argv = [*(TINY if case.tiny else []), *argv]
+    argv = with_flags(TINY if case.tiny else [], argv)
     if out_of(argv) is None:
         argv += ["--out", str(tmp / "out")]
     return argv
@@ -1263,10 +1264,10 @@ def test_corrected_command_runs_in_the_same_out_after_a_bad_adv_from(tmp_path, c
     corrected command (Θ_adv computed here instead) runs in the same --out."""
     out = tmp_path / "out"
     (tmp_path / "empty").mkdir()
-    problems = check_refusal([*TINY, "--experiments", "3", "--adv-from", str(tmp_path / "empty"),
-                              "--out", str(out)], "--adv-from", (), capsys)
+    problems = check_refusal(with_flags(TINY, ["--experiments", "3", "--adv-from", str(tmp_path / "empty"),
+                              "--out", str(out)]), "--adv-from", (), capsys)
     assert not problems, problems
-    rc, exc = call_main([*TINY, "--experiments", "3", "--out", str(out)])
+    rc, exc = call_main(with_flags(TINY, ["--experiments", "3", "--out", str(out)]))
     err = capsys.readouterr().err
     assert exc is None and rc == 0, (describe_exception(exc) if exc else err)
     assert (out / "results.csv").read_text().count(",frozen,") == 1
@@ -1279,7 +1280,7 @@ def test_corrected_command_with_relabel_runs_in_the_same_out(tmp_path, capsys):
     ctx = Ctx(tmp_path, None)
     data = ctx.npz(y_train=np.arange(30) % 2 + 1, y_test=np.arange(60) % 2 + 1)
     out = tmp_path / "out"
-    argv = [*TINY, "--dataset", data, "--out", str(out)]
+    argv = with_flags(TINY, ["--dataset", data, "--out", str(out)])
     problems = check_refusal(argv, "--relabel", (), capsys)
     assert not problems, problems
     rc, exc = call_main([*argv, "--relabel"])
@@ -1302,8 +1303,8 @@ def test_real_cli_prints_one_line_for_a_damaged_checkpoint(adv_run, tmp_path):
     src = ctx.copy(adv_run, "src")
     _flip_data(ctx.theta_adv(src))
     out = tmp_path / "out"
-    p = subprocess.run([sys.executable, "-m", "advjax.sweep", *TINY, "--experiments", "3", "--adv-from", str(src),
-                        "--out", str(out)], capture_output=True, text=True, env=_cli_env(), timeout=120)
+    p = subprocess.run([sys.executable, "-m", "advjax.sweep", *with_flags(TINY, ["--experiments", "3", "--adv-from",
+                        str(src), "--out", str(out)])], capture_output=True, text=True, env=_cli_env(), timeout=120)
     lines = p.stderr.splitlines()
     problems = [f"rc={p.returncode}"] if p.returncode != 2 else []
     if len(lines) != 1:
@@ -1333,7 +1334,7 @@ def test_second_process_on_the_same_out_is_refused_naming_pid_and_host(tmp_path,
     as the first holds the lock and has recorded itself in OUT/.lock, which the first does
     before it draws its data; it need not wait for the first's manifest.)"""
     out = tmp_path / "out"
-    long = [*TINY, "--experiments", "2", "--max-steps", "100000000", "--checkpoint-every", "0"]
+    long = with_flags(TINY, ["--experiments", "2", "--max-steps", "100000000", "--checkpoint-every", "0"])
     first = subprocess.Popen([sys.executable, "-m", "advjax.sweep", *long, "--out", str(out)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_cli_env())
     try:

@@ -31,7 +31,6 @@ from advjax.sweep import (
 )
 from advjax.train import PhaseSpec, train
 
-
 _confusion = jax.jit(confusion_images, static_argnums=(2, 3))  # one program per shape, copies and F
 IMAGES = (5, 4, 4, 3)  # 5 small images, 400 copies each: the copies test's and the uniformity test's program
 IMAGE_COPIES = 400

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import with_flags
 
 from advjax import run_sweep
 from advjax.options import from_dict
@@ -101,11 +102,11 @@ def test_the_precision_reaches_the_compiled_program_and_the_fingerprint(tmp_path
         highest = sum("operand_precision={highest,highest}" in t for t in texts)
         assert texts and (highest > 0) == (precision == "highest"), (precision, highest, len(texts))
     # Θ_adv made at the default precision is refused for a sweep at another, in one line
-    rc = main([*TINY, "--matmul-precision", "highest", "--adv-from", str(tmp_path / "default"),
-               "--out", str(tmp_path / "mixed")])
+    rc = main(with_flags(TINY, ["--matmul-precision", "highest", "--adv-from", str(tmp_path / "default"),
+               "--out", str(tmp_path / "mixed")]))
     assert rc == 2 and not (tmp_path / "mixed").exists()
-    assert main([*TINY, "--matmul-precision", "highest", "--adv-from", str(tmp_path / "highest"),
-                 "--out", str(tmp_path / "same")]) == 0
+    assert main(with_flags(TINY, ["--matmul-precision", "highest", "--adv-from", str(tmp_path / "highest"),
+                 "--out", str(tmp_path / "same")])) == 0
 
 
 @pytest.mark.slow
@@ -113,7 +114,7 @@ def test_a_sigterm_after_the_sweep_ends_the_process_quietly(tmp_path):
     """A batch system's SIGTERM that arrives while the CLI prints its table or exits: no traceback
     (it raised KeyboardInterrupt inside jax's exit handler), exit status 128 + 15."""
     script = ("import os, signal, sys; from advjax.sweep import main; "
-              f"rc = main({[*TINY, '--max-steps', '5', '--out', str(tmp_path / 'o')]!r}); "
+              f"rc = main({with_flags(TINY, ['--max-steps', '5', '--out', str(tmp_path / 'o')])!r}); "
               "assert rc == 0; os.kill(os.getpid(), signal.SIGTERM); sys.exit(rc)")
     p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert p.returncode == 143 and "Traceback" not in p.stderr, p.stderr

@@ -149,10 +149,10 @@ def test_orbax_errors_are_one_line_every_time(tmp_path):
                 fh.truncate(max(0, os.path.getsize(os.path.join(root, f)) // 2))
     script = textwrap.dedent(f"""
         from advjax.sweep import main
-        base = ["--dataset", "gaussians", "--widths", "6", *{SIZES!r}, "--max-steps", "50", "--experiments", "3"]
+        base = ["--dataset", "gaussians", "--widths", "6", *{SIZES!r}, "--experiments", "3"]
         for i in range(5):
-            src, extra = ({str(damaged)!r}, []) if i % 2 else ({str(good)!r}, ["--max-steps", "60"])
-            assert main([*base, *extra, "--adv-from", src, "--out", {str(tmp_path)!r} + f"/o{{i}}"]) == 2
+            src, steps = ({str(damaged)!r}, "50") if i % 2 else ({str(good)!r}, "60")
+            assert main([*base, "--max-steps", steps, "--adv-from", src, "--out", {str(tmp_path)!r} + f"/o{{i}}"]) == 2
     """)
     procs = [subprocess.Popen([sys.executable, "-c", script.replace("/o{i}", f"/p{k}-{{i}}")],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in range(4)]

@@ -13,6 +13,7 @@ import subprocess
 
 import numpy as np
 import pytest
+from conftest import with_flags
 
 from advjax import run_sweep
 from advjax.progress import Progress
@@ -31,7 +32,7 @@ def cli_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "circles"
     stdout, stderr = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        assert main([*SMALL, "--keep-params", "--out", str(out)]) == 0
+        assert main(with_flags(SMALL, ["--keep-params", "--out", str(out)])) == 0
     return out, stdout.getvalue(), stderr.getvalue()
 
 

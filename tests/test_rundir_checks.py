@@ -13,6 +13,7 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import with_flags
 
 from advjax import run_sweep
 from advjax.checkpoint import load_theta_adv
@@ -31,7 +32,7 @@ ARGS = ["--dataset", "gaussians", "--widths", "6,9", "--seeds", "2", "--max-step
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
     out = tmp_path_factory.mktemp("made") / "run"
-    assert main([*ARGS, "--out", str(out)]) == 0
+    assert main(with_flags(ARGS, ["--out", str(out)])) == 0
     return out
 
 
@@ -79,7 +80,7 @@ def test_resume_refuses_rows_an_edited_manifest_no_longer_made(made, tmp_path, c
     m["config"]["max_steps"] = m["config"]["phase1_max_steps"] = 200  # as the resolved config records it
     (run / "manifest.json").write_text(json.dumps(m))
     before = snapshot(run)
-    argv = [*ARGS, "--max-steps", "200", "--out", str(run), "--resume"]
+    argv = with_flags(ARGS, ["--max-steps", "200", "--out", str(run), "--resume"])
     refused(argv, capsys, "--resume:", "manifest.json", "widths.6.fingerprint")
     assert snapshot(run) == before
 
@@ -97,7 +98,7 @@ def test_resume_refuses_a_hand_edited_results_csv(made, tmp_path, capsys, column
     run = copy(made, tmp_path)
     edit_csv(run / "results.csv", 2, column, value)
     before = snapshot(run)
-    refused([*ARGS, "--out", str(run), "--resume"], capsys, "--resume:", *words)
+    refused(with_flags(ARGS, ["--out", str(run), "--resume"]), capsys, "--resume:", *words)
     assert snapshot(run) == before
 
 
@@ -108,7 +109,7 @@ def test_rows_of_a_width_the_manifest_never_recorded_are_recomputed(made, tmp_pa
     m = json.loads((run / "manifest.json").read_text())
     del m["widths"]["9"]
     (run / "manifest.json").write_text(json.dumps(m))
-    assert main([*ARGS, "--out", str(run), "--resume"]) == 0
+    assert main(with_flags(ARGS, ["--out", str(run), "--resume"])) == 0
     assert (run / "results.csv").read_bytes() == (made / "results.csv").read_bytes()
     assert json.loads((run / "manifest.json").read_text())["widths"]["9"]["fingerprint"]
 
@@ -128,7 +129,7 @@ def test_report_figures_merge_and_resume_refuse_a_damaged_manifest_in_one_line(m
     for tool, argv in ((report_main, [str(run), "--out", str(tmp_path / "r.html")]),
                        (figures_main, [str(run), "--out", str(tmp_path / "f")]),
                        (merge_main, [str(run), "--out", str(tmp_path / "m")]),
-                       (main, [*ARGS, "--out", str(run), "--resume"])):
+                       (main, with_flags(ARGS, ["--out", str(run), "--resume"]))):
         assert tool(argv) == 2, tool
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and "manifest.json" in err and "Traceback" not in err, (tool, err)
@@ -181,7 +182,7 @@ def test_a_merged_run_is_signed_for_the_whole_sweep_and_resumes_as_finished(made
     assert (tmp_path / "m" / "results.csv").read_bytes() == (made / "results.csv").read_bytes()
     read_run(str(tmp_path / "m"))  # strict: every width's fingerprint is the merged config's
     before = snapshot(tmp_path / "m")
-    assert main([*ARGS, "--out", str(tmp_path / "m"), "--resume"]) == 0  # nothing left to run
+    assert main(with_flags(ARGS, ["--out", str(tmp_path / "m"), "--resume"])) == 0  # nothing left to run
     capsys.readouterr()
     assert (tmp_path / "m" / "results.csv").read_bytes() == before["results.csv"]
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import with_flags
 
 from advjax import run_sweep
 from advjax.merge import main as merge_main
@@ -36,7 +37,7 @@ def one_device(tmp_path_factory):
     two-process runs must reproduce byte for byte: started at once, so that it runs beside
     the first of them, and read when a test first calls it."""
     out = tmp_path_factory.mktemp("one") / "one"
-    proc, done = start([*BASE, "--cpu-devices", "1"], out), []
+    proc, done = start(with_flags(BASE, ["--cpu-devices", "1"]), out), []
 
     def results():
         if not done:
@@ -69,7 +70,7 @@ def _free_port():
 def test_two_processes_give_the_one_process_results(tmp_path, one_device):
     """One width (was two), five seeds (was three) over two processes: the same bytes as one
     process, and process 0 alone writes."""
-    args = [*BASE, "--cpu-devices", "1"]
+    args = with_flags(BASE, ["--cpu-devices", "1"])
     port = _free_port()
     procs = [subprocess.Popen([*CLI, *args, "--out", str(tmp_path / "two"), "--distributed",
                                "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
@@ -157,7 +158,7 @@ def test_merge_joins_grid_points_run_apart_into_the_grid(tmp_path):
 def test_bad_scaling_flags_of_the_real_cli(tmp_path):
     """--distributed without the rest of its flags: the real CLI exits 2 with one line
     before it joins anything (the other flags are checked in process below)."""
-    p = start([*BASE, "--distributed", "--coordinator", "127.0.0.1:1"], tmp_path / "o")
+    p = start(with_flags(BASE, ["--distributed", "--coordinator", "127.0.0.1:1"]), tmp_path / "o")
     _, err = p.communicate(timeout=120)
     assert p.returncode == 2 and "--distributed" in err and err.count("\n") == 1, err
     assert not (tmp_path / "o").exists()
@@ -167,6 +168,6 @@ def test_bad_scaling_flags_of_the_real_cli(tmp_path):
                                       (["--memory-budget", "lots"], "--memory-budget"),
                                       (["--coordinator", "nohostport"], "--coordinator")])
 def test_bad_scaling_flags(argv, msg, tmp_path, capsys):
-    assert main([*BASE, *argv, "--out", str(tmp_path / "o")]) == 2
+    assert main(with_flags(BASE, [*argv, "--out", str(tmp_path / "o")])) == 2
     err = capsys.readouterr().err
     assert msg in err and err.count("\n") == 1, err

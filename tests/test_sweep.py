@@ -48,7 +48,7 @@ def test_outputs_and_columns(swept, tmp_path):
     p1 = {(r["width"], r["seed"], r["experiment"]): r["phase1_steps"] for r in on_disk}
     assert all(p1[(w, s, "adversarial")] == p1[(w, s, "frozen")] for w, s, _ in p1)
     man = json.loads((out / "manifest.json").read_text())
-    assert man["config"]["lr"] == 0.01 and man["config"]["batch_size"] == 0
+    assert man["config"]["lr"] == 0.01 and man["config"]["batch_size"] == "full"
     assert set(man["versions"]) >= {"jax", "jaxlib", "optax", "flax", "numpy"}
     assert set(man["widths"]) == {"6", "9"}
     assert all(w["compile_seconds"] > 0 and w["run_seconds"] > 0 for w in man["widths"].values())
