@@ -15,6 +15,7 @@ was asked and what ran.
 from __future__ import annotations
 
 import argparse
+import contextvars
 import dataclasses
 import itertools
 import math
@@ -550,7 +551,27 @@ DEFAULT_MAX_STEPS = {True: 20_000, False: 100_000}
 GRID_AXES = tuple(o.name for o in OPTIONS if o.grid)
 
 
+_CHECKING = contextvars.ContextVar("advjax_config_checking", default=False)
+
+
 class _ConfigMethods:
+    def __post_init__(self):
+        """SweepConfig(...) parses every field set away from its default with the CLI's
+        parser (ConfigError, the CLI's one line, on a bad value) and keeps the parsed
+        value: SweepConfig(widths=10).widths == (10,). Rules between options, and whether
+        an option applies, are checked by run_sweep, as for the CLI."""
+        if _CHECKING.get():  # inside from_dict: the values are parsed already
+            return
+        token = _CHECKING.set(True)
+        try:
+            changed = default_applies(self)
+            raw = self.to_dict()
+            parsed = from_dict({name: raw[name] for name in changed}, strict=False)
+        finally:
+            _CHECKING.reset(token)
+        for name in changed:
+            object.__setattr__(self, name, getattr(parsed, name))
+
     def resolve(self):
         """Fill the dataset-dependent defaults (paper section 3). Phase 1's step size
         and cap default to --lr and --max-steps; where those are grid axes, each grid
@@ -642,10 +663,14 @@ def from_dict(values: dict, source: str = "", strict: bool = True):
                               f"unknown key {key!r}{where}; known keys: {', '.join(BY_NAME)}")
         clean[name] = parse_value(name, v)
     given = {k for k, v in clean.items() if v is not None}
-    cfg = SweepConfig(**{k: v for k, v in clean.items() if v is not None})
-    if cfg.experiments == ("all",):  # every experiment that fits the dataset and the model
-        n_layers = len(layer_model(cfg).layers)
-        cfg = dataclasses.replace(cfg, experiments=experiment_names(n_layers, teacher=cfg.dataset == "teacher"))
+    token = _CHECKING.set(True)  # parsed here: SweepConfig's own check would run the rules in another order
+    try:
+        cfg = SweepConfig(**{k: v for k, v in clean.items() if v is not None})
+        if cfg.experiments == ("all",):  # every experiment that fits the dataset and the model
+            n_layers = len(layer_model(cfg).layers)
+            cfg = dataclasses.replace(cfg, experiments=experiment_names(n_layers, teacher=cfg.dataset == "teacher"))
+    finally:
+        _CHECKING.reset(token)
     check(cfg, given if strict else set())
     return cfg
 

@@ -167,3 +167,30 @@ def test_check_every_beyond_every_step_cap_is_refused():
         from_dict({"dataset": "mnist", "check_every": 30_000})
     assert from_dict({"check_every": 300, "max_steps": "200,400"}).check_every == 300  # within one point's cap
     assert from_dict({"check_every": 300, "max_steps": 200, "phase1_max_steps": 300}).check_every == 300
+
+
+@pytest.mark.parametrize("field,value,cli", [("seed", -1, ["--seed", "-1"]), ("seeds", 0, ["--seeds", "0"]),
+                                             ("lr", float("nan"), ["--lr", "nan"]), ("widths", [], ["--widths", ""]),
+                                             ("momentum", 1.5, ["--momentum", "1.5"])])
+def test_sweepconfig_construction_applies_the_clis_value_rules(field, value, cli, tmp_path, capsys):
+    """SweepConfig(...) itself raises the CLI's line (issue 27: SweepConfig(seeds=0) ran
+    until it had written manifest.json and .lock)."""
+    from advjax.options import ConfigError, SweepConfig
+    from advjax.sweep import main
+
+    with pytest.raises(ConfigError) as e:
+        SweepConfig(**{field: value})
+    assert main([*cli, "--out", str(tmp_path / "o")]) == 2
+    cli_line = capsys.readouterr().err.strip().removeprefix("advjax.sweep: error: ")
+    flag = cli_line.split(":")[0]
+    assert str(e.value).startswith(flag + ":")  # the same flag
+    assert str(e.value).split(" is not ")[1] == cli_line.split(" is not ")[1]  # and what is allowed
+    assert not (tmp_path / "o").exists()
+
+
+def test_sweepconfig_keeps_the_parsed_values():
+    from advjax.options import SweepConfig
+
+    cfg = SweepConfig(widths=10, lr="0.1", experiments="1,2")
+    assert cfg.widths == (10,) and cfg.lr == 0.1 and cfg.experiments == ("baseline", "adversarial")
+    assert SweepConfig().resolve().batch_size == 0 and SweepConfig().resolve().to_dict()["batch_size"] == "full"
