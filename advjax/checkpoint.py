@@ -237,6 +237,10 @@ class PhaseStore:
             raise CheckpointError(self.flag, f"checkpoint {self.directory} is unreadable ({_reason(e)})") from None
         if jax.tree.structure(state) != jax.tree.structure(like):
             raise CheckpointError(self.flag, f"checkpoint {self.directory} holds another state layout")
+        for got, want in zip(jax.tree.leaves(state), jax.tree.leaves(like)):
+            if np.shape(got) != np.shape(want):  # e.g. metadata edited to list more seeds than were saved
+                raise CheckpointError(self.flag, f"checkpoint {self.directory} is damaged: it holds an array of shape "
+                                      f"{tuple(np.shape(got))} where its metadata implies {tuple(np.shape(want))}")
         self._last_step = int(np.asarray(state.step).max())
         return state
 
@@ -306,10 +310,23 @@ class PhaseStore:
             raise CheckpointError(self.flag, f"checkpoint {self.directory} is not finished; resume that sweep first")
         try:
             with self._manager() as mgr:
-                mgr.restore(mgr.latest_step(), args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+                state = mgr.restore(mgr.latest_step(), args=ocp.args.Composite(state=ocp.args.StandardRestore())).state
         except Exception as e:
             raise CheckpointError(self.flag, f"checkpoint {self.directory} is unreadable ({_reason(e)})") from None
+        _check_seed_count(state, meta, self.flag, self.directory)
         return meta
+
+
+def _check_seed_count(state, meta: dict, flag: str, directory: str) -> None:
+    """Every saved array has one row per seed its metadata lists (an edited or mixed-up
+    meta made a vmap fail deep inside a sweep)."""
+    seeds = meta["fingerprint"].get("seeds")
+    n = len(seeds) if isinstance(seeds, list) else -1
+    steps = meta.get("steps")
+    if any(np.ndim(a) == 0 or np.shape(a)[0] != n for a in jax.tree.leaves(state)) \
+            or not isinstance(steps, list) or len(steps) != n:
+        raise CheckpointError(flag, f"checkpoint {directory} is damaged: its metadata lists {max(n, 0)} seeds and "
+                              "its arrays hold another number")
 
 
 # -- reading a saved phase back, from Python ---------------------------------------------------------
@@ -348,6 +365,7 @@ def load_phase(directory: str) -> SavedPhase:
         raise CheckpointError("checkpoint", f"checkpoint {store.directory} is unreadable ({_reason(e)})") from None
     host = jax.tree.map(np.asarray, saved)
     fp = meta["fingerprint"]
+    _check_seed_count(host, meta, "checkpoint", store.directory)
     return SavedPhase(host["params"], host.get("model_state", {}), model_from_options(fp["model"]), list(fp["seeds"]),
                       host["step"], host["converged"], host["diverged"], bool(meta.get("complete")), fp,
                       store.directory)

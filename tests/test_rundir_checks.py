@@ -190,3 +190,27 @@ def test_a_merged_run_is_signed_for_the_whole_sweep_and_resumes_as_finished(made
 def test_read_run_names_the_file_and_field(tmp_path):
     with pytest.raises(RunDirError, match="manifest.json: unreadable"):
         read_run(str(tmp_path))
+
+
+def test_a_theta_adv_whose_metadata_lists_more_seeds_than_it_holds_is_refused(made, tmp_path, capsys):
+    """--adv-from and load_theta_adv check every array's seed axis against the metadata
+    (an edited meta failed deep inside a vmap), before anything is written."""
+    import glob
+
+    from advjax.checkpoint import CheckpointError, digest
+
+    run = copy(made, tmp_path)
+    path = glob.glob(str(run / "checkpoints" / "p6" / "theta_adv" / "*" / "meta" / "metadata"))[0]
+    meta = json.loads(open(path).read())
+    meta["fingerprint"]["seeds"] = [0, 1, 2]
+    meta["steps"] += [5]
+    meta["fingerprint_digest"] = digest(meta["fingerprint"])
+    open(path, "w").write(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="metadata lists 3 seeds"):
+        load_theta_adv(str(run), 6)
+    argv = with_flags(ARGS, ["--widths", "6", "--seeds", "3", "--experiments", "2", "--adv-from", str(run),
+                             "--out", str(tmp_path / "o")])
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--adv-from:" in err and "metadata lists 3 seeds" in err, err
+    assert not (tmp_path / "o").exists()
