@@ -145,6 +145,8 @@ def check_memory(cfg, ds: Dataset, model: Model, x_batched: bool, layout: str = 
     add("--n-test" if ds.n_test >= width else "--widths", 12 * evaluated * (units + n_out))  # one seed's evaluation
     if cfg.measures and d == 2:
         add("--grid", 8 * cfg.grid**2 * (n_out + 3), 1)
+    if cfg.dataset == "teacher":  # each data draw's teacher network (d x TW, TW x 1), drawn and then scaled
+        add("--teacher-width", 2 * 4 * (d + 2) * cfg.teacher_width, data_copies)
     if cfg.measures:  # the sharpness's Lanczos tridiagonal, dense (ITERS x ITERS) for eigvalsh, and its copies
         add("--hessian-iters", LANCZOS_BYTES * cfg.hessian_iters**2, jax.local_device_count())
     one_seed = bytes_per_seed(model, examples_trained(cfg, ds), x_batched, optimizer_copies(cfg), cfg.batch_size)

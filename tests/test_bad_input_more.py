@@ -55,6 +55,13 @@ def test_a_confusion_set_too_large_names_its_own_flag(tmp_path, capsys):
     one_line(capsys, rc, 2, "--confusion-copies:", "lower --confusion-copies")
 
 
+def test_a_teacher_too_large_names_its_own_flag(tmp_path, capsys):
+    rc = main(["--dataset", "teacher", "--teacher-width", "1000000", "--input-dim", "10000", "--widths", "5",
+               "--seeds", "2", "--n-test", "100", "--quiet", "--out", str(tmp_path / "o")])
+    one_line(capsys, rc, 2, "--teacher-width:", "lower --teacher-width")
+    assert not (tmp_path / "o").exists()
+
+
 def test_full_batch_is_recorded_as_full_and_resumes(tmp_path, capsys):
     assert main([*TINY, "--out", str(tmp_path / "o")]) == 0
     assert json.loads((tmp_path / "o" / "manifest.json").read_text())["config"]["batch_size"] == "full"
