@@ -115,9 +115,21 @@ def useful_flops(d: int, n: int, p: int, k: int, batch: int | None, depth: int =
 
 # -- the data and initial parameters every implementation shares --------------------------------
 
+_WORKLOAD_DATA: dict = {}
+
+
 def workload_data(name: str, n_seeds: int, width: int):
     """As a sweep has them: x per seed on 2-D data (each seed draws its own spirals), one
-    x shared by all seeds on MNIST (the paper's fixed 128); random labels and θ0 per seed."""
+    x shared by all seeds on MNIST (the paper's fixed 128); random labels and θ0 per seed.
+    Made once per workload definition, seed count and width (a row, its roofline count
+    and its peers share them; nothing mutates them)."""
+    key = (name, n_seeds, width, WORKLOADS.get(name), CONV_WORKLOADS.get(name))
+    if key not in _WORKLOAD_DATA:
+        _WORKLOAD_DATA[key] = _workload_data(name, n_seeds, width)
+    return _WORKLOAD_DATA[key]
+
+
+def _workload_data(name: str, n_seeds: int, width: int):
     from .data import make_dataset, random_labels, spirals_points
     from .model import MLP
     from .train import init_params
@@ -127,10 +139,10 @@ def workload_data(name: str, n_seeds: int, width: int):
     d, n, k, _, _ = WORKLOADS[name]
     keys = jax.random.split(jax.random.PRNGKey(1), n_seeds)
     if name == "2d":
-        x = np.asarray(jax.vmap(lambda kk: spirals_points(kk, n)[0])(keys))
+        x = np.asarray(jax.jit(jax.vmap(lambda kk: spirals_points(kk, n)[0]))(keys))
     else:
         x = np.asarray(make_dataset("mnist").draw(jax.random.PRNGKey(0)).x_train)
-    y = np.asarray(jax.vmap(lambda kk: random_labels(kk, n, max(k, 2)))(keys))
+    y = np.asarray(jax.jit(jax.vmap(lambda kk: random_labels(kk, n, max(k, 2))))(keys))
     model = MLP(width, d, k, depth=DEPTH.get(name, 1))
     theta0 = init_params(model, keys, n_seeds)  # the sweep's own init (one compiled program)
     return model, x, y, theta0, np.asarray(jax.random.split(jax.random.PRNGKey(2), n_seeds))
@@ -254,11 +266,13 @@ def run_jax_per_seed(name, width, n_seeds, steps):
         upd, state = opt.update(g, state, params)
         return optax.apply_updates(params, upd), state, errors
 
-    def one(i, cap):
+    def one(i, cap, deadline=None):
         params = jax.tree.map(lambda a: jnp.asarray(a[i]), theta0)
         state, yi, key = opt.init(params), jnp.asarray(y[i]), jnp.asarray(bkeys[i])
         xi = xs[i] if xs.ndim == 3 else xs
         for t in range(cap + 1):
+            if deadline is not None and time.perf_counter() > deadline:
+                return t
             new, new_state, errors = step(params, state, xi, yi, key, t)
             if int(errors) == 0 or t == cap:  # errors are those of `params`, before this update
                 return t
@@ -266,9 +280,7 @@ def run_jax_per_seed(name, width, n_seeds, steps):
         return cap
 
     one(0, 2)  # compile
-    t0 = time.perf_counter()
-    total = sum(one(i, steps) for i in range(n_seeds))
-    return {"seed_steps": total, "seconds": time.perf_counter() - t0}
+    return _seed_by_seed(one, n_seeds, steps)
 
 
 # -- (b) and (c): PyTorch ---------------------------------------------------------------------------------
@@ -387,7 +399,19 @@ def _torch_pred(logits):
     return (logits[..., 0] > 0).long() if logits.shape[-1] == 1 else logits.argmax(-1)
 
 
-def torch_loop_one(torch, model, params_i, x, y, lr, cap, batch, batches=None, losses=None, state_i=None):
+# Wall-clock budget of one peer row (the per-seed loops, torch.func): a row that reaches it
+# stops there and reports the throughput of the steps it made, marked as stopped, instead
+# of holding the bench up (a ResNet-18 torch loop ran 9 minutes on one CPU).
+ROW_BUDGET_SECONDS = {True: 15.0, False: 120.0}  # --quick, full
+_row_budget = [ROW_BUDGET_SECONDS[False]]
+
+
+def _deadline() -> float:
+    return time.perf_counter() + _row_budget[0]
+
+
+def torch_loop_one(torch, model, params_i, x, y, lr, cap, batch, batches=None, losses=None, state_i=None,
+                   deadline: float | None = None):
     """The published scripts' loop for one seed; returns steps to zero training error.
     The check runs in eval mode (BatchNorm's running statistics, as advjax's), the
     update in train mode. `batches(t)` gives the minibatch indices of update t (default:
@@ -398,6 +422,8 @@ def torch_loop_one(torch, model, params_i, x, y, lr, cap, batch, batches=None, l
     n, bn = len(x), has_bn(model)
     perm = None
     for t in range(cap + 1):
+        if deadline is not None and time.perf_counter() > deadline:
+            return t  # the row's budget is spent: t updates made
         if batch is None and not bn:  # full batch: the check reuses the update's forward pass
             out = net(x)
             if losses is not None:
@@ -451,12 +477,21 @@ def run_torch_loop(name, width, n_seeds, steps):
     xt, yt = _torch_x(torch, x), torch.from_numpy(y.astype(np.int64))
     x_of = lambda i: xt[i] if per_seed_x(model, x) else xt  # noqa: E731
 
-    def one(i, cap):
-        return torch_loop_one(torch, model, _seed(theta0, i), x_of(i), yt[i], lr, cap, batch, state_i=_seed(states, i))
+    def one(i, cap, deadline=None):
+        return torch_loop_one(torch, model, _seed(theta0, i), x_of(i), yt[i], lr, cap, batch, state_i=_seed(states, i),
+                              deadline=deadline)
 
     one(0, 2)  # warm up
-    t0 = time.perf_counter()
-    total = sum(one(i, steps) for i in range(n_seeds))
+    return _seed_by_seed(one, n_seeds, steps)
+
+
+def _seed_by_seed(one, n_seeds: int, steps: int) -> dict:
+    """A per-seed loop's row: seed after seed, until the row's budget is spent."""
+    t0, deadline, total = time.perf_counter(), _deadline(), 0
+    for i in range(n_seeds):
+        total += one(i, steps, deadline)
+        if time.perf_counter() > deadline:
+            return {"seed_steps": max(total, 1), "seconds": time.perf_counter() - t0, "over_budget": True}
     return {"seed_steps": total, "seconds": time.perf_counter() - t0}
 
 
@@ -489,13 +524,15 @@ def run_torch_func(name, width, n_seeds, steps):
     grad_fn = vmap(grad_and_value(loss_one, has_aux=True), in_dims=(0, 0, x_dim if batch is None else 0, 0))
     forward = vmap(lambda p, b, xb: functional_call(base_eval, (p, b), (xb,)), in_dims=(0, 0, x_dim))
 
-    def run(cap):
+    def run(cap, deadline=None):
         p = {k: v.detach().clone() for k, v in params.items()}
         b = {k: v.clone() for k, v in buffers.items()}
         steps_taken = torch.zeros(n_seeds, dtype=torch.long)
         active = torch.ones(n_seeds, dtype=torch.bool)
         n_b = math.ceil(n / batch) if batch else 1
         for t in range(cap + 1):
+            if deadline is not None and time.perf_counter() > deadline:
+                return int(steps_taken.sum()), True
             if full_batch:
                 grads, (_, out) = grad_fn(p, b, xt, yt)
             else:
@@ -503,7 +540,7 @@ def run_torch_func(name, width, n_seeds, steps):
                     out = forward(p, b, xt)
             active &= ~(_torch_pred(out) == yt).all(-1)
             if t == cap or not bool(active.any()):
-                return int(steps_taken.sum())
+                return int(steps_taken.sum()), False
             if batch is None and not full_batch:
                 grads, _ = grad_fn(p, b, xt, yt)
             elif batch is not None:
@@ -517,12 +554,13 @@ def run_torch_func(name, width, n_seeds, steps):
                     mask = active.view(-1, *([1] * (p[k].dim() - 1))).to(p[k].dtype)
                     p[k] -= lr * grads[k] * mask
             steps_taken += active.long()
-        return int(steps_taken.sum())
+        return int(steps_taken.sum()), False
 
     run(2)
     t0 = time.perf_counter()
-    total = run(steps)
-    return {"seed_steps": total, "seconds": time.perf_counter() - t0}
+    total, stopped = run(steps, _deadline())
+    return {"seed_steps": max(total, 1), "seconds": time.perf_counter() - t0,
+            **({"over_budget": True} if stopped else {})}
 
 
 # -- same numbers: (a) and (b) agree on a fixed seed -----------------------------------------------------
@@ -653,10 +691,11 @@ def machine_peaks(quick: bool) -> dict:
 # -- a hyperparameter grid: one program against a process per grid point ------------------------------------
 
 GRID_LRS = tuple(float(f"{v:.3g}") for v in np.geomspace(0.001, 1.0, 12))  # 12 step sizes, 10^-3 .. 1
+QUICK_GRID_LRS = GRID_LRS[::5]  # --quick: 3 of them, 10^-3 .. 0.53
 
 
 def grid_row(width: int, quick: bool) -> dict:
-    """A 12-point step-size grid × 10 seeds on spirals (the baseline, full-batch GD):
+    """A 12-point (--quick: 3-point) step-size grid × 10 seeds on spirals (the baseline, full-batch GD):
     one advjax run with --lr a list, against 12 advjax runs of one step size each (how
     Hydra, W&B sweeps or Ray Tune run a grid: a process per trial). Whole wall time,
     start-up and compilation included; each arm starts from an empty compile cache (the
@@ -669,6 +708,7 @@ def grid_row(width: int, quick: bool) -> dict:
     from .results import read_results
 
     steps = 1000 if quick else 5000
+    lrs = QUICK_GRID_LRS if quick else GRID_LRS
     common = ["--dataset", "spirals", "--widths", str(width), "--seeds", "10", "--experiments", "baseline",
               "--max-steps", str(steps), "--n-test", "1000", "--no-measures", "--no-figure", "--quiet"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -678,12 +718,12 @@ def grid_row(width: int, quick: bool) -> dict:
                             "--compile-cache", os.path.join(tmp, cache)], check=True, stdout=subprocess.DEVNULL)
             return time.perf_counter() - t0
 
-        one = sweep(["--lr", ",".join(map(str, GRID_LRS))], "grid", "cache-grid")
-        apart = sum(sweep(["--lr", str(lr)], f"lr{i}", "cache-apart") for i, lr in enumerate(GRID_LRS))
+        one = sweep(["--lr", ",".join(map(str, lrs))], "grid", "cache-grid")
+        apart = sum(sweep(["--lr", str(lr)], f"lr{i}", "cache-apart") for i, lr in enumerate(lrs))
         grid = read_results(os.path.join(tmp, "grid", "results.csv"))
         same = all([{k: v for k, v in r.items() if k != "lr"} for r in grid if r["lr"] == lr]
-                   == read_results(os.path.join(tmp, f"lr{i}", "results.csv")) for i, lr in enumerate(GRID_LRS))
-    return {"workload": "grid-spirals", "width": width, "points": len(GRID_LRS), "seeds": 10, "max_steps": steps,
+                   == read_results(os.path.join(tmp, f"lr{i}", "results.csv")) for i, lr in enumerate(lrs))
+    return {"workload": "grid-spirals", "width": width, "points": len(lrs), "seeds": 10, "max_steps": steps,
             "one_run_seconds": one, "separate_runs_seconds": apart, "speedup": apart / one, "same_rows": same}
 
 
@@ -701,8 +741,9 @@ def roofline_table(rows: list[dict], peaks: dict) -> str:
 
 
 def grid_table(rows: list[dict]) -> str:
-    lines = [f"{'grid (12 step sizes x 10 seeds, spirals)':<42} {'width':>5}  {'one run s':>9}  {'12 runs s':>9}  "
-             f"{'speedup':>7}  {'same rows':>9}"]
+    k = rows[0]["points"] if rows else len(GRID_LRS)
+    lines = [f"{f'grid ({k} step sizes x 10 seeds, spirals)':<42} {'width':>5}  {'one run s':>9}  "
+             f"{f'{k} runs s':>9}  {'speedup':>7}  {'same rows':>9}"]
     for r in rows:
         lines.append(f"{'':<42} {r['width']:>5}  {r['one_run_seconds']:>9.1f}  {r['separate_runs_seconds']:>9.1f}  "
                      f"{r['speedup']:>6.1f}x  {'yes' if r['same_rows'] else 'NO':>9}")
@@ -755,8 +796,10 @@ def conv_plan(quick: bool) -> list[dict]:
         "resnet18-32px": (16, {"advjax": (2, 2), "advjax_im2col": (2, 4), "torch_loop": (2, 3),
                                "torch_func": (2, 2)}),
     }
-    if quick:
-        sizes = {name: (4, {impl: (2, 2) for impl in CONV_IMPLS}) for name in sizes}
+    if quick:  # width 4, 2 seeds, 2 steps; no im2col ResNet-18 (its compile alone took 10 s)
+        sizes = {name: (4, {impl: (2, 2) for impl in CONV_IMPLS if (name, impl) != ("resnet18-32px",
+                                                                                     "advjax_im2col")})
+                 for name in sizes}
     return [{"workload": name, "width": width, "impl": impl, "seeds": seeds, "steps": steps}
             for name, (width, cfg) in sizes.items() for impl, (seeds, steps) in cfg.items()]
 
@@ -787,7 +830,8 @@ def run_job(job: dict, peaks: dict) -> dict:
         if name not in CONV_WORKLOADS:
             r.update(step_cost(name, width, job["seeds"]))
         r.update(roofline(r, peaks))
-    print(f"  {name:<6} p={width:<5} {job['impl']:<13} {r['seed_steps_per_s']:>12,.2f} seed-steps/s",
+    stopped = f"  (stopped at its {_row_budget[0]:.0f} s budget)" if r.get("over_budget") else ""
+    print(f"  {name:<6} p={width:<5} {job['impl']:<13} {r['seed_steps_per_s']:>12,.2f} seed-steps/s{stopped}",
           file=sys.stderr, flush=True)
     return r
 
@@ -802,9 +846,11 @@ def conv_table(results: list[dict]) -> str:
         rows = {impl: keyed[(name, p, impl)] for impl in CONV_IMPLS if (name, p, impl) in keyed}
         rate = {impl: rows[impl]["seed_steps_per_s"] if impl in rows else nan for impl in CONV_IMPLS}
         share = {impl: 100 * rows[impl]["share_of_peak"] if impl in rows else nan for impl in CONV_IMPLS}
+        stop = {i: "*" if rows.get(i, {}).get("over_budget") else " " for i in CONV_IMPLS}
         lines.append(
-            f"{name:<14} {p:>5}  {rate['advjax']:>8.2f} {rate['advjax_im2col']:>8.2f} {rate['torch_loop']:>10.2f} "
-            f"{rate['torch_func']:>10.2f}  {rate['advjax'] / rate['torch_loop']:>6.2f}x "
+            f"{name:<14} {p:>5}  {rate['advjax']:>8.2f} {rate['advjax_im2col']:>8.2f} {rate['torch_loop']:>10.2f}"
+            f"{stop['torch_loop']}{rate['torch_func']:>10.2f}{stop['torch_func']} "
+            f"{rate['advjax'] / rate['torch_loop']:>6.2f}x "
             f"{rate['advjax'] / rate['torch_func']:>6.2f}x {rate['advjax_im2col'] / rate['torch_loop']:>13.2f}x  "
             f"{rows['advjax']['xla_flops_per_seed_step'] / 1e6:>10.1f}  {share['advjax']:>13.1f}% "
             f"{share['torch_loop']:>5.1f}% {share['torch_func']:>5.1f}%")
@@ -821,8 +867,9 @@ def table(results: list[dict], peaks: dict) -> str:
     for (name, p) in dict.fromkeys((r["workload"], r["width"]) for r in results if r["workload"] in WORKLOADS):
         rate = {impl: keyed[(name, p, impl)]["seed_steps_per_s"] for impl in MLP_IMPLS if (name, p, impl) in keyed}
         a = keyed[(name, p, "advjax")]
+        stop = {i: "*" if keyed.get((name, p, i), {}).get("over_budget") else " " for i in MLP_IMPLS}
         lines.append(
-            f"{name:<11} {p:>5}  " + " ".join(f"{rate.get(i, float('nan')):>10,.0f}" for i in MLP_IMPLS)
+            f"{name:<11} {p:>5}  " + "".join(f"{rate.get(i, float('nan')):>10,.0f}{stop[i]}" for i in MLP_IMPLS)
             + f"  {rate['advjax'] / rate['torch_loop']:>7.0f}x {rate['advjax'] / rate['torch_func']:>7.1f}x"
             + f"  {a['useful_flops_per_s'] / 1e9:>8.1f} {100 * a['useful_flops_per_s'] / peaks['peak_flops']:>6.1f}%"
             + f" {a['compile_seconds']:>9.2f}")
@@ -836,9 +883,11 @@ def table(results: list[dict], peaks: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="advjax.bench", description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="fewer steps: under 2 minutes on 2 CPU cores")
+    ap.add_argument("--quick", action="store_true",
+                    help="fewer steps and widths, small conv nets, a 3-point grid at one width, peer rows "
+                         "stopped at 15 s: under 2 minutes on 2 CPU cores")
     ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
-    ap.add_argument("--widths", default="10,100,1000")
+    ap.add_argument("--widths", default=None, help="MLP widths (default 10,100,1000; --quick: 10,1000)")
     ap.add_argument("--only", default=",".join(IMPLS), help="implementations to run (advjax always runs)")
     ap.add_argument("--no-grid", dest="grid", action="store_false",
                     help="skip the grid rows (one run of a 12-point step-size grid against 12 runs)")
@@ -847,6 +896,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--conv-layouts", action="store_true",
                     help="also time advjax's seed layouts on conv nets (vmap, groups, sequential, im2col; minutes)")
     args = ap.parse_args(argv)
+    if args.widths is None:
+        args.widths = "10,1000" if args.quick else "10,100,1000"
     try:
         widths = [int(w) for w in args.widths.split(",")]
         assert widths and all(w > 0 for w in widths)
@@ -866,22 +917,40 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         torch.set_num_threads(cpu_cores())
     use_cpu_devices()
+    _row_budget[0] = ROW_BUDGET_SECONDS[args.quick]
     t_start = time.perf_counter()
+    sections: dict[str, float] = {}
+    clock = [t_start]
+
+    def section(name: str) -> None:
+        now = time.perf_counter()
+        sections[name] = round(now - clock[0], 1)
+        clock[0] = now
+
     peaks = machine_peaks(args.quick)
-    jobs = plan(args.quick, widths) + (conv_plan(args.quick) if args.conv else [])
-    results = [run_job(job, peaks) for job in jobs if job["impl"] in only]
+    section("machine peaks")
+    results = [run_job(job, peaks) for job in plan(args.quick, widths) if job["impl"] in only]
+    section("MLP rows")
+    if args.conv:
+        results += [run_job(job, peaks) for job in conv_plan(args.quick) if job["impl"] in only]
+        section("conv rows")
     grids = []
     if args.grid:
-        for p in (w for w in widths if w <= 100):
+        grid_widths = [w for w in widths if w <= 100]
+        for p in grid_widths[:1] if args.quick else grid_widths:
             grids.append(grid_row(p, args.quick))
-            print(f"  grid   p={p:<5} one run {grids[-1]['one_run_seconds']:.1f} s, 12 runs "
+            print(f"  grid   p={p:<5} one run {grids[-1]['one_run_seconds']:.1f} s, {grids[-1]['points']} runs "
                   f"{grids[-1]['separate_runs_seconds']:.1f} s", file=sys.stderr, flush=True)
+        section("grid rows")
     checks = []
     if "torch_loop" in only:
         checks = [agreement("2d", 100, 2000), agreement("mnist", 100, 1000)]
         if args.conv:
             checks.append(agreement("cnn-mnist", 4 if args.quick else 16, 10))
+        section("same-numbers checks")
     layouts = [layout_row(*row) for row in layout_plan(args.quick)] if args.conv_layouts else []
+    if layouts:
+        section("conv layouts")
     report = {
         "machine": {"name": machine_name(), "platform": platform.platform(), "processor": platform.processor(),
                     "cores": cpu_cores(),
@@ -894,6 +963,8 @@ def main(argv: list[str] | None = None) -> int:
         "agreement": checks,
         "conv_layouts": layouts,
         "seconds": time.perf_counter() - t_start,
+        "section_seconds": sections,
+        "row_budget_seconds": _row_budget[0],
     }
     print(f"machine: {machine_name()}")
     if all(i in only for i in MLP_IMPLS) and any(r["workload"] in WORKLOADS for r in results):
@@ -909,7 +980,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"same numbers ({c['workload']}, p={c['width']}): steps to zero error advjax {c['steps_advjax']}, "
               f"torch {c['steps_torch']}; max relative loss difference over the first 30 steps "
               f"{c['max_rel_loss_diff_first_30_steps']:.1e} -> {'agree' if c['agree'] else 'DISAGREE'}")
-    print(f"total {report['seconds']:.0f} s")
+    if any(r.get("over_budget") for r in results):
+        print(f"* stopped at the row budget of {_row_budget[0]:.0f} s: the rate of the steps it made")
+    print(f"total {report['seconds']:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in sections.items()) + ")")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)

@@ -62,7 +62,7 @@ def test_advjax_and_the_torch_loop_compute_the_same_thing():
 
 @pytest.mark.slow
 def test_grid_row_one_run_against_a_run_per_point(monkeypatch):
-    monkeypatch.setattr(bench, "GRID_LRS", (0.01, 0.3))
+    monkeypatch.setattr(bench, "QUICK_GRID_LRS", (0.01, 0.3))  # quick=True: the quick grid's points
     row = bench.grid_row(4, quick=True)
     assert row["same_rows"] and row["points"] == 2 and row["one_run_seconds"] > 0
 
@@ -92,3 +92,16 @@ def test_the_cpu_is_named_with_its_family_and_model():
     assert cpu_from_cpuinfo(older) == "AMD EPYC (family 25, model 17)"
     assert cpu_from_cpuinfo("processor\t: 0\nmodel name\t: Neoverse\n") == "Neoverse"
     assert cpu_from_cpuinfo("processor\t: 0\nBogoMIPS\t: 50\n") is None  # no model name: the caller's fallback
+
+
+@pytest.mark.slow
+def test_a_peer_row_stops_at_its_budget_and_says_so(monkeypatch):
+    """A per-seed loop that runs past the row budget is stopped there (a ResNet-18 torch
+    loop once held the quick bench up for 9 minutes) and reports the rate of the steps it
+    made, marked over_budget; within the budget, the row runs every step."""
+    monkeypatch.setattr(bench, "_row_budget", [0.0])
+    row = bench.run_jax_per_seed("2d", TINY_WIDTHS["2d"], SEEDS, 50)
+    assert row["over_budget"] and 1 <= row["seed_steps"] < SEEDS * 50 and row["seconds"] > 0
+    monkeypatch.setattr(bench, "_row_budget", [600.0])
+    row = bench.run_jax_per_seed("2d", TINY_WIDTHS["2d"], SEEDS, 5)
+    assert "over_budget" not in row and row["seed_steps"] == SEEDS * 5
