@@ -268,7 +268,8 @@ def _check_arrays(x_tr, y_tr, x_te, y_te, flag: str, relabel: bool = False, n_cl
             raise DataError(flag, f"y_{nm} must have shape ({len(x)},), got {y.shape}")
         if y.dtype.kind not in "iub":
             raise DataError(flag, f"y_{nm} must hold integer class labels, got dtype {y.dtype}")
-        x = x.astype(np.float32, copy=False)  # float32 already (CIFAR-10, MNIST): no second copy
+        with np.errstate(over="ignore", invalid="ignore"):  # beyond float32: inf, refused below in one line
+            x = x.astype(np.float32, copy=False)  # float32 already (CIFAR-10, MNIST): no second copy
         if not np.all(np.isfinite(x)):
             raise DataError(flag, f"x_{nm} holds NaN or infinite values (or values beyond float32)")
         xs.append(x)
@@ -283,8 +284,8 @@ def _check_arrays(x_tr, y_tr, x_te, y_te, flag: str, relabel: bool = False, n_cl
         raise DataError(flag, f"labels must be 0..{n_classes - 1}; found {found.min()}..{found.max()}")
     elif n_classes is None and not np.array_equal(found, np.arange(len(found))):
         shown = ", ".join(str(v) for v in found[:6]) + (", ..." if len(found) > 6 else "")
-        raise DataError(flag, f"labels must be exactly 0..K-1; found {len(found)} distinct: {shown} "
-                        f"(--relabel maps them to 0..{len(found) - 1})")
+        advice = f" (--relabel maps them to 0..{len(found) - 1})" if flag == "--dataset" else ""  # .npz only
+        raise DataError(flag, f"labels must be exactly 0..K-1; found {len(found)} distinct: {shown}{advice}")
     if len(np.unique(ys[0])) < 2:
         raise DataError(flag, f"the training labels hold one class only ({int(ys[0][0])}); "
                         "a classifier needs two or more")

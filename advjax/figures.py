@@ -862,12 +862,19 @@ def main(argv: list[str] | None = None) -> int:
                 r.name = os.path.basename(os.path.normpath(r.path))
         if len({r.label for r in runs}) < len(runs):
             raise FigureError("two run directories have the same name and settings; give one another name")
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise FigureError(f"--out: {args.out} is a file; give a directory for the figures")
     except FigureError as e:
         print(f"advjax.figures: error: {e}", file=sys.stderr)
         return 2
-    made = draw_all(runs, args.out, args.boundary_width, args.composites)
-    sig = significance(runs)
-    write_significance(sig, os.path.join(args.out, "significance.csv"))
+    try:
+        made = draw_all(runs, args.out, args.boundary_width, args.composites)
+        sig = significance(runs)
+        write_significance(sig, os.path.join(args.out, "significance.csv"))
+    except OSError as e:  # --out under a file, read-only, full
+        print(f"advjax.figures: error: --out: cannot write in {args.out} ({e.strerror or type(e).__name__})",
+              file=sys.stderr)
+        return 2
     print(significance_text(sig))
     for path in made:
         print(f"wrote {path}")

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
+import errno
 import html
 import os
 import sys
@@ -188,10 +190,17 @@ def write_report(run_dirs: list[str], out: str) -> str:
             "panel, k/n: k of n seeds stopped the last phase at its step cap (or diverged), p1 k/n: phase 1. "
             "Paired tests compare the same seeds' test accuracy between two experiments.</p>"
             f"<div class=\"runs\">{sections}</div></body></html>\n")
+    if os.path.isdir(out):
+        raise IsADirectoryError(errno.EISDIR, "a directory: give a file name", out)
     tmp_out = f"{out}.tmp{os.getpid()}"
-    with open(tmp_out, "w", encoding="utf-8") as f:
-        f.write(page)
-    os.replace(tmp_out, out)
+    try:
+        with open(tmp_out, "w", encoding="utf-8") as f:
+            f.write(page)
+        os.replace(tmp_out, out)
+    except BaseException:  # nothing left behind on a failed write
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_out)
+        raise
     return out
 
 
