@@ -7,12 +7,12 @@ import math
 import os
 
 import pytest
+from conftest import with_flags
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from advjax.options import OPTIONS
 from advjax.sweep import main
-from conftest import with_flags
 
 TINY = ["--dataset", "gaussians", "--widths", "3", "--seeds", "1", "--max-steps", "5", "--n-test", "50",
         "--experiments", "1", "--no-measures", "--no-figure", "--quiet"]
