@@ -285,7 +285,9 @@ def _check_arrays(x_tr, y_tr, x_te, y_te, flag: str, relabel: bool = False, n_cl
     elif n_classes is None and not np.array_equal(found, np.arange(len(found))):
         shown = ", ".join(str(v) for v in found[:6]) + (", ..." if len(found) > 6 else "")
         advice = f" (--relabel maps them to 0..{len(found) - 1})" if flag == "--dataset" else ""  # .npz only
-        raise DataError(flag, f"labels must be exactly 0..K-1; found {len(found)} distinct: {shown}{advice}")
+        where = ("labels in the IDX label files (train-labels-idx1-ubyte, t10k-labels-idx1-ubyte) must be MNIST's "
+                 "digits 0..9 (0..K-1, none skipped)" if flag == "--mnist-path" else "labels must be exactly 0..K-1")
+        raise DataError(flag, f"{where}; found {len(found)} distinct: {shown}{advice}")
     if len(np.unique(ys[0])) < 2:
         raise DataError(flag, f"the training labels hold one class only ({int(ys[0][0])}); "
                         "a classifier needs two or more")

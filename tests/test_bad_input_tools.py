@@ -63,3 +63,4 @@ def test_mnist_labels_outside_0_to_9_do_not_advise_relabel(tmp_path, capsys):
     rc = main(["--dataset", "mnist", "--mnist-path", str(tmp_path), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.count("\n") == 0 and "--mnist-path:" in err and "--relabel" not in err, err
+    assert "0..9" in err and "IDX label files" in err, err
