@@ -27,7 +27,6 @@ median that rests on such seeds is only a lower bound, drawn as △.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import os
@@ -40,7 +39,7 @@ import numpy as np
 
 from .checkpoint import final_path, restore_final
 from .model import model_from_options
-from .options import GRID_AXES
+from .options import GRID_AXES, OneLineParser
 from .results import RunDirError, read_run
 
 PAPER = ("baseline", "adversarial", "frozen")  # the paper's colors: black, red, blue
@@ -847,7 +846,7 @@ def draw_all(runs: list[Run], out: str, boundary_width: int = 500, composites: b
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="advjax.figures", description="Draw the paper's figures from sweep outputs.")
+    ap = OneLineParser(prog="advjax.figures", description="Draw the paper's figures from sweep outputs.")
     ap.add_argument("runs", nargs="+", metavar="RUN_DIR")
     ap.add_argument("--out", default="figures", help="directory for the PNGs and significance.csv")
     ap.add_argument("--boundary-width", type=int, default=500, help="width of Fig. 2's decision boundaries")

@@ -12,14 +12,13 @@ and axis value, and each run's checkpoints, per grid point (so --adv-from works 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import shutil
 import sys
 
 from .checkpoint import PhaseStore, digest
-from .options import GRID_AXES, ConfigError
+from .options import GRID_AXES, ConfigError, OneLineParser
 from .results import RunDirError, read_run, rows_to_csv, sign_width, write_atomic, write_manifest
 from .rundir import check_writable
 
@@ -150,10 +149,13 @@ def copy_checkpoints(src: str, dst: str, grid: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="advjax.merge", description=__doc__.split("\n")[0])
+    ap = OneLineParser(prog="advjax.merge", description=__doc__.split("\n")[0])
     ap.add_argument("runs", nargs="+", metavar="RUN_DIR")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
+    if not args.out.strip():
+        print("advjax.merge: error: --out: must not be empty; give the merged run's directory", file=sys.stderr)
+        return 2
     try:
         rows = merge(args.runs, args.out)
     except ConfigError as e:

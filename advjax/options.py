@@ -657,6 +657,9 @@ def from_dict(values: dict, source: str = "", strict: bool = True):
     clean = {}
     for key, v in values.items():
         name = str(key).replace("-", "_")
+        if name in clean:  # "max_steps" and "max-steps" in one dict: which one is meant?
+            raise ConfigError("--config" if source else flag(name), f"given twice (as {name!r} and "
+                              f"{name.replace('_', '-')!r}); give it once")
         if name not in BY_NAME:
             where = f" in {source}" if source else ""
             raise ConfigError("--config" if source else flag(name),
@@ -772,9 +775,14 @@ def load_toml(path: str) -> dict:
     return values
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2, no usage dump
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, whose errors are one line and exit 2 (no usage dump): every advjax CLI's."""
+
+    def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+_Parser = OneLineParser
 
 
 def _once(action: type[argparse.Action]) -> type[argparse.Action]:

@@ -11,7 +11,6 @@ data URIs and the styles inline: the page needs nothing but itself.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import contextlib
 import errno
@@ -32,7 +31,7 @@ from .figures import (
     row_point,
     significance,
 )
-from .options import BY_NAME
+from .options import BY_NAME, OneLineParser
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
@@ -205,7 +204,7 @@ def write_report(run_dirs: list[str], out: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="advjax.report", description=__doc__.split("\n")[0])
+    ap = OneLineParser(prog="advjax.report", description=__doc__.split("\n")[0])
     ap.add_argument("runs", nargs="+", metavar="RUN_DIR")
     ap.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
     args = ap.parse_args(argv)

@@ -99,7 +99,15 @@ def parse_results(text: str, expect: tuple[str, ...] | None = None) -> list[dict
     for line, raw in enumerate(reader, start=2):
         if strict and len(raw) != len(header):
             raise ValueError(f"line {line} has {len(raw)} of {len(header)} columns")
-        rows.append({k: _typed(k, raw[i] if i < len(raw) else "") for i, k in enumerate(header)})
+        row = {}
+        for i, k in enumerate(header):
+            cell = raw[i] if i < len(raw) else ""
+            try:
+                row[k] = _typed(k, cell)
+            except ValueError:
+                kind = "an integer" if k in _INTS else "a number"
+                raise ValueError(f"line {line}, column {k}: {cell!r} where the sweep writes {kind}") from None
+        rows.append(row)
     return rows
 
 
@@ -241,6 +249,9 @@ def check_manifest(manifest, path: str) -> None:
             raise RunDirError(f"{path}: field widths.{w} is not a width's record")
 
 
+_SWEEP_FIELDS = {"dataset", "widths", "seeds", "seed", "experiments"}
+
+
 def read_run(run_dir: str, strict: bool = True) -> tuple[dict, SweepConfig | None, list[dict]]:
     """A run directory's manifest.json, config and results.csv rows, checked (the one
     reader of report, figures, merge and --resume). RunDirError, one line naming the
@@ -272,6 +283,8 @@ def read_run(run_dir: str, strict: bool = True) -> tuple[dict, SweepConfig | Non
     if strict:
         check_rows(rows, cfg, manifest, rpath)
         check_widths(rows, cfg, manifest, text, mpath)
+    elif cfg is not None and _SWEEP_FIELDS <= set(manifest["config"]):  # a sweep's manifest: its rows are its own
+        check_rows(rows, cfg, manifest, rpath)
     return manifest, cfg, rows
 
 
@@ -291,10 +304,10 @@ def check_widths(rows: list[dict], cfg: SweepConfig, manifest: dict, text: str, 
         stats = widths.get(str(w), {})
         mine = [r for r in rows if r["width"] == w]
         if "fingerprint" not in stats:
-            if drop_unsigned:
+            if drop_unsigned and "run_seconds" not in stats:  # killed between results.csv and manifest.json
                 continue
-            raise RunDirError(f"{mpath}: field widths.{w}.fingerprint is missing: results.csv holds rows of width "
-                              f"{w} that no finished sweep recorded")
+            raise RunDirError(f"{mpath}: field widths.{w}.fingerprint is missing: nothing says which config and data "
+                              f"made the rows of width {w} that results.csv holds")
         if stats["fingerprint"] != width_fingerprint(cfg, data_sha256, w):
             raise RunDirError(f"{mpath}: field widths.{w}.fingerprint: the rows of width {w} were made by another "
                               "config or data than this one")

@@ -428,6 +428,9 @@ def _resume_state(cfg: SweepConfig, ds: Dataset, out: str) -> tuple[list[dict], 
     try:
         check_manifest(old, os.path.join(out, "manifest.json"))
         old_cfg = config_of(old)
+        if "seeds" in old and old["seeds"] != list(range(old_cfg.seed, old_cfg.seed + old_cfg.seeds)):
+            raise RunDirError(f"{os.path.join(out, 'manifest.json')}: field seeds {old['seeds']!r} is not its config's "
+                              f"seeds {old_cfg.seed}..{old_cfg.seed + old_cfg.seeds - 1}")
     except RunDirError as e:
         raise ConfigError("--resume", f"{e}; nothing was changed") from None
     except (ValueError, KeyError, TypeError, AttributeError) as e:
