@@ -39,8 +39,9 @@ import numpy as np
 
 from .checkpoint import final_path, restore_final
 from .model import model_from_options
-from .options import GRID_AXES, OneLineParser
+from .options import GRID_AXES, ConfigError, OneLineParser
 from .results import RunDirError, read_run
+from .rundir import check_writable
 
 PAPER = ("baseline", "adversarial", "frozen")  # the paper's colors: black, red, blue
 # Others from Okabe and Ito's colorblind-safe palette, and Tol's wine and ochre: experiments
@@ -861,9 +862,8 @@ def main(argv: list[str] | None = None) -> int:
                 r.name = os.path.basename(os.path.normpath(r.path))
         if len({r.label for r in runs}) < len(runs):
             raise FigureError("two run directories have the same name and settings; give one another name")
-        if os.path.exists(args.out) and not os.path.isdir(args.out):
-            raise FigureError(f"--out: {args.out} is a file; give a directory for the figures")
-    except FigureError as e:
+        check_writable(args.out)  # a directory, or a path that can become one
+    except (FigureError, ConfigError) as e:
         print(f"advjax.figures: error: {e}", file=sys.stderr)
         return 2
     try:

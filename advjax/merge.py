@@ -153,9 +153,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("runs", nargs="+", metavar="RUN_DIR")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
-    if not args.out.strip():
-        print("advjax.merge: error: --out: must not be empty; give the merged run's directory", file=sys.stderr)
-        return 2
     try:
         rows = merge(args.runs, args.out)
     except ConfigError as e:

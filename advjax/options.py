@@ -782,9 +782,6 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-_Parser = OneLineParser
-
-
 def _once(action: type[argparse.Action]) -> type[argparse.Action]:
     """`action`, refusing a flag given twice (argparse would keep the last value silently):
     every flag's default is None, so a value already there came from the command line."""
@@ -802,7 +799,7 @@ def _once(action: type[argparse.Action]) -> type[argparse.Action]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="advjax.sweep", description="Run the paper's experiments over widths and seeds.")
+    p = OneLineParser(prog="advjax.sweep", description="Run the paper's experiments over widths and seeds.")
     p.add_argument("--config", metavar="FILE", action=_once(argparse._StoreAction),
                    help="TOML file of these options (flags override it)")
     for o in OPTIONS:

@@ -205,7 +205,9 @@ def check_row_values(rows: list[dict], where: str) -> None:
                 raise RunDirError(f"{where}: line {line}, column {k}: {v!r} where the sweep writes {bad}")
 
 
-def _parse_rows(path: str, text: str, expect: tuple[str, ...] | None = None) -> list[dict]:
+def parse_rows(path: str, text: str, expect: tuple[str, ...] | None = None) -> list[dict]:
+    """results.csv's text (from `path`) as typed rows, every cell's type and range checked
+    (`check_row_values`); RunDirError, one line naming the file, line and column."""
     try:
         rows = parse_results(text, expect)
     except (ValueError, csv.Error) as e:  # a cell of the wrong type, a short line, a foreign header
@@ -279,7 +281,7 @@ def read_run(run_dir: str, strict: bool = True) -> tuple[dict, SweepConfig | Non
             text = f.read()
     except (OSError, UnicodeDecodeError) as e:
         raise RunDirError(f"{rpath}: unreadable ({getattr(e, 'strerror', None) or type(e).__name__})") from None
-    rows = _parse_rows(rpath, text)
+    rows = parse_rows(rpath, text)
     if strict:
         check_rows(rows, cfg, manifest, rpath)
         check_widths(rows, cfg, manifest, text, mpath)

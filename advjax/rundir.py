@@ -29,6 +29,8 @@ def entries(out: str) -> list[str]:
 
 def check_writable(out: str) -> None:
     """--out must be a directory or a path that can become one; nothing is created."""
+    if not out.strip():
+        raise ConfigError("--out", "must not be empty; give a directory")
     if os.path.exists(out) and not os.path.isdir(out):
         raise ConfigError("--out", f"{out} exists and is not a directory")
     probe = os.path.abspath(out)

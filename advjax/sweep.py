@@ -9,7 +9,6 @@ returns the rows of results.csv. The CLI is a thin layer over it.
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import functools
 import json
@@ -76,12 +75,12 @@ from .progress import Progress
 from .results import (
     RunDirError,
     check_manifest,
-    check_row_values,
     check_rows,
     check_widths,
     columns,
     config_of,
     parse_results,
+    parse_rows,
     read_manifest,
     rows_to_csv,
     sign_width,
@@ -451,11 +450,7 @@ def _resume_state(cfg: SweepConfig, ds: Dataset, out: str) -> tuple[list[dict], 
             expect = columns(measure_columns(make_sweep_model(cfg, ds, cfg.widths[0])), tuple(cfg.axes()))
             with open_regular(results, "r", newline="") as f:
                 text = f.read()
-            try:
-                rows = parse_results(text, expect=expect)
-            except (ValueError, csv.Error) as e:
-                raise RunDirError(f"{results}: {str(e).splitlines()[0][:100]}") from None
-            check_row_values(rows, results)
+            rows = parse_rows(results, text, expect)
             check_rows(rows, cfg, old, results)
             rows = check_widths(rows, cfg, old, text, os.path.join(out, "manifest.json"), ds.sha256,
                                 drop_unsigned=True)
@@ -472,7 +467,6 @@ def _resume_state(cfg: SweepConfig, ds: Dataset, out: str) -> tuple[list[dict], 
                           "widths in a new --out") from None
     finished = {str(r["width"]) for r in rows}
     return rows, {w: stats for w, stats in widths.items() if w in finished}
-
 
 
 def as_config(config: SweepConfig | dict) -> SweepConfig:

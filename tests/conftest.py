@@ -1,4 +1,7 @@
+import contextlib
 import os
+import resource
+import signal
 import tempfile
 
 # Tests never touch the user's compilation cache in ~/.cache. The workers of one xdist
@@ -41,3 +44,38 @@ HEAVY_FIRST = ("test_figures.py", "test_cifar_nets.py", "test_scaling.py", "test
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
     items.sort(key=lambda item: rank.get(os.path.basename(str(item.fspath)), len(rank)))  # stable: files stay whole
+
+
+# -- running a hostile case within bounds (test_bad_input.py, test_hostile2.py) --------------
+
+class CaseTimedOut(BaseException):  # BaseException: no `except Exception` in advjax swallows it
+    pass
+
+
+def _vm_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+@contextlib.contextmanager
+def guarded(seconds: int, headroom: int | None):
+    """At most `seconds` of wall time (CaseTimedOut) and, unless `headroom` is None, that
+    many more bytes of address space than the process holds now."""
+    def on_alarm(signum, frame):
+        raise CaseTimedOut(f"still running after {seconds} s (bad input must be refused before training)")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if headroom is not None:
+        limit = _vm_bytes() + headroom
+        resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))

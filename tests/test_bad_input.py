@@ -101,7 +101,6 @@ Where the flag to name is a judgment call, the comment on the case says so.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import json
@@ -123,6 +122,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import guarded as bounded
 from conftest import with_flags
 
 from advjax.sweep import main
@@ -139,38 +139,9 @@ MEMORY_HEADROOM = 4 * 2**30  # address space a case may add before the refusal (
 
 # -- running one case ---------------------------------------------------------------------
 
-class CaseTimedOut(BaseException):  # BaseException: no `except Exception` in advjax swallows it
-    pass
-
-
-def _vm_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-@contextlib.contextmanager
 def guarded(seconds: int = CASE_SECONDS, headroom: int = MEMORY_HEADROOM):
     """At most `seconds` of wall time and `headroom` more bytes of address space."""
-
-    def on_alarm(signum, frame):
-        raise CaseTimedOut(f"still running after {seconds} s (bad input must be refused before training)")
-
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    limit = _vm_bytes() + headroom
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
-        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    return bounded(seconds, headroom)
 
 
 def call_main(argv: list[str]) -> tuple[int | None, BaseException | None]:

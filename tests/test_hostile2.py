@@ -32,13 +32,11 @@ program; most cases are refusals that never train.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import json
 import os
 import re
-import resource
 import shutil
 import signal
 import stat
@@ -51,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import guarded as bounded
 from conftest import with_flags
 
 import advjax
@@ -76,35 +75,8 @@ BIG = str(10**30)
 
 # -- running a case ----------------------------------------------------------------------------
 
-class CaseTimedOut(BaseException):
-    pass
-
-
-def _vm_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-@contextlib.contextmanager
 def guarded(seconds: int, memory: bool):
-    def on_alarm(signum, frame):
-        raise CaseTimedOut(f"still running after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    if memory:
-        limit = _vm_bytes() + MEMORY_HEADROOM
-        resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
-        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    return bounded(seconds, MEMORY_HEADROOM if memory else None)
 
 
 def call(fn: Callable, argv, seconds: int = REFUSAL_SECONDS, memory: bool = True):
