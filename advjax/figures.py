@@ -53,8 +53,10 @@ LABELS = {"baseline": "1: baseline", "adversarial": "2: adversarial", "frozen": 
           "norm_matched_layer": "θ0 at Θ_adv's norm (per layer)", "norm_matched_global": "θ0 at Θ_adv's norm (whole)",
           "shrink_perturb": "shrink-perturb Θ_adv", "random_features": "random features (θ0's)",
           "teacher_features": "teacher features", "orthogonal_features": "features orthogonal to the teacher"}
-COMPARISONS = (("adversarial", "baseline"), ("frozen", "adversarial"), ("norm_matched_layer", "baseline"),
-               ("norm_matched_global", "baseline"), ("shrink_perturb", "adversarial"),
+COMPARISONS = (("adversarial", "baseline"), ("frozen", "adversarial"), ("frozen", "baseline"),
+               ("norm_matched_layer", "baseline"), ("norm_matched_global", "baseline"),
+               ("norm_matched_layer", "adversarial"), ("norm_matched_global", "adversarial"),
+               ("shrink_perturb", "adversarial"),
                ("random_features", "frozen"), ("teacher_features", "random_features"),
                ("orthogonal_features", "random_features"))
 # The hyperparameters a sweep can vary over a grid (options.GRID_AXES): results.csv has a
@@ -285,10 +287,28 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> dict:
     return out
 
 
-def significance(runs: list[Run]) -> list[dict]:
+def holm_families(runs: list[Run]) -> dict[str, str]:
+    """The Holm family of each run's paired tests, named by the figure that stars them: one
+    family per figure. Runs of one dataset at several depths share the depth figure's
+    (depth_<dataset>.png, which draws them together); any other run has its own paired
+    figure's (paired_<run>.png: every comparison, width and grid point of the run)."""
+    if is_depth_study(runs):
+        return {r.label: f"depth_{r.dataset}.png" for r in runs}
+    return {r.label: f"paired_{r.label}.png" for r in runs}
+
+
+def is_depth_study(runs: list[Run]) -> bool:
+    """Whether the runs are one dataset at two depths or more (`depth_figure` draws them)."""
+    return (len(runs) > 1 and len({r.config.get("depth", 1) for r in runs}) > 1
+            and len({r.dataset for r in runs}) == 1)
+
+
+def significance(runs: list[Run], families: dict[str, str] | None = None) -> list[dict]:
     """Per run, comparison, width and grid point: the paired test of test accuracy over
     the seeds both experiments ran there (`paired_test`), the point's axis values, and
-    p_t_holm, Holm's correction across the widths and grid points of the run's comparison."""
+    p_t_holm, Holm's correction over every test of the row's family (`holm_families`:
+    one family per figure), named in holm_family with its size in holm_tests."""
+    families = families or holm_families(runs)
     rows = []
     for run in runs:
         for first, second in comparisons(run.experiments):
@@ -303,12 +323,12 @@ def significance(runs: list[Run]) -> list[dict]:
                              "unconverged_seeds": sum(unconverged(ra[s]) or unconverged(rb[s]) for s in seeds),
                              "phase1_unconverged_seeds": sum(unconverged(ra[s], "phase1") or
                                                              unconverged(rb[s], "phase1") for s in seeds),
-                             **res})
-    # Holm's correction of the t-test across one comparison's widths and grid points in one run
-    for key in dict.fromkeys((r["run"], r["comparison"]) for r in rows):
-        family = [r for r in rows if (r["run"], r["comparison"]) == key]
+                             "holm_family": families.get(run.label, f"paired_{run.label}.png"), **res})
+    for name in dict.fromkeys(r["holm_family"] for r in rows):
+        family = [r for r in rows if r["holm_family"] == name]
         for r, p in zip(family, holm([r["p_t"] for r in family])):
             r["p_t_holm"] = p
+            r["holm_tests"] = sum(np.isfinite(q["p_t"]) for q in family)
     return rows
 
 
@@ -327,7 +347,50 @@ def holm(p_values: list[float]) -> list[float]:
 def write_significance(rows: list[dict], path: str) -> None:
     axes = [a for a in GRID_AXES if any(a in r for r in rows)]
     cols = ["run", "width", *axes, "comparison", "n", "mean_diff", "ci95_low", "ci95_high", "sd_diff", "cohens_dz",
-            "t", "p_t", "p_t_holm", "p_wilcoxon", "unconverged_seeds", "phase1_unconverged_seeds"]
+            "t", "p_t", "p_t_holm", "holm_family", "holm_tests", "p_wilcoxon", "unconverged_seeds",
+            "phase1_unconverged_seeds"]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols, lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{r[k]:.6g}" if isinstance(r.get(k), float) else r.get(k, "")) for k in cols})
+
+
+def summary(runs: list[Run]) -> list[dict]:
+    """Per run, grid point, width and experiment, what the figures draw and the text
+    quotes: test accuracy (mean, std, median), the median steps of the last phase
+    (censored at the cap, as drawn), the seeds stopped at a cap in the last phase
+    (`capped`) and in phase 1 (`phase1_capped`), phase 1's median steps over the seeds
+    that fitted their random labels and its mean fraction fitted, and the median of
+    each measure the run has."""
+    out = []
+    for run in runs:
+        for exp in run.experiments:
+            for (width, point), rows in by_width(run.rows, exp).items():
+                acc = np.array([r["test_acc"] for r in rows], float)
+                steps, _ = _values(run, rows, "steps")
+                fitted = [r["phase1_steps"] for r in rows if r["phase1_converged"]]
+                fraction = [r["phase1_train_acc"] for r in rows if r["phase1_train_acc"] is not None]
+                row = {"run": run.label, "width": width, **dict(point), "experiment": exp, "n": len(rows),
+                       "test_acc_mean": float(acc.mean()), "test_acc_std": float(acc.std(ddof=1)) if len(acc) > 1
+                       else float("nan"), "test_acc_median": float(np.median(acc)),
+                       "steps_median": float(np.median(steps)), "capped": sum(unconverged(r, "last") for r in rows),
+                       "phase1_capped": sum(unconverged(r, "phase1") for r in rows),
+                       "phase1_steps_median": float(np.median(fitted)) if fitted else None,
+                       "phase1_fit_mean": float(np.mean(fraction)) if fraction else None}
+                for m in run.measured:
+                    v, _ = _values(run, rows, m)
+                    row[f"{m}_median"] = float(np.median(v)) if np.isfinite(v).any() else None
+                out.append(row)
+    return out
+
+
+def write_summary(rows: list[dict], path: str) -> None:
+    """summary.csv: `summary`'s rows, every column any row has (grid axes after the width)."""
+    axes = [a for a in GRID_AXES if any(a in r for r in rows)]
+    measures = [f"{m}_median" for m in MEASURES if any(f"{m}_median" in r for r in rows)]
+    cols = ["run", "width", *axes, "experiment", "n", "test_acc_mean", "test_acc_std", "test_acc_median",
+            "steps_median", "capped", "phase1_capped", "phase1_steps_median", "phase1_fit_mean", *measures]
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, lineterminator="\n")
         w.writeheader()
@@ -352,10 +415,11 @@ def significance_text(rows: list[dict]) -> str:
 
 PANEL_INCHES = (4.6, 3.8)
 LEGEND_INCHES = 1.0  # below the panels: the figure's legend and what its markers mean
-STRIP_POINTS = 8  # height of one line of capped-seed counts above a panel
+STRIP_POINTS = 9  # height of one row of the capped-seed table above a panel
 LINESTYLES = ("-", "--", ":", "-.")  # one per grid point of a run, where a panel draws several
-CAP_NOTE = ("Open marker: some seeds stopped short of their target. Above a panel, k/n: k of n seeds stopped the "
-            "last phase at its step cap (or diverged); p1 k/n: k of n stopped phase 1 (random labels) at its cap.")
+CAP_NOTE = ("Open marker: some seeds stopped short of their target. The table above a panel: k/n seeds per "
+            "experiment (■ in its color) and x that stopped the last phase at its step cap or diverged (last), or "
+            "stopped phase 1 (random labels) at its cap (p1).")
 
 
 def _plt():
@@ -388,26 +452,37 @@ def _subplots(n: int, columns: int = 4, inches: tuple[float, float] = PANEL_INCH
 def _title(ax, text: str, strip_lines: int = 0) -> None:
     """A panel's title, wrapped to the panel's width, above its lines of capped counts."""
     inches = ax.get_position().width * ax.figure.get_figwidth()
-    ax.set_title(_wrap(text, inches, 10), fontsize=10, pad=6 + STRIP_POINTS * strip_lines)
+    ax.set_title(_wrap(text, inches, 10), fontsize=10, pad=6 + STRIP_POINTS * strip_lines + 3 * bool(strip_lines))
 
 
 def _cap_strip(ax, lines: list[tuple[str, dict[float, list[dict]]]]) -> int:
-    """Above the panel, for each (color, rows by x) of `lines` and each phase in which some
-    seed stopped at a cap, a line of counts at those x: "p1 k/n" (phase 1) or "k/n" (last
-    phase). A line of text per experiment and phase: counts never overlap. Returns the
-    number of lines."""
-    n = 0
+    """Once per panel, a compact table above it of the seeds that stopped at a cap: a row
+    per experiment (in its color) and phase in which some seed did, "p1" for phase 1
+    (random labels) and "last" for the last phase (cap or divergence), a column per x
+    where any did, cells k/n. Returns the table's height in lines (rows + header; 0 for
+    no table), for the title to sit above it."""
+    rows = []
     for col, groups in lines:
-        for phase, prefix in (("phase1", "p1 "), ("last", "")):
+        for phase, name in (("phase1", "p1"), ("last", "last")):
             counts = {x: sum(unconverged(r, phase) for r in g) for x, g in groups.items()}
-            if not any(counts.values()):
-                continue
-            for x, k in counts.items():
-                if k:
-                    ax.annotate(f"{prefix}{k}/{len(groups[x])}", (x, 1), xycoords=ax.get_xaxis_transform(),
-                                xytext=(0, 3 + STRIP_POINTS * n), textcoords="offset points", ha="center",
-                                va="bottom", fontsize=6, color=col, annotation_clip=False)
-            n += 1
+            if any(counts.values()):
+                rows.append((col, name, {x: f"{k}/{len(groups[x])}" for x, k in counts.items() if k}))
+    if not rows:
+        return 0
+    xs = sorted({x for *_, cells in rows for x in cells})
+    height = ax.get_position().height * ax.figure.get_figheight() * 72  # the panel's height in points
+    n = len(rows) + 1
+    table = ax.table(cellText=[[cells.get(x, "") for x in xs] for *_, cells in rows],
+                     rowLabels=[f"■ {name}" for _, name, _ in rows], colLabels=[f"{x:g}" for x in xs],
+                     cellLoc="center", bbox=[0.12, 1 + 3 / height, 0.88, STRIP_POINTS * n / height])
+    table.auto_set_font_size(False)
+    table.set_fontsize(6)
+    for (i, _j), cell in table.get_celld().items():
+        cell.set_linewidth(0.3)
+        cell.set_edgecolor("#bbbbbb")
+        if i > 0:
+            cell.get_text().set_color(rows[i - 1][0])
+    table.set_gid("caps")
     return n
 
 
@@ -486,6 +561,7 @@ def panel_metric(ax, run: Run, metric: str, summary: str, title: str | None = No
         ax.plot([], [], marker="^", markersize=9, markerfacecolor="white", markeredgecolor="gray", linestyle="none",
                 label="a summary resting on capped seeds: a lower bound")
     ax.set_xscale("log")
+    _width_ticks(ax, [r["width"] for r in run.rows if r["experiment"] in experiments])
     if metric in ("steps", "sharpness", "linear_regions", "norm_total", "distance"):
         ax.set_yscale("log")
     ax.set_xlabel("width p")
@@ -493,6 +569,14 @@ def panel_metric(ax, run: Run, metric: str, summary: str, title: str | None = No
     n_seeds = len({r["seed"] for r in run.rows})
     _title(ax, title or f"{run.label} ({n_seeds} seeds)", _cap_strip(ax, strip))
     ax.grid(alpha=0.3, which="both")
+
+
+def _width_ticks(ax, widths) -> None:
+    """Ticks at the widths run, as plain numbers, and no minor labels: matplotlib's own
+    log ticks over less than a decade print 3×10¹4×10¹ over each other."""
+    widths = sorted(set(widths))
+    ax.set_xticks(widths, [f"{w:g}" for w in widths], fontsize=8)
+    ax.set_xticks([], minor=True)
 
 
 def _finish(plt, fig, suptitle: str, path: str, dpi: int, note: str = CAP_NOTE) -> str:
@@ -554,21 +638,25 @@ def panel_paired(ax, rows: list[dict]) -> None:
         for xi, m, top, r in zip(x, mid, hi, sel):
             if r["p_t_holm"] < 0.05:
                 ax.annotate("★", (xi, top if np.isfinite(top) else m), xytext=(0, 1), textcoords="offset points",
-                            ha="center", va="bottom", fontsize=9, color=col)
+                            ha="center", va="bottom", fontsize=9, color=col, annotation_clip=False, gid="star")
             if r["unconverged_seeds"]:
                 _ring(ax, xi, m, col)
     ax.axhline(0, color="gray", linewidth=0.8, linestyle="--")
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, high + 0.1 * (high - low))  # room for a star above the highest interval
     ax.set_xscale("log")
+    _width_ticks(ax, [r["width"] for r in rows])
     ax.set_xlabel("width p")
     ax.set_ylabel("difference in test accuracy")
     _title(ax, f"{label(first)} − {label(second)}")
     ax.grid(alpha=0.3, which="both")
 
 
-def paired_figure(run: Run, path: str) -> str | None:
+def paired_figure(run: Run, path: str, sig: list[dict] | None = None) -> str | None:
     """paired_<run>.png: a panel per comparison the run has (`comparisons`), the paired
-    differences of significance.csv, where the reader sees which are above zero."""
-    sig = significance([run])
+    differences of significance.csv (`sig`, the rows of all the runs drawn together, so
+    that the stars follow their Holm family), where the reader sees which are above zero."""
+    sig = [r for r in (significance([run]) if sig is None else sig) if r["run"] == run.label]
     if not sig:
         return None
     by_comparison: dict[str, list[dict]] = {}
@@ -580,8 +668,13 @@ def paired_figure(run: Run, path: str) -> str | None:
     n_seeds = len({r["seed"] for r in run.rows})
     return _finish(plt, fig, f"Paired differences of test accuracy (the same seeds, {n_seeds}), mean and 95% "
                    f"t-interval: {run.label}", path, dpi=110,
-                   note="★: p < 0.05 after Holm's correction across the comparison's widths (and grid points). "
+                   note=f"★: p < 0.05 after Holm's correction over the {family_text(sig)}. "
                         "Open marker: some seed of a pair stopped short of its target.")
+
+
+def family_text(rows: list[dict]) -> str:
+    """The Holm family of significance rows in words, e.g. "14 tests of paired_circles.png"."""
+    return f"{rows[0]['holm_tests']} tests of the family {rows[0]['holm_family']}"
 
 
 def _grid_scale(ax, axis: str, values: list[float]) -> None:
@@ -606,7 +699,7 @@ def grid_figure(run: Run, axis: str, path: str) -> str:
     widths = sorted({r["width"] for r in rows})
     rests = sorted({grid_point(r, others) for r in rows}, key=_point_order)
     values = sorted({_axis_value(r[axis]) for r in rows})
-    plt, fig, axes = _subplots(len(rests) * len(widths), columns=len(widths), inches=(4.0, 3.4))
+    plt, fig, axes = _subplots(len(rests) * len(widths), columns=min(len(widths), 4), inches=(4.0, 3.4))
     for ax, (rest, width) in zip(axes, [(rest, w) for rest in rests for w in widths]):
         strip = []
         for exp in run.experiments:
@@ -665,7 +758,10 @@ def decision_boundaries(runs: list[Run], width: int, path: str, seed: int | None
             ax.contour(g0, g1, z, levels=[0], colors="k", linewidths=0.8)
             ax.scatter(xi[:, 0], xi[:, 1], c=np.where(yi == 1, "navy", "darkred"), s=8)
             r = [q for q in run.rows if q["width"] == width and q["experiment"] == exp and q["seed"] == s[i]][0]
-            ax.set_title(f"{run.label}: {label(exp)}\nseed {s[i]}, test acc {r['test_acc']:.3f}", fontsize=9)
+            capped = ", ".join(w for w, phase in (("phase 1 at its cap", "phase1"), ("last phase at its cap", "last"))
+                               if unconverged(r, phase))
+            ax.set_title(f"{run.label}: {label(exp)}\nseed {s[i]}, test acc {r['test_acc']:.3f}"
+                         + (f"\nCAPPED: {capped}" if capped else ""), fontsize=9, color="darkred" if capped else "k")
             ax.set_xticks([])
             ax.set_yticks([])
     fig.suptitle(f"Decision boundaries at p = {width}", fontsize=11)
@@ -701,19 +797,22 @@ def draw_summary(run: Run, path: str) -> str:
                    dpi=SUMMARY_DPI)
 
 
-def depth_figure(runs: list[Run], path: str) -> str | None:
+def depth_figure(runs: list[Run], path: str, sig: list[dict] | None = None) -> str | None:
     """Runs of one dataset at several depths (issue 12's science): per width, (a) test
     accuracy vs depth of the paper's three experiments, mean ± 1 std; (b) and (c) what
     re-initialising layer k, or freezing layers 1..k, of Θ_adv changes against the
     adversarial run (paired mean difference of test accuracy over seeds, ± its 95%
-    confidence interval), one line per depth. A run with grid axes is drawn at its first
-    grid point (the title says so)."""
+    confidence interval; ★ where Holm's correction over the figure's family, `sig`'s
+    rows, leaves p < 0.05), one line per depth. A run with grid axes is drawn at its
+    first grid point (the title says so)."""
     from matplotlib.ticker import MaxNLocator
 
     firsts = {r.config.get("depth", 1): first_point(r) for r in runs}
     by_depth = {d: run for d, (run, _) in firsts.items()}
     if len(by_depth) < 2 or len({r.dataset for r in runs}) > 1:
         return None
+    sig = significance(runs) if sig is None else sig
+    holm_p = {(r["run"], r["width"], r["comparison"]): r["p_t_holm"] for r in sig if not row_point(r)}
     widths = sorted(set.intersection(*({q["width"] for q in r.rows} for r in by_depth.values())))
     plt = _plt()
     fig, axes = plt.subplots(len(widths), 3, figsize=(14, 3.9 * len(widths)), squeeze=False)
@@ -734,13 +833,13 @@ def depth_figure(runs: list[Run], path: str) -> str | None:
         row[0].set_xlabel("depth (hidden layers)")
         row[0].set_ylabel("test accuracy")
         row[0].set_title(f"(a) p = {width}: test accuracy vs depth", fontsize=10,
-                         pad=6 + STRIP_POINTS * _cap_strip(row[0], strip))
+                         pad=9 + STRIP_POINTS * _cap_strip(row[0], strip))
         for ax, kind, what in ((row[1], "reinit", "layer k re-initialised"), (row[2], "freeze", "layers 1..k frozen")):
             strip = []
             for d in depths:
                 rows = [q for q in by_depth[d].rows if q["width"] == width]
                 adv = {q["seed"]: q["test_acc"] for q in rows if q["experiment"] == "adversarial"}
-                groups, mids, half = {}, [], []
+                groups, mids, half, stars = {}, [], [], []
                 for k in range(1, d + 2):
                     sel = [q for q in rows if q["experiment"] == f"{kind}_{k}"]
                     mine = {q["seed"]: q["test_acc"] for q in sel}
@@ -751,25 +850,35 @@ def depth_figure(runs: list[Run], path: str) -> str | None:
                     groups[k] = sel
                     mids.append(diff.mean())
                     half.append(t_half_width(diff))
+                    stars.append(holm_p.get((by_depth[d].label, width, f"{kind}_{k} - adversarial"), 1.0) < 0.05)
                 if groups:
                     line = ax.errorbar(list(groups), mids, yerr=half, marker="o", capsize=3, label=f"depth {d}")
                     strip.append((line[0].get_color(), groups))
+                    for k, m, h, star in zip(groups, mids, half, stars):
+                        if star:
+                            ax.annotate("★", (k, m + h), xytext=(0, 1), textcoords="offset points", ha="center",
+                                        va="bottom", fontsize=9, color=line[0].get_color(), annotation_clip=False,
+                                        gid="star")
             ax.axhline(0, color="red", linewidth=0.8, linestyle="--")
+            low, high = ax.get_ylim()
+            ax.set_ylim(low, high + 0.1 * (high - low))  # room for a star above the highest interval
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("layer k (the last is the readout)" if kind == "reinit" else "k")
             ax.set_ylabel("test acc − adversarial's")
             ax.set_title(f"({'b' if kind == 'reinit' else 'c'}) p = {width}: Θ_adv with {what}", fontsize=10,
-                         pad=6 + STRIP_POINTS * _cap_strip(ax, strip))
+                         pad=9 + STRIP_POINTS * _cap_strip(ax, strip))
             ax.legend(fontsize=7)
         row[0].legend(fontsize=7)
         for ax in row:
             ax.grid(alpha=0.3)
     name = next(iter(by_depth.values())).dataset
     wheres = [f"depth {d} at {where}" for d, (_, where) in sorted(firsts.items()) if where]
+    family = family_text(sig) if sig else "paired tests"
     at = f"; {'; '.join(wheres)}" if wheres else ""
     fig.suptitle(_wrap(f"{name}: the adversarial gap and the layers that carry it, by depth (paired over seeds, "
-                       f"95% CI; open marker: some seeds stopped short; k/n above a panel: seeds capped in the last "
-                       f"phase, p1 k/n: in phase 1){at}", 14, 11), fontsize=11)
+                       f"95% CI; ★: Holm p < 0.05 over the {family}; open marker: some seeds stopped short; the "
+                       f"table above a panel: k/n seeds capped in the last phase (last) or in phase 1 (p1)){at}", 14,
+                       11), fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -789,8 +898,10 @@ def _paper_panels(run: Run, out: str) -> list[str]:
     ]
 
 
-def draw_all(runs: list[Run], out: str, boundary_width: int = 500, composites: bool = True) -> list[str]:
+def draw_all(runs: list[Run], out: str, boundary_width: int = 500, composites: bool = True,
+             sig: list[dict] | None = None) -> list[str]:
     os.makedirs(out, exist_ok=True)
+    sig = significance(runs) if sig is None else sig  # one Holm family per figure, across the runs drawn
     made = []
     for run in runs:
         if set(run.experiments) & set(PAPER):
@@ -803,12 +914,12 @@ def draw_all(runs: list[Run], out: str, boundary_width: int = 500, composites: b
             if at.measured:
                 made.append(_metrics_figure(at, at.measured, os.path.join(out, f"measures_{name}.png"),
                                             f"Measures of the final solutions: {run.label}{where}"))
-        paired = paired_figure(run, os.path.join(out, f"paired_{run.label}.png"))
+        paired = paired_figure(run, os.path.join(out, f"paired_{run.label}.png"), sig)
         if paired:
             made.append(paired)
         made += [grid_figure(run, axis, os.path.join(out, f"grid_{run.label}_{axis}.png"))
                  for axis in axis_columns(run.rows)]
-    depth = depth_figure(runs, os.path.join(out, f"depth_{runs[0].dataset}.png")) if len(runs) > 1 else None
+    depth = depth_figure(runs, os.path.join(out, f"depth_{runs[0].dataset}.png"), sig) if len(runs) > 1 else None
     if depth:
         made.append(depth)
     if not composites:
@@ -827,9 +938,11 @@ def draw_all(runs: list[Run], out: str, boundary_width: int = 500, composites: b
                 for i, (lb, title) in enumerate(zip(labels, titles or labels)) if lb in named]
 
     compositions = [
-        ("fig1.png", pick("gaussians", "spirals", "mnist"), "test_acc", "mean",
+        ("fig1.png", pick("gaussians", "spirals", "mnist", titles=("gaussians", "spirals, t ≤ 10", "mnist")),
+         "test_acc", "mean",
          "Fig. 1: test accuracy for different initializations, mean ± 1 std"),
-        ("fig3.png", pick("gaussians", "circles", "spirals", "mnist"), "steps", "median",
+        ("fig3.png", pick("gaussians", "circles", "spirals", "mnist",
+                          titles=("gaussians", "circles", "spirals, t ≤ 10", "mnist")), "steps", "median",
          "Fig. 3: steps to zero training error (last phase), median and IQR"),
         ("fig4.png", pick("circles"), "test_acc", "mean", "Fig. 4: concentric circles, mean ± 1 std"),
         ("fig5.png", pick("spirals"), "test_acc", "median", "Fig. 5: spirals (t ≤ 10), median and IQR"),
@@ -867,9 +980,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"advjax.figures: error: {e}", file=sys.stderr)
         return 2
     try:
-        made = draw_all(runs, args.out, args.boundary_width, args.composites)
         sig = significance(runs)
+        made = draw_all(runs, args.out, args.boundary_width, args.composites, sig)
         write_significance(sig, os.path.join(args.out, "significance.csv"))
+        write_summary(summary(runs), os.path.join(args.out, "summary.csv"))
     except OSError as e:  # --out under a file, read-only, full
         print(f"advjax.figures: error: --out: cannot write in {args.out} ({e.strerror or type(e).__name__})",
               file=sys.stderr)
@@ -878,6 +992,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in made:
         print(f"wrote {path}")
     print(f"wrote {os.path.join(args.out, 'significance.csv')}")
+    print(f"wrote {os.path.join(args.out, 'summary.csv')}")
     return 0
 
 

@@ -25,6 +25,7 @@ from .figures import (
     at_point,
     decision_boundaries,
     draw_summary,
+    family_text,
     load_run,
     point_text,
     points,
@@ -116,7 +117,7 @@ def _grid(run: Run) -> tuple[list[str], list[tuple[list[str], Run]]]:
 
 
 def _summary(run: Run) -> str:
-    from .sweep import summary_rows
+    from .summary import summary_rows
 
     grid, at_points = _grid(run)
     rows = [[*where, r["width"], r["experiment"], r["n"], f"{r['test_acc_mean']:.4f} ± {r['test_acc_std']:.4f}",
@@ -136,7 +137,7 @@ def _significance(run: Run) -> str:
     if not rows:
         return '<p class="note">No pair of experiments to compare.</p>'
     return _table([*(["grid point"] if grid else []), "width", "comparison", "n", "mean diff", "95% CI", "d_z",
-                   "p (t)", "p (t), Holm over widths" + (" and grid points" if grid else ""), "p (Wilcoxon)",
+                   "p (t)", f"p (t), Holm over the {family_text(sig)}", "p (Wilcoxon)",
                    "unconverged seeds"], rows, left=2 + int(grid))
 
 
@@ -185,8 +186,8 @@ def write_report(run_dirs: list[str], out: str) -> str:
     title = "advjax report: " + ", ".join(r.label for r in runs)
     page = (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{_esc(title)}</title>"
             f"<style>{STYLE}</style></head><body><h1>{_esc(title)}</h1>"
-            "<p class=\"note\">Open markers in the figures: some seeds stopped short of their target; above a "
-            "panel, k/n: k of n seeds stopped the last phase at its step cap (or diverged), p1 k/n: phase 1. "
+            "<p class=\"note\">Open markers in the figures: some seeds stopped short of their target; the table "
+            "above a panel: k/n seeds stopped the last phase at its step cap or diverged (last), or phase 1 (p1). "
             "Paired tests compare the same seeds' test accuracy between two experiments.</p>"
             f"<div class=\"runs\">{sections}</div></body></html>\n")
     if os.path.isdir(out):

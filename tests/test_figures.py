@@ -59,7 +59,8 @@ def test_every_panel_is_drawn(runs, tmp_path, capsys):
             assert (out / f"{kind}_{label}.png").stat().st_size > 5_000
     sig = (out / "significance.csv").read_text().splitlines()
     assert sig[0].startswith("run,width,comparison,n,mean_diff")
-    assert len(sig) == 1 + 6 * 2 + 2  # runs x comparisons (one width), + the teacher's two
+    assert len(sig) == 1 + 6 * 3 + 2  # runs x comparisons (one width), + the teacher's two
+    assert "holm_family" in sig[0] and any(",paired_circles.png,3," in r for r in sig)  # a family per figure
     # issue 5: every experiment of a run in one panel; the measures, one panel each
     w, h = png_size(out / "experiments_teacher.png")  # test accuracy and steps
     assert abs(w / h - 2 * 4.6 / (3.8 + 1.0)) < 0.15 and not (out / "accuracy_teacher.png").exists()
@@ -238,6 +239,31 @@ def test_holm_runs_across_the_widths_and_grid_points_of_a_comparison(tmp_path):
         expected[k] = running
     assert [r["p_t_holm"] for r in rows] == pytest.approx(expected)
     assert min(expected) == pytest.approx(4 * min(p))  # the family is all four, not one lr's two widths
+    assert {(r["holm_family"], r["holm_tests"]) for r in rows} == {("paired_gaussians.png", 4)}
+
+
+def test_one_holm_family_per_figure_across_comparisons_and_depths(tmp_path):
+    """A run's comparisons share its paired figure's family; runs of one dataset at several
+    depths share the depth figure's, so the text, the CSV and the stars use one correction."""
+    from advjax.figures import holm, holm_families, significance
+
+    rng = np.random.default_rng(0)
+    runs = []
+    for depth in (1, 2):
+        rows = [fake_row(w, e, s, 0.8 + 0.01 * rng.standard_normal() - 0.03 * (e == "adversarial"))
+                for w in (4, 8) for e in ("baseline", "adversarial", "frozen") for s in range(4)]
+        run = write_run(tmp_path / f"d{depth}", rows)
+        run.manifest["config"]["depth"] = depth
+        run.manifest["dataset"]["name"] = "mnist"
+        run.name = f"d{depth}"
+        runs.append(run)
+    alone = significance(runs[:1])
+    assert {r["holm_family"] for r in alone} == {"paired_d1.png"} and alone[0]["holm_tests"] == 2 * 3
+    assert [r["p_t_holm"] for r in alone] == pytest.approx(holm([r["p_t"] for r in alone]))
+    assert set(holm_families(runs).values()) == {"depth_mnist.png"}
+    both = significance(runs)
+    assert {r["holm_tests"] for r in both} == {2 * 2 * 3}
+    assert [r["p_t_holm"] for r in both] == pytest.approx(holm([r["p_t"] for r in both]))
 
 
 def test_capped_steps_are_drawn_as_censored_at_the_cap(tmp_path):
@@ -258,8 +284,12 @@ def test_capped_steps_are_drawn_as_censored_at_the_cap(tmp_path):
     assert seeds.get_xdata() == pytest.approx([4, 8], rel=0.05)  # nudged sideways, not moved to another width
     (median,) = [line for line in ax.lines if line.get_gid() == "censored_summary"]  # 3 of 4 capped at p = 8
     assert median.get_marker() == "^" and list(median.get_xdata()) == [8] and list(median.get_ydata()) == [1000]
-    assert {"1/4", "3/4", "p1 1/4"} <= {t.get_text() for t in ax.texts}  # last-phase and phase-1 caps apart
-    assert not any(t.get_text().startswith("p1") and t.get_text() != "p1 1/4" for t in ax.texts)
+    (table,) = ax.tables  # once per panel: a row per experiment and phase with caps, a column per width
+    cells = {(i, j): c.get_text().get_text() for (i, j), c in table.get_celld().items()}
+    assert [cells[0, j] for j in (0, 1)] == ["4", "8"] and [cells[i, -1] for i in (1, 2)] == ["■ p1", "■ last"]
+    assert [cells[1, j] for j in (0, 1)] == ["", "1/4"] and [cells[2, j] for j in (0, 1)] == ["1/4", "3/4"]
+    assert table.get_celld()[2, 0].get_text().get_color() == "red"  # adversarial's color; baseline has no row
+    assert not ax.texts  # no stacked labels
     _plt().close(fig)
 
 
