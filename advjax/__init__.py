@@ -10,8 +10,8 @@ from .options import ConfigError, SweepConfig  # noqa: E402
 
 def run_sweep(config, out=None) -> list[dict]:
     """Run a sweep from a SweepConfig or a dict of its fields; returns the rows of
-    results.csv. See advjax.sweep.run_sweep."""
-    from .sweep import run_sweep as _run_sweep  # deferred: keeps `python -m advjax.sweep` clean
+    results.csv. See advjax.engine.run_sweep."""
+    from .engine import run_sweep as _run_sweep  # deferred: keeps `python -m advjax.sweep` clean
 
     return _run_sweep(config, out)
 

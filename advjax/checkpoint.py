@@ -31,17 +31,11 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from .errors import CheckpointError, WriteError  # noqa: F401 - checkpoint's public names too
+from .rundir import read_manifest, replacing
+
 FORMAT_VERSION = 3  # 2: per-phase training settings in the fingerprint; 3: data by content (sha256)
 THETA_ADV = "theta_adv"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable or made for another run; `flag` names
-    the option that pointed at it."""
-
-    def __init__(self, flag: str, message: str):
-        super().__init__(f"{flag}: {message}")
-        self.flag = flag
 
 
 def _from_orbax(record: logging.LogRecord) -> bool:
@@ -60,27 +54,6 @@ def _orbax_errors_unlogged():
     finally:
         for logger in loggers:
             logger.removeFilter(_from_orbax)
-
-
-class WriteError(OSError):
-    """A save that could not be written (disk full, I/O error). The last complete save
-    is kept, so `--resume` continues once the cause is gone."""
-
-
-@contextlib.contextmanager
-def replacing(path: str, suffix: str = ""):
-    """Yields a temporary path to write; renames it over `path` when the block ends. A
-    write that fails (disk full, I/O error) removes the temporary file, leaves `path` as
-    it was, and raises WriteError: a reader or a crash never sees half a file."""
-    tmp = f"{path}.tmp{os.getpid()}{suffix}"
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise WriteError(f"cannot write {path} ({e.strerror or type(e).__name__}); the last complete "
-                         "version is kept: free the space and add --resume") from None
 
 
 def _reason(e: BaseException) -> str:
@@ -376,8 +349,6 @@ def load_theta_adv(out: str, width: int, **phase1) -> SavedPhase:
     random labels, every seed). In a sweep whose grid varies phase 1, name the point by
     the settings its fingerprint records for phase 1, e.g. `lr=0.03` or
     `random_fraction=0.5` (ValueError lists them when the choice is ambiguous)."""
-    from .results import read_manifest
-
     try:
         saved = read_manifest(out)["checkpoints"][f"p{width}"]
         if not (isinstance(saved, dict) and all(isinstance(v, str) and not os.path.isabs(v)

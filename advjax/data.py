@@ -35,10 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .errors import DataError  # noqa: F401 - data's public names too
 from .files import NotRegularFile, open_regular
-
-SYNTHETIC = ("gaussians", "circles", "spirals")
-BUILTIN = (*SYNTHETIC, "teacher", "mnist", "digits", "cifar10")
 
 # The bundled 5,000 MNIST digits come sorted by class. A fixed permutation (this seed,
 # never the sweep's) splits them once into a training pool and a held-out test set.
@@ -47,14 +45,6 @@ MNIST_POOL_SIZE = 1000
 # scikit-learn's bundled 1,797 8x8 digits, shuffled once by this seed (never the sweep's)
 # before a draw picks the training points; the rest is the test pool.
 DIGITS_SPLIT_SEED = 20260101
-
-
-class DataError(ValueError):
-    """A data source that cannot be used; `flag` names the option at fault."""
-
-    def __init__(self, flag: str, message: str):
-        super().__init__(f"{flag}: {message}")
-        self.flag = flag
 
 
 class Split(NamedTuple):
@@ -673,37 +663,94 @@ def confusion_images(key: jax.Array, x: jax.Array, copies: int, zero_out: float,
     return jax.lax.map(one_copy, jax.random.split(key, copies)).reshape(copies * n, *shape)
 
 
-def make_dataset(
-    name: str,
-    n_train: int | None = None,
-    n_test: int | None = None,
-    *,
-    noise: float = 0.5,
-    t_max: float = 10.0,
-    mnist_path: str | None = None,
-    npz_keys: tuple[str, ...] = NPZ_KEYS,
-    input_dim: int = 20,
-    teacher_width: int = 4,
-    relabel: bool = False,
-    cifar_path: str | None = None,
-) -> Dataset:
-    """Resolve a dataset name (or .npz path) and sizes to a `Dataset`."""
-    if name in SYNTHETIC:
-        return synthetic(name, n_train or 100, n_test or 10_000, noise=noise, t_max=t_max)
-    if name == "teacher":
-        return teacher_student(n_train or 100, n_test or 10_000, n_in=input_dim, teacher_width=teacher_width)
-    if name == "mnist":
-        arrays = mnist_idx(mnist_path) if mnist_path else mnist_bundled()
-        return from_pool("mnist", *arrays, n_train or 128, n_test, flag="--mnist-path" if mnist_path else "--dataset",
-                         image_shape=None if mnist_path else (28, 28, 1))  # the IDX files carry their shape
-    if name == "digits":
-        return digits(n_train or 128, n_test)
-    if name == "cifar10":  # the user's own binary copy; default: all 50,000 training images (Liu et al.)
-        if not cifar_path:
-            raise DataError("--cifar-path", "--dataset cifar10 reads your own copy of the binary CIFAR-10 "
-                            f"(nothing is downloaded): give --cifar-path DIR; {CIFAR10_FETCH}")
-        return from_pool("cifar10", *cifar10_binary(cifar_path), n_train, n_test, flag="--cifar-path", n_classes=10)
+# -- the registry: what advjax knows of each dataset kind -----------------------------------------
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset kind and every fact the rest of advjax reads about it: how to make it,
+    the sweep's defaults on it, the options it takes, what its fingerprint records and
+    how figures name it. `register_dataset` adds one; nothing else needs to change.
+
+    `make(n_train, n_test, **options)` returns the `Dataset` (n_test None: all held-out
+    examples); `options` name sweep options (`--noise`, ...) that apply only with this
+    dataset and reach `make` as keywords; `fingerprint` names those that change the data
+    (a path does not: fixed arrays are fingerprinted by content)."""
+
+    name: str
+    make: Callable[..., Dataset]
+    images: bool = False  # examples are images: conv nets take them, and MNIST's defaults below apply
+    n_train: int | None = 100  # None: every training example
+    n_test: int | None = 10_000  # None: every held-out example
+    lr: float = 0.01
+    batch_size: int = 0  # 0: full batch
+    max_steps: int = 100_000
+    fix_data: bool = False  # --fix-data's default: one draw shared by all seeds
+    options: tuple[str, ...] = ()
+    fingerprint: tuple[str, ...] = ()
+    points_2d: bool = False  # 2-D points: the decision-boundary measures (--grid) apply
+    label: str = ""  # in figure titles (default: the name)
+    about: str = ""  # one line for --help and README
+
+
+DATASETS: dict[str, DatasetSpec] = {}
+
+
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    """Make `spec` a dataset every tool knows by name (--dataset NAME)."""
+    if not spec.name or "," in spec.name or spec.name.endswith(".npz"):
+        raise ValueError(f"a dataset name is a word, not {spec.name!r}")
+    DATASETS[spec.name] = spec
+    return spec
+
+
+def dataset_spec(name: str) -> DatasetSpec | None:
+    """The registered kind of --dataset NAME (None for a .npz path or an unknown name)."""
+    return DATASETS.get(name)
+
+
+_MNIST_LIKE = dict(images=True, n_train=128, n_test=None, lr=0.1, batch_size=32, max_steps=20_000, fix_data=True)
+
+
+def _mnist(n_train, n_test, mnist_path=None):
+    arrays = mnist_idx(mnist_path) if mnist_path else mnist_bundled()
+    return from_pool("mnist", *arrays, n_train, n_test, flag="--mnist-path" if mnist_path else "--dataset",
+                     image_shape=None if mnist_path else (28, 28, 1))  # the IDX files carry their shape
+
+
+def _cifar10(n_train, n_test, cifar_path=None):  # the user's own binary copy; default: all 50,000 (Liu et al.)
+    if not cifar_path:
+        raise DataError("--cifar-path", "--dataset cifar10 reads your own copy of the binary CIFAR-10 "
+                        f"(nothing is downloaded): give --cifar-path DIR; {CIFAR10_FETCH}")
+    return from_pool("cifar10", *cifar10_binary(cifar_path), n_train, n_test, flag="--cifar-path", n_classes=10)
+
+
+for _spec in (
+    DatasetSpec("gaussians", functools.partial(synthetic, "gaussians"), points_2d=True,
+                about="two linearly separable Gaussians in 2-D (Fig. 1a)"),
+    DatasetSpec("circles", functools.partial(synthetic, "circles"), options=("noise",), fingerprint=("noise",),
+                points_2d=True, about="two concentric circles with radial noise (Fig. 4)"),
+    DatasetSpec("spirals", functools.partial(synthetic, "spirals"), options=("t_max",), fingerprint=("t_max",),
+                points_2d=True, about="two interleaved spirals, t ~ U[0, T_MAX] (Figs. 1b, 5, 6)"),
+    DatasetSpec("teacher", lambda n_train, n_test, input_dim=20, teacher_width=4: teacher_student(
+        n_train, n_test, n_in=input_dim, teacher_width=teacher_width), options=("input_dim", "teacher_width"),
+        fingerprint=("input_dim", "teacher_width"), about="labels from a random one-hidden-layer teacher (section 4)"),
+    DatasetSpec("mnist", _mnist, options=("mnist_path",), **_MNIST_LIKE, about="vectorized MNIST (Fig. 1c)"),
+    DatasetSpec("digits", digits, **_MNIST_LIKE, about="scikit-learn's 8x8 digits, bundled"),
+    DatasetSpec("cifar10", _cifar10, **{**_MNIST_LIKE, "n_train": None, "batch_size": 128}, options=("cifar_path",),
+                about="your binary CIFAR-10 (Liu et al.)"),
+):
+    register_dataset(_spec)
+
+
+def make_dataset(name: str, n_train: int | None = None, n_test: int | None = None, *,
+                 npz_keys: tuple[str, ...] = NPZ_KEYS, relabel: bool = False, **options) -> Dataset:
+    """Resolve a dataset name (or .npz path) and sizes to a `Dataset`. `options`: the
+    dataset's own (noise=, t_max=, mnist_path=, ...); those it does not take are ignored."""
     if name.endswith(".npz"):
         return from_pool(os.path.basename(name), *load_npz(name, npz_keys), n_train, n_test, relabel=relabel)
-    raise DataError("--dataset", f"unknown dataset {name!r}; choose one of "
-                    f"{', '.join(BUILTIN)} or a path to a .npz file")
+    spec = DATASETS.get(name)
+    if spec is None:
+        raise DataError("--dataset", f"unknown dataset {name!r}; choose one of "
+                        f"{', '.join(DATASETS)} or a path to a .npz file")
+    own = {k: v for k, v in options.items() if k in spec.options}
+    return spec.make(n_train or spec.n_train, n_test or spec.n_test, **own)

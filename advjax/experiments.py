@@ -147,34 +147,124 @@ class Phase:
 PHASE_TRUE = Phase("y")
 PHASE_RANDOM = Phase("y_rand")  # phase 1 of Liu et al.: its end is Θ_adv
 
-# name -> what it is (README's experiment table has the details). `freeze_k`, `reinit_k`
-# exist for each layer k of the model, see `experiment_names`.
-EXPERIMENTS: dict[str, str] = {
-    "baseline": "θ0 on (X, y)",
-    "adversarial": "θ0 on (X, y_rand) -> Θ_adv; Θ_adv on (X, y)",
-    "frozen": "from Θ_adv: every feature layer frozen, readout reset to 0 and trained alone on (X, y)",
-    "norm_matched_layer": "θ0, each layer at the norm of Θ_adv's same layer, on (X, y)",
-    "norm_matched_global": "θ0 at Θ_adv's total norm, on (X, y)",
-    "shrink_perturb": "λ·Θ_adv + σ·θ_fresh on (X, y)",
-    "random_features": "θ0's features frozen, readout from 0 trained alone on (X, y)",
-    "teacher_features": "the teacher's features, readout from 0 trained alone (--dataset teacher, depth 1)",
-    "orthogonal_features": "θ0's features orthogonal to the teacher's, readout alone (--dataset teacher, depth 1)",
-}
+@dataclass(frozen=True)
+class Kit:
+    """What an experiment's phases are made of, for one model at one grid point: `y`, a
+    phase on the true labels (from where the last ended); `y_rand`, phase 1 on random
+    labels (its end is Θ_adv); `then(start=..., trainable=...)`, a true-label phase from
+    a start transform (START_TRANSFORMS) or with only some layers trained."""
+
+    model: Model
+    y: Phase
+    y_rand: Phase
+    then: Callable[..., Phase]
+
+    @property
+    def readout_only(self) -> tuple[str, ...]:
+        return (readout(self.model),)
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """An experiment and every fact the rest of advjax reads about it: its phases, what
+    it is in words, its colour and label in figures, the experiments it is compared with
+    (paired, this − that), the sweep options only it reads, and the host memory its
+    start costs. `register_experiment` adds one; nothing else needs to change."""
+
+    name: str
+    phases: Callable[[Kit], tuple[Phase, ...]]
+    about: str
+    color: str = "gray"
+    label: str = ""  # in legends (default: the name)
+    compare_with: tuple[str, ...] = ()
+    settings: tuple[str, ...] = ()  # options that apply only with this experiment (--shrink, --perturb)
+    host_copies: int = 1  # extra host copies of every seed's parameters its start keeps (memory.host_copies)
+    needs_teacher: bool = False  # trains on the teacher's features: --dataset teacher, depth 1
+
+
+EXPERIMENT_SPECS: dict[str, ExperimentSpec] = {}
+# The paired comparisons figures and significance files draw, in their historical order;
+# `register_experiment` appends a new experiment's own.
+_COMPARISON_ORDER: list[tuple[str, str]] = [
+    ("adversarial", "baseline"), ("frozen", "adversarial"), ("frozen", "baseline"),
+    ("norm_matched_layer", "baseline"), ("norm_matched_global", "baseline"),
+    ("norm_matched_layer", "adversarial"), ("norm_matched_global", "adversarial"), ("shrink_perturb", "adversarial"),
+    ("random_features", "frozen"), ("teacher_features", "random_features"),
+    ("orthogonal_features", "random_features")]
+
+
+def register_experiment(spec: ExperimentSpec) -> ExperimentSpec:
+    """Make `spec` an experiment every tool knows by name (--experiments NAME)."""
+    if not spec.name.isidentifier() or per_layer(spec.name) is not None or spec.name in ("all", *EXPERIMENT_NUMBERS):
+        raise ValueError(f"an experiment name is an identifier that is not a per-layer name, not {spec.name!r}")
+    EXPERIMENT_SPECS[spec.name] = spec
+    for other in spec.compare_with:
+        if (spec.name, other) not in _COMPARISON_ORDER:
+            _COMPARISON_ORDER.append((spec.name, other))
+    return spec
+
+
+def comparisons() -> list[tuple[str, str]]:
+    """Every registered paired comparison (a, b): a − b, in the order figures draw them."""
+    return list(_COMPARISON_ORDER)
+
+
+EXPERIMENT_NUMBERS = {"1": "baseline", "2": "adversarial", "3": "frozen"}
+PAPER_EXPERIMENTS = tuple(EXPERIMENT_NUMBERS.values())  # the default
+# Per-layer families: `freeze_k`, `reinit_k` exist for each layer k of the model (`experiment_names`).
 PER_LAYER = {
     "freeze": "from Θ_adv: layers 1..k frozen, the rest trained on (X, y) (k = 1 .. number of feature layers)",
     "reinit": "Θ_adv with layer k alone re-initialised (fresh init), all trained on (X, y) (k = 1 .. readout)",
 }
-EXPERIMENT_NUMBERS = {"1": "baseline", "2": "adversarial", "3": "frozen"}
-PAPER_EXPERIMENTS = tuple(EXPERIMENT_NUMBERS.values())  # the default
-TEACHER_ONLY = ("teacher_features", "orthogonal_features")
-
-
 def per_layer(name: str) -> tuple[str, int] | None:
     """'freeze_2' -> ('freeze', 2); None for a name of no layer."""
     kind, _, k = name.rpartition("_")
     if kind in PER_LAYER and k.isdigit() and int(k) >= 1 and str(int(k)) == k:
         return kind, int(k)
     return None
+
+
+# Colours from the paper (black, red, blue), and Okabe and Ito's colorblind-safe palette and
+# Tol's wine and ochre: experiments that one sweep runs together get colors no reader confuses.
+for _spec in (
+    ExperimentSpec("baseline", lambda k: (k.y,), "θ0 on (X, y)", "black", "1: baseline", host_copies=0),
+    # 2: θ0 on (X, y_rand) to zero error -> Θ_adv; then Θ_adv on (X, y).
+    ExperimentSpec("adversarial", lambda k: (k.y_rand, k.y), "θ0 on (X, y_rand) -> Θ_adv; Θ_adv on (X, y)", "red",
+                   "2: adversarial", ("baseline",), host_copies=0),
+    # 3: from Θ_adv, every feature layer frozen, readout reset to 0 and trained alone.
+    ExperimentSpec("frozen", lambda k: (k.y_rand, k.then(start="zero_readout", trainable=k.readout_only)),
+                   "from Θ_adv: every feature layer frozen, readout reset to 0 and trained alone on (X, y)", "blue",
+                   "3: frozen features", ("adversarial", "baseline"), host_copies=0),
+    # Hypothesis 1 (the norm): θ0 rescaled to Θ_adv's norm, per layer or as a whole.
+    ExperimentSpec("norm_matched_layer", lambda k: (k.y_rand, k.then(start="norm_layer")),
+                   "θ0, each layer at the norm of Θ_adv's same layer, on (X, y)", "#009E73",
+                   "θ0 at Θ_adv's norm (per layer)", ("baseline", "adversarial")),
+    ExperimentSpec("norm_matched_global", lambda k: (k.y_rand, k.then(start="norm_global")),
+                   "θ0 at Θ_adv's total norm, on (X, y)", "#CC79A7", "θ0 at Θ_adv's norm (whole)",
+                   ("baseline", "adversarial")),
+    # An escape from Θ_adv: shrink and perturb it (Ash & Adams 2020).
+    ExperimentSpec("shrink_perturb", lambda k: (k.y_rand, k.then(start="shrink_perturb")),
+                   "λ·Θ_adv + σ·θ_fresh on (X, y)", "#E69F00", "shrink-perturb Θ_adv", ("adversarial",),
+                   settings=("shrink", "perturb")),
+    # Section 4's random-features model: only the readout (from 0) is trained, on random
+    # features (θ0's); `frozen` is the same on adversarial features (Θ_adv's).
+    ExperimentSpec("random_features", lambda k: (k.then(start="zero_readout", trainable=k.readout_only),),
+                   "θ0's features frozen, readout from 0 trained alone on (X, y)", "#56B4E9",
+                   "random features (θ0's)", ("frozen",)),
+    # ... and, on --dataset teacher, on the teacher's features or on θ0's made orthogonal to them.
+    ExperimentSpec("teacher_features", lambda k: (k.then(start="teacher_features", trainable=k.readout_only),),
+                   "the teacher's features, readout from 0 trained alone (--dataset teacher, depth 1)", "#882255",
+                   "teacher features", ("random_features",), needs_teacher=True),
+    ExperimentSpec("orthogonal_features", lambda k: (k.then(start="orthogonal_features", trainable=k.readout_only),),
+                   "θ0's features orthogonal to the teacher's, readout alone (--dataset teacher, depth 1)", "#DDAA33",
+                   "features orthogonal to the teacher", ("random_features",), needs_teacher=True),
+):
+    register_experiment(_spec)
+EXPERIMENTS: dict[str, str] = {name: spec.about for name, spec in EXPERIMENT_SPECS.items()}  # name -> what it is
+
+
+def teacher_only() -> tuple[str, ...]:
+    return tuple(n for n, spec in EXPERIMENT_SPECS.items() if spec.needs_teacher)
 
 
 def layers_needed(name: str) -> int:
@@ -188,9 +278,9 @@ def layers_needed(name: str) -> int:
 
 def experiment_names(n_layers: int, teacher: bool = False) -> tuple[str, ...]:
     """Every experiment a model of n_layers layers (readout included) can run: `all`."""
-    names = [n for n in EXPERIMENTS if teacher or n not in TEACHER_ONLY]
+    names = [n for n, spec in EXPERIMENT_SPECS.items() if teacher or not spec.needs_teacher]
     if teacher and n_layers > 2:
-        names = [n for n in names if n not in TEACHER_ONLY]
+        names = [n for n in names if not EXPERIMENT_SPECS[n].needs_teacher]
     names += [f"freeze_{k}" for k in range(1, n_layers)]
     names += [f"reinit_{k}" for k in range(1, n_layers + 1)]
     return tuple(names)
@@ -224,29 +314,11 @@ def experiment(name: str, model: Model, on_y: Optimizer | None = None,
             kw |= {"shrink": stops.shrink, "perturb": stops.perturb}
         return Phase("y", optimizer=on_y, target_acc=stops.target_acc, budget=budget, **kw)
 
-    readout_only = (readout(model),)
-    fixed = {
-        "baseline": (y,),
-        # 2: θ0 on (X, y_rand) to zero error -> Θ_adv; then Θ_adv on (X, y).
-        "adversarial": (y_rand, y),
-        # 3: from Θ_adv, every feature layer frozen, readout reset to 0 and trained alone.
-        "frozen": (y_rand, then(start="zero_readout", trainable=readout_only)),
-        # Hypothesis 1 (the norm): θ0 rescaled to Θ_adv's norm, per layer or as a whole.
-        "norm_matched_layer": (y_rand, then(start="norm_layer")),
-        "norm_matched_global": (y_rand, then(start="norm_global")),
-        # An escape from Θ_adv: shrink and perturb it (Ash & Adams 2020).
-        "shrink_perturb": (y_rand, then(start="shrink_perturb")),
-        # Section 4's random-features model: only the readout (from 0) is trained, on random
-        # features (θ0's); `frozen` is the same on adversarial features (Θ_adv's).
-        "random_features": (then(start="zero_readout", trainable=readout_only),),
-        # ... and, on --dataset teacher, on the teacher's features or on θ0's made orthogonal to them.
-        "teacher_features": (then(start="teacher_features", trainable=readout_only),),
-        "orthogonal_features": (then(start="orthogonal_features", trainable=readout_only),),
-    }
-    if name in fixed:
-        if name in TEACHER_ONLY and len(feature_layers(model)) != 1:
+    spec = EXPERIMENT_SPECS.get(name)
+    if spec is not None:
+        if spec.needs_teacher and len(feature_layers(model)) != 1:
             raise ValueError(f"{name} needs one feature layer (depth 1); the model has {len(feature_layers(model))}")
-        return fixed[name]
+        return spec.phases(Kit(model, y, y_rand, then))
     kind_k = per_layer(name)
     if kind_k is None:
         raise ValueError(f"unknown experiment {name!r}")
@@ -518,7 +590,7 @@ def resolve_experiments(spec: str | list) -> tuple[str, ...]:
     names = []
     for item in (i.strip() for i in items):
         name = EXPERIMENT_NUMBERS.get(item, item)
-        if name not in EXPERIMENTS and per_layer(name) is None:
+        if name not in EXPERIMENT_SPECS and per_layer(name) is None:
             raise ValueError(item)
         if name not in names:
             names.append(name)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -24,14 +25,64 @@ from .train import LOSS_REDUCTIONS, per_example_loss, reduce_loss
 __all__ = ["COLUMNS", "GRID_COLUMNS", "columns", "measure", "top_hessian_eigenvalue"]
 
 
+# -- the registry: each measure's column, type and figure title ---------------------------------
+
+@dataclass(frozen=True)
+class MeasureSpec:
+    """A measure of a trained solution and every fact the rest of advjax reads about it:
+    its results.csv column and type, and the title of its figure panel (in words, with
+    units; None: not drawn). `register_measure` adds one; nothing else needs to change.
+
+    `fn(model, params_start, params_final, x_NxD, y_N, state_final)` measures one seed
+    (a JAX scalar; it is vmapped over the seeds and jitted). The built-in measures have
+    none: one compiled program (`_measure_one`) computes them all."""
+
+    column: str
+    title: str | None = None
+    type: type = float
+    fn: Callable | None = None
+    only_2d: bool = False  # only on 2-D inputs
+
+
+MEASURES: dict[str, MeasureSpec] = {}
+
+
+def register_measure(spec: MeasureSpec) -> MeasureSpec:
+    """Make `spec` a measure every sweep with --measures computes and records."""
+    if not spec.column.isidentifier() or spec.column.startswith("norm_") and spec.fn is not None:
+        raise ValueError(f"a measure column is an identifier not starting with norm_, not {spec.column!r}")
+    MEASURES[spec.column] = spec
+    return spec
+
+
+for _spec in (
+    MeasureSpec("norm_readout"), MeasureSpec("norm_total", "parameter norm ‖θ‖₂, all layers"),
+    MeasureSpec("distance", "distance travelled ‖θ − θ_start‖₂, last phase"),
+    MeasureSpec("margin", "smallest training margin (logit units)"),
+    MeasureSpec("sharpness", "sharpness: top eigenvalue of the training loss's Hessian"),
+    MeasureSpec("active_fraction", "active ReLUs (fraction of unit × training point pairs)"),
+    MeasureSpec("boundary_length", "decision boundary length (input units)", only_2d=True),
+    MeasureSpec("linear_regions", "linear regions met on the input grid (count)", int, only_2d=True),
+):
+    register_measure(_spec)
+_BUILT_IN = tuple(MEASURES)
+
+
+def added() -> tuple[MeasureSpec, ...]:
+    """The measures registered beyond the built-in ones."""
+    return tuple(spec for name, spec in MEASURES.items() if name not in _BUILT_IN)
+
+
 def columns(model: Model) -> tuple[str, ...]:
     """The measures of a solution of `model`: the norm of each feature layer, of all
     of them together (norm_features, left out with one feature layer, where it is that
-    layer's column), of the readout and of everything; then the rest."""
+    layer's column), of the readout and of everything; then the rest, and those
+    registered since (not the 2-D ones: GRID_COLUMNS)."""
     features = tuple(f"norm_{layer}" for layer in feature_layers(model))
     together = ("norm_features",) if len(features) > 1 else ()
+    own = tuple(m.column for m in added() if not m.only_2d or input_shape(model) == (2,))
     return (*features, *together, "norm_readout", "norm_total", "distance", "margin", "sharpness",
-            "active_fraction")
+            "active_fraction", *own)
 
 
 COLUMNS = columns(MLP(1, 1, 1))  # N_p's: norm_hidden, norm_readout, norm_total, ...
@@ -372,4 +423,15 @@ def measure(
         params_start, params_final, state_final or {}, x, y, bounds, model=model, x_batched=x_batched,
         loss_reduction=loss_reduction, iters=hessian_iters, grid=grid, group=group, chunk=chunk,
     )
+    out = dict(out)
+    for spec in (m for m in added() if not m.only_2d or input_shape(model) == (2,)):
+        out[spec.column] = _measure_added(params_start, params_final, state_final or {}, x, y, model=model,
+                                          x_batched=x_batched, fn=spec.fn)
     return {k: np.asarray(out[k]) for k in (*columns(model), *GRID_COLUMNS) if k in out}
+
+
+@functools.partial(jax.jit, static_argnames=("model", "x_batched", "fn"))
+def _measure_added(p_start, p_final, s_final, x, y, *, model, x_batched, fn):
+    """A registered measure of every seed: its one-seed `fn`, vmapped."""
+    one = functools.partial(fn, model)
+    return jax.vmap(one, in_axes=(0, 0, 0, 0 if x_batched else None, 0))(p_start, p_final, s_final, x, y)

@@ -12,7 +12,7 @@ import math
 import jax
 
 from .data import Dataset
-from .experiments import PAPER_EXPERIMENTS
+from .experiments import EXPERIMENT_SPECS
 from .model import Model, activations_per_example, forward_floats_per_example, input_shape, n_parameters
 from .options import ConfigError, parse_bytes
 from .train import CHECK_BATCH, EVAL_FLOATS
@@ -64,7 +64,7 @@ def activation_floats(model: Model, n_train: int, batch_size: int | None) -> int
     parameters: a step's minibatch with its gradient's copies, or a check's batch of at
     most CHECK_BATCH examples in inference mode, whichever is larger (with im2col
     convolutions, their patches too)."""
-    if model.kind == "mlp":
+    if not model.images:  # a capability of the model's kind: vectors in, activations measured
         return n_train * activations_per_example(model)
     units = forward_floats_per_example(model)
     step = min(batch_size or n_train, n_train)
@@ -112,7 +112,7 @@ def host_copies(cfg) -> int:
     """Parameter copies of every seed the host holds at peak: Θ_adv, a phase's state and
     a save's copies; one more for a start that a transform makes (norm-matched,
     shrink-perturb), and the optimizer's state."""
-    extra = 1 if set(cfg.experiments) - set(PAPER_EXPERIMENTS) else 0
+    extra = max((spec.host_copies if (spec := EXPERIMENT_SPECS.get(e)) else 1 for e in cfg.experiments), default=0)
     return HOST_COPIES + extra + optimizer_copies(cfg)
 
 
@@ -138,14 +138,14 @@ def check_memory(cfg, ds: Dataset, model: Model, x_batched: bool, layout: str = 
     add("--n-test", 4 * ds.n_test * (d + 1), data_copies)
     if cfg.confusion_copies:  # phase 1's confusion set: R·n inputs, their true and random labels per seed
         add("--confusion-copies", 4 * examples_trained(cfg, ds) * (d + 2 * cfg.seeds // data_copies), data_copies)
-    units = width if model.kind == "mlp" else forward_floats_per_example(model)  # a conv net: every position's
+    units = forward_floats_per_example(model) if model.images else width  # a conv net: every position's
     # examples an evaluation pass holds: a conv net's come in batches (`apply_bounded`); the MLP's count is the
     # measured one-pass count (its pass over a huge test set is batched too, but its other arrays are not)
-    evaluated = ds.n_test if model.kind == "mlp" else min(ds.n_test, max(1, EVAL_FLOATS // units))
+    evaluated = min(ds.n_test, max(1, EVAL_FLOATS // units)) if model.images else ds.n_test
     add("--n-test" if ds.n_test >= width else "--widths", 12 * evaluated * (units + n_out))  # one seed's evaluation
     if cfg.measures and d == 2:
         add("--grid", 8 * cfg.grid**2 * (n_out + 3), 1)
-    if cfg.dataset == "teacher":  # each data draw's teacher network (d x TW, TW x 1), drawn and then scaled
+    if ds.teacher is not None:  # each data draw's teacher network (d x TW, TW x 1), drawn and then scaled
         add("--teacher-width", 2 * 4 * (d + 2) * cfg.teacher_width, data_copies)
     if cfg.measures:  # the sharpness's Lanczos tridiagonal, dense (ITERS x ITERS) for eigvalsh, and its copies
         add("--hessian-iters", LANCZOS_BYTES * cfg.hessian_iters**2, jax.local_device_count())

@@ -64,12 +64,13 @@ import jax.numpy as jnp
 import numpy as np
 
 INIT_SCHEMES = ("torch", "lecun", "he", "xavier")
-MODEL_KINDS = ("mlp", "cnn", "vgg11", "vgg16", "resnet18")
-CONV_KINDS = ("cnn", "vgg11", "vgg16", "resnet18")  # the kinds that need image inputs (N, H, W, C)
+MODEL_KINDS = ("mlp", "cnn", "vgg11", "vgg16", "resnet18")  # the built-in kinds (MODELS: every registered one)
+CONV_KINDS = ("cnn", "vgg11", "vgg16", "resnet18")  # the built-in kinds that need image inputs (N, H, W, C)
 
 
 class Model(Protocol):
     kind: ClassVar[str]
+    images: ClassVar[bool]  # capability: takes (H, W, C) images (True) or flat vectors (False)
     n_in: int | tuple[int, ...]  # one example's shape: d, or (H, W, C) for images
     n_out: int  # logits: 1 for binary tasks, K for K classes
 
@@ -148,6 +149,12 @@ class MLP(_Stateless):
     init_scheme: str = "torch"
     depth: int = 1
     kind: ClassVar[str] = "mlp"
+    images: ClassVar[bool] = False  # a capability: takes flat vectors (images are flattened)
+
+    @classmethod
+    def build(cls, width: int, n_in: int | tuple[int, ...], n_out: int, init: str, depth: int, conv_impl: str):
+        """The model of the sweep's options (`make_model`); an MLP takes any input flattened."""
+        return cls(width, n_in if isinstance(n_in, int) else math.prod(n_in), n_out, init, depth)
 
     def __post_init__(self):
         if self.depth < 1 or self.width < 1:
@@ -248,6 +255,12 @@ class _ImageModel:
     conv_impl: str = "xla"  # how convolutions are computed (`_conv`; CONV_IMPLS)
     kind: ClassVar[str] = ""
     min_side: ClassVar[int] = 4
+    images: ClassVar[bool] = True  # a capability: takes (H, W, C) images
+
+    @classmethod
+    def build(cls, width: int, n_in: int | tuple[int, ...], n_out: int, init: str, depth: int, conv_impl: str):
+        """The model of the sweep's options (`make_model`); a conv net has no --depth."""
+        return cls(width, tuple(n_in) if not isinstance(n_in, int) else n_in, n_out, init, conv_impl)
 
     def __post_init__(self):
         if self.conv_impl not in CONV_IMPLS:
@@ -543,16 +556,30 @@ class ResNet18(_BatchNormNet):
 
 
 CONV_MODELS = {m.kind: m for m in (CNN, VGG11, VGG16, ResNet18)}
+# kind -> model class. A class of the protocol with `kind`, `images` (its capability:
+# image inputs or vectors) and `build(width, n_in, n_out, init, depth, conv_impl)`.
+MODELS: dict[str, type] = {"mlp": MLP, **CONV_MODELS}
+
+
+def register_model(cls: type) -> type:
+    """Make a model class a kind every tool knows (--model KIND); usable as a decorator."""
+    if not (isinstance(getattr(cls, "kind", None), str) and cls.kind and hasattr(cls, "build")):
+        raise ValueError("a model class needs a `kind` name and a `build` classmethod")
+    MODELS[cls.kind] = cls
+    return cls
+
+
+def takes_images(kind: str) -> bool:
+    """Whether models of `kind` take images (N, H, W, C) rather than vectors."""
+    return bool(getattr(MODELS.get(kind), "images", False))
 
 
 def make_model(kind: str, width: int, n_in: int | tuple[int, ...], n_out: int, init: str = "torch",
                depth: int = 1, conv_impl: str = "xla") -> Model:
-    """A model of `kind` (one of MODEL_KINDS) from the sweep's options."""
-    if kind == "mlp":
-        return MLP(width, n_in if isinstance(n_in, int) else math.prod(n_in), n_out, init, depth)
-    if kind in CONV_MODELS:
-        return CONV_MODELS[kind](width, tuple(n_in) if not isinstance(n_in, int) else n_in, n_out, init, conv_impl)
-    raise ValueError(f"unknown model {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+    """A model of `kind` (one of MODELS) from the sweep's options."""
+    if kind not in MODELS:
+        raise ValueError(f"unknown model {kind!r}; choose one of {', '.join(MODELS)}")
+    return MODELS[kind].build(width, n_in, n_out, init, depth, conv_impl)
 
 
 def model_from_options(options: dict) -> Model:

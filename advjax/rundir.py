@@ -8,6 +8,7 @@ never leaves a stale lock; the file itself stays and says who held it last.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import glob
@@ -17,7 +18,8 @@ import socket
 import stat
 import time
 
-from .options import ConfigError
+from .errors import ConfigError, WriteError
+from .files import open_regular
 
 LOCK_NAME = ".lock"
 
@@ -43,6 +45,23 @@ def check_writable(out: str) -> None:
         raise ConfigError("--out", f"{out} cannot be made: {probe} is a file, not a directory")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise ConfigError("--out", f"{out} cannot be written: no write permission in {probe}")
+
+
+def check_fresh(out: str, meanwhile: bool = False) -> None:
+    """A new sweep starts only in an empty (or missing) --out. `meanwhile`: the check
+    again, under the lock, in case another sweep filled it since the first."""
+    if os.path.isdir(out) and entries(out):
+        if meanwhile:
+            raise ConfigError("--out", f"{out} was filled by another sweep meanwhile; choose a new directory")
+        raise ConfigError("--out", f"{out} exists and is not empty; choose a new directory, "
+                          "or add --resume to continue the sweep there")
+
+
+def make_out(out: str) -> None:
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise ConfigError("--out", f"cannot make {out} ({e.strerror or type(e).__name__})") from None
 
 
 def holder(out: str) -> str:
@@ -134,3 +153,39 @@ def remove_stray_temporaries(out: str) -> list[str]:
         except OSError:
             pass
     return stray
+
+
+# -- atomic writes: a reader or a crash never sees half a file ------------------------------------
+
+@contextlib.contextmanager
+def replacing(path: str, suffix: str = ""):
+    """Yields a temporary path to write; renames it over `path` when the block ends. A
+    write that fails (disk full, I/O error) removes the temporary file, leaves `path` as
+    it was, and raises WriteError: a reader or a crash never sees half a file."""
+    tmp = f"{path}.tmp{os.getpid()}{suffix}"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise WriteError(f"cannot write {path} ({e.strerror or type(e).__name__}); the last complete "
+                         "version is kept: free the space and add --resume") from None
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Write-then-rename (`replacing`): a reader or a crash never sees a
+    half-written file, and a failed write leaves the old one (WriteError)."""
+    with replacing(path) as tmp, open(tmp, "w", newline="") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_manifest(run_dir: str) -> dict:
+    with open_regular(os.path.join(run_dir, "manifest.json"), "r") as f:
+        return json.load(f)
+
+
+def write_manifest(run_dir: str, manifest: dict) -> None:
+    write_atomic(os.path.join(run_dir, "manifest.json"), json.dumps(manifest, indent=2) + "\n")

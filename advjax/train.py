@@ -849,16 +849,33 @@ def _evaluate(static, params, state, x_tr, y_tr, x_te, y_te):
     return jax.vmap(fn, in_axes=(0, 0, a, 0, b, b))(params, state, x_tr, y_tr, x_te, y_te)
 
 
-def evaluate(model: Model, params, x_tr, y_tr, x_te, y_te, train_batched: bool, test_batched: bool,
-             state: dict | None = None):
-    """Train accuracy and mean loss on (x_tr, y_tr), test accuracy, per seed (numpy), in
-    inference mode (`state`: every seed's running statistics, for a BatchNorm model).
+def evaluate(model: Model, params, split, y_tr, batched: bool, state: dict | None = None):
+    """Train accuracy and mean loss on (split.x_train, y_tr), test accuracy on
+    (split.x_test, split.y_test), per seed (numpy), in inference mode (`state`: every
+    seed's running statistics, for a BatchNorm model).
 
-    y_tr carries the seed axis; x_tr does when train_batched; (x_te, y_te) when test_batched.
+    y_tr carries the seed axis; the split's arrays do when `batched`.
     """
-    static = (model, train_batched, test_batched)
+    static = (model, batched, batched)
     # On one device: XLA may order a sharded reduction differently, and results.csv must
     # not depend on how many devices trained the seeds (training itself is bit-identical).
-    args = jax.device_put((params, state or {}, x_tr, y_tr, x_te, y_te), jax.local_devices()[0])
+    args = (params, state or {}, split.x_train, y_tr, split.x_test, split.y_test)
+    args = jax.device_put(args, jax.local_devices()[0])
     out = compiled(_evaluate, static, *args)(*args)
     return Metrics(*(np.asarray(v) for v in out))
+
+
+def evaluate_in_batches(model: Model, params, split, y_train, batched: bool, batch: int, state: dict):
+    """`evaluate` over seeds in batches of at most `batch`, so the test logits of many wide
+    seeds never sit in memory at once (`state`: the seeds' running statistics, {} without
+    BatchNorm)."""
+    n = len(y_train)
+    n_test = split.x_test.shape[1 if batched else 0]  # examples lead (after the seed axis): x may be images
+    step = max(1, min(batch, (2**27) // max(1, activations_per_example(model) * max(n_test, 1))))
+    parts = []
+    for a in range(0, n, step):
+        sl = slice(a, min(a + step, n))
+        rows = lambda tree, sl=sl: jax.tree.map(lambda t: t[sl], tree)  # noqa: E731
+        parts.append(evaluate(model, rows(params), rows(split) if batched else split, y_train[sl], batched,
+                              rows(state)))
+    return type(parts[0])(*(np.concatenate(v) for v in zip(*parts)))

@@ -21,7 +21,7 @@ def compile_cache():
     """The test run's persistent compilation cache (tests/conftest.py), as a sweep turns it
     on: `bench.step_cost` and `workload_data` build a new jit on each call, so a program
     that two tests here share compiles once and loads from disk after."""
-    from advjax.sweep import compile_cache_dir, enable_compile_cache
+    from advjax.runtime import compile_cache_dir, enable_compile_cache
 
     enable_compile_cache(compile_cache_dir("auto"))
 

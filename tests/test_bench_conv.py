@@ -22,7 +22,7 @@ def compile_cache():
     """The test run's persistent compilation cache (tests/conftest.py), as a sweep turns it
     on: the bench builds a new jit for each row (θ0's vmapped init, the step it counts),
     so a program the rows share compiles once and loads from disk after."""
-    from advjax.sweep import compile_cache_dir, enable_compile_cache
+    from advjax.runtime import compile_cache_dir, enable_compile_cache
 
     enable_compile_cache(compile_cache_dir("auto"))
 

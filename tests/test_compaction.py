@@ -20,7 +20,7 @@ import pytest
 from advjax.checkpoint import PhaseStore
 from advjax.experiments import experiment
 from advjax.options import ConfigError, from_dict
-from advjax.sweep import load_data, make_sweep_model, phase_fingerprint
+from advjax.plan import load_data, make_sweep_model, phase_fingerprint
 from advjax.train import GroupLayout, compaction_point, repacked
 
 

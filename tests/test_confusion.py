@@ -20,15 +20,8 @@ from advjax.data import as_images, confusion_images, make_dataset, n_zeroed, sta
 from advjax.experiments import RandomSet, Stops, TrainSettings, WidthRun, experiment, run_phases
 from advjax.model import MLP
 from advjax.options import from_dict
-from advjax.sweep import (
-    KEY_CONFUSION,
-    draw_confusion,
-    draw_seeds,
-    load_data,
-    make_sweep_model,
-    phase_fingerprint,
-    seed_keys,
-)
+from advjax.plan import load_data, make_sweep_model, phase_fingerprint
+from advjax.seeds import KEY_CONFUSION, draw_seeds, seed_keys
 from advjax.train import PhaseSpec, train
 
 _confusion = jax.jit(confusion_images, static_argnums=(2, 3))  # one program per shape, copies and F
@@ -75,8 +68,8 @@ def _draw(fix: bool):
     (cfg, ds, keys, split, y_train, y_rand, x_batched, the confusion set)."""
     cfg = _cfg(fix_data=fix, model="cnn")
     ds = load_data(cfg)
-    keys, split, y_train, y_rand, x_batched = draw_seeds(cfg, ds, [0, 1, 2])
-    return cfg, ds, keys, split, y_train, y_rand, x_batched, draw_confusion(cfg, ds, keys, split, y_train, x_batched)
+    d = draw_seeds(ds, [0, 1, 2], cfg.fix_data, (cfg.confusion_copies, cfg.zero_out))
+    return cfg, ds, d.keys, d.split, d.y_train, d.y_rand, d.x_batched, d.random_set
 
 
 def test_confusion_labels_are_uniform_independent_of_y_and_their_own_stream():
@@ -125,8 +118,8 @@ def test_zeros_are_a_black_pixel_standardized_with_the_training_statistics(tmp_p
     cfg = from_dict(dict(dataset="cifar10", cifar_path=path, model="cnn", standardize=True, seeds=1, widths=[2],
                          experiments="2", confusion_copies=2, zero_out=0.5, quiet=True)).resolve()
     ds = load_data(cfg)
-    keys, split, y_train, _, x_batched = draw_seeds(cfg, ds, [0])
-    rs = draw_confusion(cfg, ds, keys, split, y_train, x_batched)
+    d = draw_seeds(ds, [0], cfg.fix_data, (cfg.confusion_copies, cfg.zero_out))
+    rs, split, keys = d.random_set, d.split, d.keys
     raw = x.astype(np.float32) / 255
     mean, std = raw.mean(axis=(0, 1, 2)), raw.std(axis=(0, 1, 2))
     copies = np.asarray(rs.x)

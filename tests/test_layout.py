@@ -10,7 +10,9 @@ from conftest import with_flags
 
 from advjax import run_sweep
 from advjax.options import from_dict
-from advjax.sweep import main, shared_settings
+from advjax.plan import shared_settings
+from advjax.rows import tuner_of
+from advjax.sweep import main
 from advjax.train import DEVICE_GROUP, PhaseSpec, group_elements_of, seed_groups, seed_layout
 
 
@@ -21,13 +23,13 @@ def test_auto_chooses_device_groups_on_an_accelerator_and_cache_groups_on_a_cpu(
     with pytest.raises(ValueError):
         seed_layout("per-seed", "cpu")
     assert group_elements_of("cache") == PhaseSpec.group_elements and group_elements_of("device") == DEVICE_GROUP
-    import advjax.sweep
+    import advjax.plan
 
     cfg = from_dict({"seed_groups": "auto"}).resolve()
     assert shared_settings(cfg).group_elements == PhaseSpec.group_elements  # this CPU
-    monkeypatch.setattr(advjax.sweep.jax, "default_backend", lambda: "gpu")  # a fake accelerator
+    monkeypatch.setattr(advjax.plan.jax, "default_backend", lambda: "gpu")  # a fake accelerator
     assert shared_settings(cfg).group_elements == DEVICE_GROUP
-    assert shared_settings(from_dict({"tune_groups": True}).resolve()).tuner is None  # tuning is for cache groups
+    assert tuner_of(from_dict({"tune_groups": True}).resolve()) is None  # tuning is for cache groups
 
 
 def test_device_groups_put_all_of_a_devices_seeds_in_one_group():

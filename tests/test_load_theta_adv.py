@@ -7,7 +7,7 @@ import pytest
 import advjax
 from advjax.checkpoint import final_path, restore_final
 from advjax.options import from_dict
-from advjax.sweep import load_data, make_sweep_model
+from advjax.plan import load_data, make_sweep_model
 
 BASE = {"dataset": "gaussians", "widths": "4", "seeds": 3, "max_steps": 400, "n_test": 100, "quiet": True,
         "measures": False, "figure": False}

@@ -152,7 +152,7 @@ def test_a_config_built_in_python_meets_the_clis_rules_before_anything_is_writte
 
 
 def test_a_valid_config_built_in_python_is_the_clis_config():
-    from advjax.sweep import as_config
+    from advjax.options import as_config
 
     for fields in ({}, {"widths": (5, 7), "lr": (0.1, 0.2)}, {"dataset": "mnist", "experiments": ("baseline",)},
                    {"dataset": "mnist", "fix_data": False, "batch_size": 0}, {"lr_schedule": "step:10:0.1"}):

@@ -10,8 +10,9 @@ import pytest
 
 from advjax.checkpoint import digest
 from advjax.data import mnist_bundled
-from advjax.options import OPTIONS
-from advjax.sweep import as_config, draw_seeds, load_data, make_sweep_model, phase_fingerprint, sweep_experiments
+from advjax.options import OPTIONS, as_config
+from advjax.plan import load_data, make_sweep_model, phase_fingerprint, sweep_experiments
+from advjax.seeds import draw_seeds
 
 BASE = {"dataset": "gaussians", "widths": "5", "seeds": 2, "experiments": "1,2,3"}
 IMAGES = {"dataset": "mnist", "n_train": 20, "n_test": 20}
@@ -137,7 +138,6 @@ def test_two_values_of_an_option_give_two_phase_fingerprints(name, files):
         return
     assert fa == fb
     # and training is indeed the same: the points, the labels and the random labels
-    _, split_a, y_a, r_a, _ = draw_seeds(cfg_a, ds_a, seeds_a)
-    _, split_b, y_b, r_b, _ = draw_seeds(cfg_b, ds_b, seeds_b)
-    for u, v in ((split_a.x_train, split_b.x_train), (y_a, y_b), (r_a, r_b)):
+    a, b = draw_seeds(ds_a, seeds_a, cfg_a.fix_data), draw_seeds(ds_b, seeds_b, cfg_b.fix_data)
+    for u, v in ((a.split.x_train, b.split.x_train), (a.y_train, b.y_train), (a.y_rand, b.y_rand)):
         np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
