@@ -1,11 +1,10 @@
 """advjax: a JAX sweep engine for adversarial initialization (Liu et al. 2020;
 Ravichandran et al., "Learning from setbacks")."""
 
-__version__ = "0.1.0"
-
 from .checkpoint import CheckpointError, SavedPhase, load_phase, load_theta_adv  # noqa: E402
 from .data import DataError, make_dataset  # noqa: E402
 from .options import ConfigError, SweepConfig  # noqa: E402
+from .version import __version__  # noqa: E402, F401
 
 
 def run_sweep(config, out=None) -> list[dict]:

@@ -18,7 +18,6 @@ import jax
 from .memory import check_memory
 from .options import as_config
 from .plan import layout_of, make_plan, memory_view
-from .progress import Progress
 from .results import columns_of, resume_state
 from .rundir import RunLock, check_fresh, check_writable, entries, make_out, remove_stray_temporaries
 from .runtime import compile_cache_dir, enable_compile_cache, matmul_precision, sync_processes
@@ -67,7 +66,7 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> Rows:
     if cfg.adv_from:
         plan.check_adv_from({r["width"] for r in rows})
     cache_dir = enable_compile_cache(compile_cache_dir(cfg.compile_cache))
-    progress = Progress(cfg.quiet or not writer)
+    sweep = Sweep(plan, writer, cache_dir)  # its progress lines (none with --quiet, or off process 0)
     sync_processes("advjax-out-checked")
     if writer:
         make_out(out)
@@ -79,13 +78,13 @@ def run_sweep(config: SweepConfig | dict, out: str | None = None) -> Rows:
             remove_stray_temporaries(out)
         with matmul_precision(cfg.matmul_precision):
             plan.draws  # noqa: B018 - the seeds' draws, made inside the precision context
-            rows = Rows(Sweep(plan, writer, progress, cache_dir).run(rows, width_stats))
+            rows = Rows(sweep.run(rows, width_stats))
         rows.out = out
         if writer and cfg.figure:
             rows.figure = summary_figure(out)
         return rows
     finally:
-        progress.close()
+        sweep.close()
         lock.release()
 
 

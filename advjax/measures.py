@@ -49,8 +49,10 @@ MEASURES: dict[str, MeasureSpec] = {}
 
 def register_measure(spec: MeasureSpec) -> MeasureSpec:
     """Make `spec` a measure every sweep with --measures computes and records."""
-    if not spec.column.isidentifier() or spec.column.startswith("norm_") and spec.fn is not None:
-        raise ValueError(f"a measure column is an identifier not starting with norm_, not {spec.column!r}")
+    if not spec.column.isidentifier() or spec.column.startswith("norm_") or spec.column in _BUILT_IN:
+        raise ValueError(f"a new measure's column is an identifier, not a built-in's or norm_*: {spec.column!r}")
+    if spec.fn is None:
+        raise ValueError(f"measure {spec.column!r} needs its one-seed function (fn)")
     MEASURES[spec.column] = spec
     return spec
 
@@ -64,7 +66,7 @@ for _spec in (
     MeasureSpec("boundary_length", "decision boundary length (input units)", only_2d=True),
     MeasureSpec("linear_regions", "linear regions met on the input grid (count)", int, only_2d=True),
 ):
-    register_measure(_spec)
+    MEASURES[_spec.column] = _spec  # computed together by `_measure_one`
 _BUILT_IN = tuple(MEASURES)
 
 

@@ -13,8 +13,8 @@ import warnings
 import jax
 import numpy as np
 
-from . import __version__
 from .errors import ConfigError
+from .version import __version__
 
 
 def versions() -> dict:

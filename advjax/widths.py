@@ -25,9 +25,13 @@ class Sweep:
     """One planned sweep, running (`writer`: whether this process writes its files;
     `cache_dir`: the compilation cache in use, recorded in the manifest)."""
 
-    def __init__(self, plan: SweepPlan, writer: bool, progress: Progress, cache_dir: str | None):
-        self.plan, self.writer, self.progress, self.cache_dir = plan, writer, progress, cache_dir
+    def __init__(self, plan: SweepPlan, writer: bool, cache_dir: str | None):
+        self.plan, self.writer, self.cache_dir = plan, writer, cache_dir
+        self.progress = Progress(plan.cfg.quiet or not writer)
         self.columns = columns_of(plan.models[plan.widths[0]], tuple(plan.cfg.axes()))
+
+    def close(self) -> None:
+        self.progress.close()
 
     def manifest(self, width_stats: dict) -> dict:
         plan, cfg, ds = self.plan, self.plan.cfg, self.plan.dataset
