@@ -1,0 +1,520 @@
+"""The claims ledger: every claim of the paper and of advjax's own studies, with its
+verdict, computed from the committed results.
+
+    python -m advjax.ledger            # writes figures/LEDGER.md
+    python -m advjax.ledger --redraw   # first redraws every figure folder from figures/runs
+
+The evidence of a test-accuracy claim is the rows of the significance.csv of the figure
+folder that draws it (paired tests over the same seeds, 95% t-interval, Holm-corrected
+p within the family the CSV names); a claim about steps or a measure is tested here,
+from the runs kept under figures/runs/<run>/ (results.csv and manifest.json). The
+verdict follows from the numbers by the rules in `RULES`, which the ledger prints in its
+header. Nothing here trains: the ledger is a pure function of committed files, and
+writes the same bytes each time.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .options import GRID_AXES
+
+ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+RUNS = os.path.join("figures", "runs")
+DELTA = 0.01  # the smallest difference of test accuracy that matters here: 1 point
+ALPHA = 0.05
+
+RULES = f"""\
+Verdicts are computed, not judged. Each claim names its tests (a comparison at some widths or
+grid points); a test *supports* a claim of direction when its Holm-corrected p is below {ALPHA}
+and its effect has the claimed sign, and *contradicts* it when the sign is the other.
+
+- A claim that A is above (below) B: **reproduced** when every test supports it; **not
+  reproduced** when some test contradicts it, or when every 95% CI lies within ±δ (no
+  effect as large as δ anywhere); **inconclusive** otherwise.
+- A claim that A and B do not differ: **reproduced** when every 95% CI lies within ±δ;
+  **not reproduced** when some test has Holm p < {ALPHA} and a CI entirely beyond ±δ;
+  **inconclusive** otherwise.
+- **not run**: no committed run tests the claim.
+
+δ = {DELTA * 100:g} point of test accuracy (for steps and measures, tested on log10 values, δ is 0:
+any significant difference counts). A claim about Θ_adv on 2-D data is tested only at the widths where
+phase 1 fitted its random labels in every seed, and says which widths it left out."""
+
+
+@dataclass(frozen=True)
+class Study:
+    """A figure folder and the runs (directories under figures/runs) it is drawn from."""
+
+    folder: str
+    runs: tuple[str, ...]
+    composites: bool = False
+
+    def command(self) -> str:
+        runs = " ".join(f"{RUNS}/{r}" for r in self.runs)
+        return f"python -m advjax.figures {runs} --out {self.folder}" + ("" if self.composites else " --no-composites")
+
+
+STUDIES = {s.folder: s for s in (
+    Study("figures", ("fig1a-gaussians", "fig4-circles", "fig1b-spirals", "fig1c-mnist"), composites=True),
+    Study("figures/fig6", ("fig6-spirals-2pi-redrawn", "fig6-spirals-2pi-fixed"), composites=True),
+    Study("figures/hypotheses", ("hypotheses-mnist", "regularized-mnist", "hypotheses-teacher",
+                                 "hypotheses-spirals")),
+    Study("figures/depth", ("depth1-mnist", "depth2-mnist", "depth3-mnist", "depth4-mnist")),
+    Study("figures/dose", ("dose-mnist", "dose-target-mnist", "dose-circles", "dose-target-circles")),
+    Study("figures/disagreements", ("regularization-mnist", "budget-frozen-mnist", "budget-frozen-mnist-redrawn",
+                                    "budget-frozen-mnist-he")),
+    Study("figures/matched", ("spirals-matched", "spirals-lr")),
+    Study("figures/cnn", ("cnn-mnist",)),
+)}
+
+# The run a sweep file makes, and how (the sweep files' own headers give the wall time).
+SWEEP_OF = {"budget-frozen-mnist-redrawn": ("budget-frozen-mnist", "--no-fix-data"),
+            "budget-frozen-mnist-he": ("budget-frozen-mnist", "--init he")}
+
+
+def sweep_command(run: str) -> str:
+    sweep, extra = SWEEP_OF.get(run, (run, ""))
+    return f"python -m advjax.sweep --config sweeps/{sweep}.toml {extra + ' ' if extra else ''}--out {RUNS}/{run}"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim: what is claimed (`text`), where (`source`), and its tests: `comparison`
+    ("A - B") in `run` (the label significance.csv uses) of the study `folder`, at
+    `widths` (None: all) and grid point `at` (axis -> value), with `direction` "gt" (A
+    above B), "lt" (below) or "eq" (no difference). `metric` other than test_acc is
+    tested here from the kept run `run_dir` (log10 of steps and positive measures)."""
+
+    source: str
+    text: str
+    folder: str = ""
+    run: str = ""
+    comparison: str = ""
+    direction: str = "lt"
+    widths: tuple[int, ...] | None = None
+    at: tuple[tuple[str, float], ...] = ()
+    phase1_fitted: bool = False
+    metric: str = "test_acc"
+    run_dir: str = ""
+    not_run: str = ""  # why no run tests it, and the command that would
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+def _liu(toml: str) -> str:
+    """Liu et al.'s comparison from its sweep file's header: the command on a user's copy
+    of CIFAR-10 and the estimated GPU time."""
+    with open(os.path.join(ROOT, "sweeps", toml), encoding="utf-8") as f:
+        head = f.read()
+    command = re.search(r"^#\s+(python -m advjax\.sweep .*)$", head, re.M).group(1)
+    hours = re.search(r"~(\d+) GPU-hours", head).group(1)
+    return f"`{command}` (a GPU, ~{hours} GPU-hours estimated from the FLOPs; CIFAR-10 is the user's own copy)"
+
+
+CLAIMS = (
+    # -- the paper's Figs. 1-6 ----------------------------------------------------------------------------------------
+    Claim("Fig. 1a", "Gaussians: adversarial below baseline (significant gap)", "figures", "gaussians",
+          "adversarial - baseline", "lt", phase1_fitted=True),
+    Claim("Fig. 1a", "Gaussians: frozen features as good as the baseline", "figures", "gaussians",
+          "frozen - baseline", "eq", phase1_fitted=True),
+    Claim("Fig. 1b, 5", "Spirals (t ≤ 10): adversarial below baseline", "figures", "spirals",
+          "adversarial - baseline", "lt", phase1_fitted=True),
+    Claim("Fig. 1b, 5", "Spirals (t ≤ 10): keeping Θ_adv's features may help (frozen above adversarial)",
+          "figures", "spirals", "frozen - adversarial", "gt", phase1_fitted=True),
+    Claim("Fig. 1c", "MNIST: adversarial below baseline at every width", "figures", "mnist",
+          "adversarial - baseline", "lt"),
+    Claim("Fig. 1c", "MNIST: frozen features above the adversarial network at small widths (p ≤ 20)", "figures",
+          "mnist", "frozen - adversarial", "gt", widths=(10, 20)),
+    Claim("Fig. 1c", "MNIST: frozen features no better than the adversarial network at large widths (p ≥ 500)",
+          "figures", "mnist", "frozen - adversarial", "eq", widths=(500, 1000)),
+    Claim("Fig. 2, 3.3", "Spirals: adversarial decision boundaries more jagged (longer boundary)",
+          "figures/hypotheses", "spirals", "adversarial - baseline", "gt", metric="boundary_length",
+          run_dir="hypotheses-spirals", widths=(100, 1000)),
+    Claim("Fig. 2, 3.3", "Spirals: more piecewise-linear pieces with Θ_adv (linear regions on the input grid)",
+          "figures/hypotheses", "spirals", "adversarial - baseline", "gt", metric="linear_regions",
+          run_dir="hypotheses-spirals", widths=(100, 1000)),
+    Claim("Fig. 2, 3.3", "MNIST: more pieces active with Θ_adv (active ReLUs on the training set)",
+          "figures/hypotheses", "mnist", "adversarial - baseline", "gt", metric="active_fraction",
+          run_dir="hypotheses-mnist"),
+    Claim("Fig. 3a", "Gaussians: adversarial needs more steps than the baseline (large widths)", "figures",
+          "gaussians", "adversarial - baseline", "gt", metric="steps", run_dir="fig1a-gaussians",
+          phase1_fitted=True),
+    Claim("Fig. 3b", "Circles: adversarial needs fewer steps than the baseline", "figures", "circles",
+          "adversarial - baseline", "lt", metric="steps", run_dir="fig4-circles", phase1_fitted=True),
+    Claim("Fig. 3c", "Spirals (t ≤ 10): adversarial needs fewer steps than the baseline", "figures", "spirals",
+          "adversarial - baseline", "lt", metric="steps", run_dir="fig1b-spirals", phase1_fitted=True),
+    Claim("Fig. 3d", "MNIST: adversarial needs fewer steps than the baseline", "figures", "mnist",
+          "adversarial - baseline", "lt", metric="steps", run_dir="fig1c-mnist"),
+    Claim("Fig. 3c", "Spirals (t ≤ 10): frozen features need more steps than the adversarial network", "figures",
+          "spirals", "frozen - adversarial", "gt", metric="steps", run_dir="fig1b-spirals", phase1_fitted=True),
+    Claim("Fig. 3d", "MNIST: frozen features need more steps than the adversarial network", "figures", "mnist",
+          "frozen - adversarial", "gt", metric="steps", run_dir="fig1c-mnist"),
+    Claim("Fig. 4", "Circles: adversarial below baseline", "figures", "circles", "adversarial - baseline", "lt",
+          phase1_fitted=True),
+    Claim("Fig. 4", "Circles: frozen features as good as the baseline", "figures", "circles", "frozen - baseline",
+          "eq", phase1_fitted=True),
+    Claim("Fig. 6", "Spirals (t ≤ 2π), data redrawn per seed: adversarial below baseline", "figures/fig6",
+          "spirals-tmax6.28", "adversarial - baseline", "lt", phase1_fitted=True),
+    Claim("Fig. 6", "Spirals (t ≤ 2π), one fixed data draw: adversarial below baseline", "figures/fig6",
+          "spirals-tmax6.28-fixed", "adversarial - baseline", "lt", phase1_fitted=True),
+    # -- the paper's hypotheses, section 4 and Liu et al. -----------------------------------------------------------
+    Claim("Hyp. 1", "The norm does not suffice: θ0 rescaled to Θ_adv's norm (whole) loses less than Θ_adv",
+          "figures/hypotheses", "mnist", "norm_matched_global - adversarial", "gt"),
+    Claim("Hyp. 1", "θ0 rescaled to Θ_adv's norm, per layer, loses less than Θ_adv", "figures/hypotheses",
+          "mnist", "norm_matched_layer - adversarial", "gt"),
+    Claim("Hyp. 2", "MNIST: Θ_adv's features worse than θ0's random features (readout retrained from 0)",
+          "figures/hypotheses", "mnist", "random_features - frozen", "gt"),
+    Claim("Sec. 4", "Flatness: adversarial minima are sharper (top Hessian eigenvalue), MNIST",
+          "figures/hypotheses", "mnist", "adversarial - baseline", "gt", metric="sharpness",
+          run_dir="hypotheses-mnist"),
+    Claim("Sec. 4", "Teacher-student: teacher features above random features", "figures/hypotheses", "teacher",
+          "teacher_features - random_features", "gt"),
+    Claim("Sec. 4", "Teacher-student: features orthogonal to the teacher below random features",
+          "figures/hypotheses", "teacher", "orthogonal_features - random_features", "lt"),
+    Claim("Liu et al.", "ResNet-18, CIFAR-10: a large drop from the adversarial start without regularization",
+          not_run=_liu("liu-resnet18-cifar10.toml")),
+    Claim("Liu et al.", "VGG16, CIFAR-10: the drop, and θ0 at Θ_adv's norm between the two",
+          not_run=_liu("liu-vgg16-cifar10.toml")),
+    # -- advjax's extensions ------------------------------------------------------------------------------------------
+    Claim("Escape (issue 5)", "Shrink-perturb of Θ_adv does better than Θ_adv", "figures/hypotheses", "mnist",
+          "shrink_perturb - adversarial", "gt"),
+    Claim("Escape (issue 5)", "Momentum 0.9, weight decay 5e-4 at step 0.1: no gap at p = 1000",
+          "figures/hypotheses", "mnist-mom0.9-wd0.0005", "adversarial - baseline", "eq", widths=(1000,)),
+    Claim("Depth (issue 12)", "The adversarial gap at depth 2", "figures/depth", "mnist-depth2",
+          "adversarial - baseline", "lt"),
+    Claim("Depth (issue 12)", "The adversarial gap at depth 3", "figures/depth", "mnist-depth3",
+          "adversarial - baseline", "lt"),
+    Claim("Depth (issue 12)", "The adversarial gap at depth 4", "figures/depth", "mnist-depth4",
+          "adversarial - baseline", "lt"),
+    Claim("Depth (issue 12)", "Depth 1: re-initialising the readout helps", "figures/depth", "mnist",
+          "reinit_2 - adversarial", "gt"),
+    Claim("Depth (issue 12)", "Depth 3: re-initialising the readout does not help", "figures/depth",
+          "mnist-depth3", "reinit_4 - adversarial", "eq"),
+    Claim("Depth (issue 12)", "Depth 4: re-initialising the readout does not help", "figures/depth",
+          "mnist-depth4", "reinit_5 - adversarial", "eq"),
+    Claim("Depth (issue 12)", "Depth 2: re-initialising the second hidden layer helps", "figures/depth",
+          "mnist-depth2", "reinit_2 - adversarial", "gt"),
+    Claim("Depth (issue 12)", "Depth 3: re-initialising the second hidden layer helps", "figures/depth",
+          "mnist-depth3", "reinit_2 - adversarial", "gt"),
+    Claim("Dose (issue 13)", "MNIST: a quarter of the labels random already harms", "figures/dose", "dose-mnist",
+          "adversarial - baseline", "lt", at=(("random_fraction", 0.25),)),
+    Claim("Dose (issue 13)", "MNIST: phase 1 stopped at 60% of the random labels does no harm", "figures/dose",
+          "dose-target-mnist", "adversarial - baseline", "eq", at=(("phase1_target_acc", 0.6),)),
+    Claim("Dose (issue 13)", "Circles: a quarter of the labels random already harms", "figures/dose",
+          "dose-circles", "adversarial - baseline", "lt", at=(("random_fraction", 0.25),)),
+    Claim("Disagreement (issue 13)", "MNIST frozen below adversarial at p = 10 whatever the step cap (fixed data)",
+          "figures/disagreements", "budget-frozen-mnist", "frozen - adversarial", "lt", widths=(10,)),
+    Claim("Disagreement (issue 13)", "… with the data redrawn per seed", "figures/disagreements",
+          "budget-frozen-mnist-redrawn", "frozen - adversarial", "lt", widths=(10,)),
+    Claim("Disagreement (issue 13)", "… with He's init", "figures/disagreements", "budget-frozen-mnist-he",
+          "frozen - adversarial", "lt", widths=(10,)),
+    Claim("Regularization (issue 13)", "Weight decay alone (step 0.1) leaves the gap", "figures/disagreements",
+          "regularization-mnist", "adversarial - baseline", "lt",
+          at=(("lr", 0.1), ("momentum", 0.0), ("weight_decay", 0.0005))),
+    Claim("Regularization (issue 13)", "Momentum 0.9 at step 0.01 leaves a gap", "figures/disagreements",
+          "regularization-mnist", "adversarial - baseline", "lt",
+          at=(("lr", 0.01), ("momentum", 0.9), ("weight_decay", 0.0))),
+    Claim("Matched (issue 13)", "Spirals at matched training accuracy 0.8: adversarial below baseline (p ≥ 20)",
+          "figures/matched", "spirals-matched", "adversarial - baseline", "lt", widths=(20, 50, 100, 200, 500, 1000),
+          at=(("target_train_acc", 0.8),)),
+    Claim("Matched (issue 13)", "Spirals at matched training accuracy 0.8: frozen above adversarial (p ≥ 20)",
+          "figures/matched", "spirals-matched", "frozen - adversarial", "gt", widths=(20, 50, 100, 200, 500, 1000),
+          at=(("target_train_acc", 0.8),)),
+    Claim("Step size (issue 13)", "Spirals, zero-error stop, step 0.1: adversarial below baseline",
+          "figures/matched", "spirals-lr", "adversarial - baseline", "lt", at=(("lr", 0.1),)),
+    Claim("CNN (issue 14)", "Conv net on MNIST: adversarial below baseline at small width (p ≤ 8)", "figures/cnn",
+          "mnist-cnn", "adversarial - baseline", "lt", widths=(4, 8)),
+    Claim("CNN (issue 14)", "Conv net: no gap at large width (p ≥ 32)", "figures/cnn", "mnist-cnn",
+          "adversarial - baseline", "eq", widths=(32, 64)),
+    Claim("CNN (issue 14)", "Conv net: re-initialising the readout helps at every width", "figures/cnn",
+          "mnist-cnn", "reinit_3 - adversarial", "gt"),
+    Claim("CNN (issue 14)", "Conv net: frozen features above adversarial (p ≤ 32)", "figures/cnn", "mnist-cnn",
+          "frozen - adversarial", "gt", widths=(4, 8, 16, 32)),
+)
+
+# Measures compared on a log scale (positive, spanning decades); the others as they are.
+LOG_METRICS = ("steps", "sharpness", "linear_regions", "boundary_length", "norm_total", "distance")
+
+
+# -- reading the committed files ---------------------------------------------------------------------------------
+
+def _number(v: str) -> float | None:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def read_significance(folder: str, root: str = ROOT) -> list[dict]:
+    path = os.path.join(root, folder, "significance.csv")
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def kept(run: str, root: str = ROOT) -> bool:
+    d = os.path.join(root, RUNS, run)
+    return os.path.exists(os.path.join(d, "results.csv")) and os.path.exists(os.path.join(d, "manifest.json"))
+
+
+def _at_matches(row: dict, at: tuple[tuple[str, float], ...]) -> bool:
+    return all(_number(row.get(a)) is not None and math.isclose(_number(row.get(a)), v) for a, v in at)
+
+
+@dataclass
+class Result:
+    where: str  # "p = 100", and the grid point where the claim spans several
+    n: int
+    effect: float
+    low: float
+    high: float
+    p_holm: float
+    capped: str = ""
+
+
+@dataclass
+class Evidence:
+    tests: list[Result]
+    file: str
+    family: str
+    scale: str = "points"  # "points" (test accuracy x 100), "log10" (ratio), "raw"
+    left_out: list[int] = field(default_factory=list)
+    note: str = ""
+
+
+def _family(rows: list[dict], folder: str) -> str:
+    r = rows[0]
+    if r.get("holm_family"):
+        return f"{r['holm_family']}, {r['holm_tests']} tests"
+    return (f"{r['run']}: {r['comparison']} over its widths and grid points (this CSV predates one family per "
+            "figure)")
+
+
+def csv_evidence(claim: Claim, root: str = ROOT) -> Evidence | None:
+    rows = [r for r in read_significance(claim.folder, root)
+            if r["run"] == claim.run and r["comparison"] == claim.comparison and _at_matches(r, claim.at)]
+    if not rows:
+        return None
+    family = _family(rows, claim.folder)
+    if claim.widths is not None:
+        rows = [r for r in rows if int(r["width"]) in claim.widths]
+    left_out = []
+    if claim.phase1_fitted and rows and rows[0].get("phase1_unconverged_seeds", "") != "":
+        left_out = sorted({int(r["width"]) for r in rows if int(r["phase1_unconverged_seeds"])})
+        rows = [r for r in rows if not int(r["phase1_unconverged_seeds"])]
+    tests = []
+    for r in rows:
+        low, high = _number(r.get("ci95_low")), _number(r.get("ci95_high"))
+        p = _number(r.get("p_t_holm"))
+        caps = [f"{r['unconverged_seeds']}/{r['n']}"] if int(r["unconverged_seeds"] or 0) else []
+        if int(r.get("phase1_unconverged_seeds") or 0):
+            caps.append(f"p1 {r['phase1_unconverged_seeds']}/{r['n']}")
+        point = [f"{a} = {_number(r[a]):g}" for a in GRID_AXES
+                 if _number(r.get(a)) is not None and a not in dict(claim.at)]
+        tests.append(Result(", ".join([f"p = {r['width']}", *point]), int(r["n"]), float(r["mean_diff"]),
+                          np.nan if low is None else low,
+                          np.nan if high is None else high, np.nan if p is None else p, " ".join(caps)))
+    return Evidence(tests, f"{claim.folder}/significance.csv", family, left_out=left_out)
+
+
+def _run_tests(claims: list[Claim], root: str) -> dict[Claim, Evidence]:
+    """The steps and measure claims, tested here from the kept runs: paired over seeds,
+    on log10 values for `LOG_METRICS` (steps censored at the cap, as the figures draw
+    them), Holm over every such test of the ledger (one family)."""
+    from .figures import _values, load_run, paired_test, unconverged
+
+    found: dict[Claim, Evidence] = {}
+    for claim in claims:
+        if not kept(claim.run_dir, root):
+            continue
+        run = load_run(os.path.join(root, RUNS, claim.run_dir))
+        first, second = claim.comparison.split(" - ")
+        tests, left_out = [], []
+        for width in sorted({r["width"] for r in run.rows}):
+            if claim.widths is not None and width not in claim.widths:
+                continue
+            a = {r["seed"]: r for r in run.rows if r["width"] == width and r["experiment"] == first}
+            b = {r["seed"]: r for r in run.rows if r["width"] == width and r["experiment"] == second}
+            seeds = sorted(set(a) & set(b))
+            if len(seeds) < 2:
+                continue
+            if claim.phase1_fitted and any(unconverged(a[s], "phase1") or unconverged(b[s], "phase1") for s in seeds):
+                left_out.append(width)
+                continue
+            va, _ = _values(run, [a[s] for s in seeds], claim.metric)
+            vb, _ = _values(run, [b[s] for s in seeds], claim.metric)
+            if len(va) != len(seeds) or len(vb) != len(seeds):
+                continue
+            if claim.metric in LOG_METRICS:
+                va, vb = np.log10(va), np.log10(vb)
+            res = paired_test(va, vb)
+            caps = [f"{e} {k}/{len(seeds)}" for e, rows in ((first, a), (second, b))
+                    if (k := sum(unconverged(rows[s], "last") for s in seeds))]
+            tests.append(Result(f"p = {width}", res["n"], res["mean_diff"], res["ci95_low"], res["ci95_high"],
+                                res["p_t"], ", ".join(caps)))
+        found[claim] = Evidence(tests, f"{RUNS}/{claim.run_dir}/results.csv", "",
+                                "log10" if claim.metric in LOG_METRICS else "raw", left_out)
+    from .figures import holm
+
+    everything = [t for e in found.values() for t in e.tests]
+    for t, p in zip(everything, holm([t.p_holm for t in everything])):
+        t.p_holm = p
+    size = sum(np.isfinite(t.p_holm) for t in everything)
+    for e in found.values():
+        e.family = f"LEDGER.md's steps and measures, {size} tests"
+    return found
+
+
+# -- verdicts ------------------------------------------------------------------------------------------------------
+
+def verdict(direction: str, tests: list[Result], delta: float) -> str:
+    """`RULES`, as code."""
+    if not tests:
+        return "inconclusive"
+    sign = {"gt": 1, "lt": -1}.get(direction)
+    significant = [t for t in tests if np.isfinite(t.p_holm) and t.p_holm < ALPHA]
+    within = all(np.isfinite(t.low) and -delta < t.low and t.high < delta for t in tests) if delta else False
+    if sign is not None:
+        if any(np.sign(t.effect) == -sign for t in significant):
+            return "not reproduced"
+        if len(significant) == len(tests) and all(np.sign(t.effect) == sign for t in tests):
+            return "reproduced"
+        return "not reproduced" if within else "inconclusive"
+    if all(np.isfinite(t.low) and -delta < t.low and t.high < delta for t in tests):
+        return "reproduced"
+    if any(t.low >= delta or t.high <= -delta for t in significant):
+        return "not reproduced"
+    return "inconclusive"
+
+
+# -- writing -------------------------------------------------------------------------------------------------------
+
+def _p(p: float) -> str:
+    return "–" if not np.isfinite(p) else f"{p:.2g}"
+
+
+def _effect(t: Result, scale: str) -> str:
+    if scale == "points":
+        return f"{100 * t.effect:+.2f} [{100 * t.low:+.2f}, {100 * t.high:+.2f}]"
+    if scale == "log10":
+        return f"×{10 ** t.effect:.2f} [{10 ** t.low:.2f}, {10 ** t.high:.2f}]"
+    return f"{t.effect:+.3f} [{t.low:+.3f}, {t.high:+.3f}]"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def ledger_row(claim: Claim, evidence: Evidence | None, runs_kept: bool) -> list[str]:
+    if claim.not_run:
+        return [claim.source, claim.text, "not run", f"no committed run; to run it: {claim.not_run}", ""]
+    if evidence is None:
+        if claim.metric != "test_acc":
+            why = (f"run not kept: `{sweep_command(claim.run_dir)}`, then `python -m advjax.ledger`")
+            return [claim.source, claim.text, "inconclusive (run not kept)", why, ""]
+        return [claim.source, claim.text, "not run", f"no row of {claim.comparison} in {claim.folder}", ""]
+    delta = DELTA if evidence.scale == "points" else 0.0
+    v = verdict(claim.direction, evidence.tests, delta)
+    unit = {"points": "points", "log10": "ratio A/B, geometric mean", "raw": claim.metric}[evidence.scale]
+    what = f"{claim.comparison}" + (f" ({claim.metric})" if claim.metric != "test_acc" else "")
+    at = f" at {', '.join(f'{a} = {x:g}' for a, x in claim.at)}" if claim.at else ""
+    tests = "; ".join(f"{t.where}: {_effect(t, evidence.scale)}, n = {t.n}, Holm p {_p(t.p_holm)}"
+                      for t in evidence.tests)
+    text = (f"`{evidence.file}`, {what}{at}, in {unit} [95% CI]: {tests or 'no test'}. "
+            f"Holm family: {evidence.family}.")
+    caps = "; ".join(f"{t.where}: {t.capped}" for t in evidence.tests if t.capped)
+    if evidence.left_out:
+        caps = "; ".join(x for x in (caps, "left out, phase 1 capped in some seed: p = "
+                                     + ", ".join(map(str, evidence.left_out))) if x)
+    if not runs_kept:
+        caps = "; ".join(x for x in (caps, "run not kept under figures/runs") if x)
+    return [claim.source, claim.text, v, text, caps or "none"]
+
+
+def build(root: str = ROOT) -> str:
+    run_claims = [c for c in CLAIMS if c.metric != "test_acc"]
+    tested = _run_tests(run_claims, root)
+    rows = []
+    for claim in CLAIMS:
+        study = STUDIES.get(claim.folder)
+        all_kept = bool(study) and all(kept(r, root) for r in study.runs)
+        if claim.not_run:
+            evidence = None
+        elif claim.metric == "test_acc":
+            evidence = csv_evidence(claim, root)
+        else:
+            evidence = tested.get(claim)
+            all_kept = kept(claim.run_dir, root)
+        rows.append(ledger_row(claim, evidence, all_kept))
+    counts = {v: sum(r[2] == v for r in rows) for v in dict.fromkeys(r[2] for r in rows)}
+    lines = [
+        "# Claims ledger",
+        "",
+        "Written by `python -m advjax.ledger` from the committed results: the significance.csv of each figure",
+        "folder and the runs kept under `figures/runs/` (results.csv and manifest.json). Do not edit by hand;",
+        "rerun the command, which writes the same bytes from the same files.",
+        "",
+        RULES,
+        "",
+        "Tally: " + ", ".join(f"{v} {n}" for v, n in counts.items()) + ".",
+        "",
+        "| source | claim | verdict | evidence (file, effect A − B with 95% CI, n, Holm p and its family) | caps |",
+        "|---|---|---|---|---|",
+        *("| " + " | ".join(_cell(c) for c in r) + " |" for r in rows),
+        "",
+        "## How the figure folders are drawn",
+        "",
+        "Each from its runs under `figures/runs/` (`python -m advjax.ledger --redraw` runs these where every run is",
+        "kept). A run not kept is made again by its sweep file (its header gives the wall time on 2 CPU cores):",
+        "",
+    ]
+    for study in STUDIES.values():
+        missing = [r for r in study.runs if not kept(r, root)]
+        state = "every run kept" if not missing else "not kept: " + ", ".join(missing)
+        lines += [f"- `{study.folder}/` ({state}):", "", "  ```bash",
+                  *(f"  {sweep_command(r)}" for r in missing), f"  {study.command()}", "  ```", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def redraw(root: str = ROOT) -> list[str]:
+    """Every figure folder whose runs are all kept, drawn again by the figures command."""
+    from .figures import main as figures_main
+
+    drawn = []
+    for study in STUDIES.values():
+        if all(kept(r, root) for r in study.runs):
+            args = [os.path.join(root, RUNS, r) for r in study.runs]
+            figures_main([*args, "--out", os.path.join(root, study.folder),
+                          *([] if study.composites else ["--no-composites"])])
+            drawn.append(study.folder)
+    return drawn
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .options import OneLineParser
+
+    ap = OneLineParser(prog="advjax.ledger", description="Write figures/LEDGER.md from the committed results.")
+    ap.add_argument("--out", default=os.path.join(ROOT, "figures", "LEDGER.md"), help="the file to write")
+    ap.add_argument("--redraw", action="store_true",
+                    help="first redraw every figure folder whose runs are all kept under figures/runs")
+    args = ap.parse_args(argv)
+    if args.redraw:
+        for folder in redraw():
+            print(f"redrew {folder}")
+    text = build()
+    with open(args.out, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
