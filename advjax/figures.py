@@ -415,11 +415,11 @@ def significance_text(rows: list[dict]) -> str:
 
 PANEL_INCHES = (4.6, 3.8)
 LEGEND_INCHES = 1.0  # below the panels: the figure's legend and what its markers mean
-STRIP_POINTS = 9  # height of one row of the capped-seed table above a panel
+STRIP_POINTS = 7.5  # height of one row of the capped-seed table above a panel
 LINESTYLES = ("-", "--", ":", "-.")  # one per grid point of a run, where a panel draws several
-CAP_NOTE = ("Open marker: some seeds stopped short of their target. The table above a panel: k/n seeds per "
-            "experiment (■ in its color) and x that stopped the last phase at its step cap or diverged (last), or "
-            "stopped phase 1 (random labels) at its cap (p1).")
+CAP_NOTE = ("Open marker: some seeds stopped short of their target. The table above a panel (once per figure where "
+            "the panels share their seeds): k/n seeds per experiment (■ in its color) and x that stopped the last "
+            "phase at its step cap or diverged (last), or stopped phase 1 (random labels) at its cap (p1).")
 
 
 def _plt():
@@ -452,15 +452,16 @@ def _subplots(n: int, columns: int = 4, inches: tuple[float, float] = PANEL_INCH
 def _title(ax, text: str, strip_lines: int = 0) -> None:
     """A panel's title, wrapped to the panel's width, above its lines of capped counts."""
     inches = ax.get_position().width * ax.figure.get_figwidth()
-    ax.set_title(_wrap(text, inches, 10), fontsize=10, pad=6 + STRIP_POINTS * strip_lines + 3 * bool(strip_lines))
+    ax.set_title(_wrap(text, inches, 10), fontsize=10, pad=6 + STRIP_POINTS * strip_lines + 2 * bool(strip_lines))
 
 
 def _cap_strip(ax, lines: list[tuple[str, dict[float, list[dict]]]]) -> int:
-    """Once per panel, a compact table above it of the seeds that stopped at a cap: a row
-    per experiment (in its color) and phase in which some seed did, "p1" for phase 1
-    (random labels) and "last" for the last phase (cap or divergence), a column per x
-    where any did, cells k/n. Returns the table's height in lines (rows + header; 0 for
-    no table), for the title to sit above it."""
+    """Once per panel, a compact table above it of the seeds that stopped at a cap: a
+    header of the x values where any did, then a row per experiment (■ in its color) and
+    phase in which some seed did, "p1" for phase 1 (random labels) and "last" for the
+    last phase (cap or divergence), cells k/n, in aligned columns. Laid out in points
+    above the panel, so that it never moves with the panel's size. Returns its height in
+    lines (rows + header; 0 for no table), for the title to sit above it."""
     rows = []
     for col, groups in lines:
         for phase, name in (("phase1", "p1"), ("last", "last")):
@@ -470,20 +471,15 @@ def _cap_strip(ax, lines: list[tuple[str, dict[float, list[dict]]]]) -> int:
     if not rows:
         return 0
     xs = sorted({x for *_, cells in rows for x in cells})
-    height = ax.get_position().height * ax.figure.get_figheight() * 72  # the panel's height in points
-    n = len(rows) + 1
-    table = ax.table(cellText=[[cells.get(x, "") for x in xs] for *_, cells in rows],
-                     rowLabels=[f"■ {name}" for _, name, _ in rows], colLabels=[f"{x:g}" for x in xs],
-                     cellLoc="center", bbox=[0.12, 1 + 3 / height, 0.88, STRIP_POINTS * n / height])
-    table.auto_set_font_size(False)
-    table.set_fontsize(6)
-    for (i, _j), cell in table.get_celld().items():
-        cell.set_linewidth(0.3)
-        cell.set_edgecolor("#bbbbbb")
-        if i > 0:
-            cell.get_text().set_color(rows[i - 1][0])
-    table.set_gid("caps")
-    return n
+    width = max(len(t) for t in [*(f"{x:g}" for x in xs), *(c for *_, cells in rows for c in cells.values())]) + 1
+    lines_ = [("gray", "".ljust(7) + "".join(f"{x:g}".rjust(width) for x in xs))]
+    lines_ += [(col, f"■ {name}".ljust(7) + "".join(cells.get(x, "").rjust(width) for x in xs))
+               for col, name, cells in rows]
+    for i, (col, text) in enumerate(lines_):
+        ax.annotate(text, (0, 1), xycoords="axes fraction", xytext=(0, 3 + STRIP_POINTS * (len(lines_) - 1 - i)),
+                    textcoords="offset points", ha="left", va="bottom", fontsize=6, family="monospace", color=col,
+                    annotation_clip=False, gid="caps")
+    return len(lines_)
 
 
 def _ring(ax, x, y, col: str) -> None:
@@ -540,7 +536,7 @@ def _line(ax, run: Run, metric: str, summary: str, at: dict[int, list[dict]], co
 
 
 def panel_metric(ax, run: Run, metric: str, summary: str, title: str | None = None,
-                 experiments=PAPER) -> None:
+                 experiments=PAPER, caps: bool = True) -> None:
     """One panel: metric vs width for each experiment, a line per grid point (line styles
     tell them apart). summary: 'mean' (± 1 std) or 'median' (with the interquartile
     range). Steps are censored at the step cap (see the module's docstring)."""
@@ -567,7 +563,7 @@ def panel_metric(ax, run: Run, metric: str, summary: str, title: str | None = No
     ax.set_xlabel("width p")
     ax.set_ylabel(title_of(metric))
     n_seeds = len({r["seed"] for r in run.rows})
-    _title(ax, title or f"{run.label} ({n_seeds} seeds)", _cap_strip(ax, strip))
+    _title(ax, title or f"{run.label} ({n_seeds} seeds)", _cap_strip(ax, strip) if caps else 0)
     ax.grid(alpha=0.3, which="both")
 
 
@@ -612,8 +608,8 @@ def _figure(panels: list[tuple[Run, str | None]], metric: str, summary: str, pat
 def _metrics_figure(run: Run, metrics: list[str], path: str, suptitle: str) -> str:
     """Every experiment of a run, one panel per metric (titled in words), median and IQR."""
     plt, fig, axes = _subplots(len(metrics))
-    for ax, metric in zip(axes, metrics):
-        panel_metric(ax, run, metric, "median", title=title_of(metric), experiments=run.experiments)
+    for i, (ax, metric) in enumerate(zip(axes, metrics)):  # the panels share their seeds: caps drawn once
+        panel_metric(ax, run, metric, "median", title=title_of(metric), experiments=run.experiments, caps=i == 0)
         ax.set_ylabel("")  # the title names it
     return _finish(plt, fig, suptitle + ", median and IQR", path, dpi=110)
 
@@ -833,7 +829,7 @@ def depth_figure(runs: list[Run], path: str, sig: list[dict] | None = None) -> s
         row[0].set_xlabel("depth (hidden layers)")
         row[0].set_ylabel("test accuracy")
         row[0].set_title(f"(a) p = {width}: test accuracy vs depth", fontsize=10,
-                         pad=9 + STRIP_POINTS * _cap_strip(row[0], strip))
+                         pad=8 + STRIP_POINTS * _cap_strip(row[0], strip))
         for ax, kind, what in ((row[1], "reinit", "layer k re-initialised"), (row[2], "freeze", "layers 1..k frozen")):
             strip = []
             for d in depths:
@@ -866,7 +862,7 @@ def depth_figure(runs: list[Run], path: str, sig: list[dict] | None = None) -> s
             ax.set_xlabel("layer k (the last is the readout)" if kind == "reinit" else "k")
             ax.set_ylabel("test acc − adversarial's")
             ax.set_title(f"({'b' if kind == 'reinit' else 'c'}) p = {width}: Θ_adv with {what}", fontsize=10,
-                         pad=9 + STRIP_POINTS * _cap_strip(ax, strip))
+                         pad=8 + STRIP_POINTS * _cap_strip(ax, strip))
             ax.legend(fontsize=7)
         row[0].legend(fontsize=7)
         for ax in row:
