@@ -135,7 +135,7 @@ class Phase:
     labels: str  # "y" (true labels) or "y_rand" (random labels)
     start: str | None = None  # a START_TRANSFORMS name, or None: start where the last phase ended
     trainable: tuple[str, ...] | None = None  # layers trained (None: every layer); the others are frozen
-    optimizer: Optimizer | None = None  # None: the run's default settings
+    optimizer: Optimizer = Optimizer()  # how it trains: optimizer, step size, cap, momentum, ...
     start_layer: str | None = None  # the layer a start transform acts on (reinit)
     target_acc: float = 1.0  # stop at this training accuracy on the phase's labels (1: zero error)
     budget: bool = False  # train exactly the step cap, never checking the error (Liu et al.'s fixed epochs)
@@ -298,12 +298,15 @@ class Stops:
     perturb: float = 0.1
 
 
-def experiment(name: str, model: Model, on_y: Optimizer | None = None,
+def experiment(name: str, model: Model, on_y: Optimizer = Optimizer(),
                on_y_rand: Optimizer | None = None, stops: Stops = Stops()) -> tuple[Phase, ...]:
     """The phases of experiment `name` for `model`. Phases on the true labels train with
-    `on_y`, phases on the random labels with `on_y_rand` (None: the run's settings), so
-    "Adam in phase 1 only" or "weight decay after Θ_adv only" is a phase definition;
-    `stops` sets their stop targets and phase 1's share of random labels."""
+    `on_y`, phases on the random labels with `on_y_rand` (default: plain `on_y.name` at
+    its step size and cap), so "Adam in phase 1 only" or "weight decay after Θ_adv only"
+    is a phase definition; `stops` sets their stop targets and phase 1's share of random
+    labels. Every phase carries its optimizer: nothing falls back to a run's settings."""
+    if on_y_rand is None:
+        on_y_rand = Optimizer(on_y.name, on_y.lr, on_y.max_steps)
     budget = stops.rule == "budget"
     y = Phase("y", optimizer=on_y, target_acc=stops.target_acc, budget=budget)
     y_rand = Phase("y_rand", optimizer=on_y_rand, target_acc=stops.phase1_target_acc,
@@ -334,17 +337,12 @@ def experiment(name: str, model: Model, on_y: Optimizer | None = None,
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """What every phase of a width shares, and the optimizer of phases that carry none."""
+    """What every phase of a width shares (each phase carries its own optimizer)."""
 
-    lr: float
-    max_steps: int
     batch_size: int | None
     loss_reduction: str
     chunk_steps: int
     max_in_flight: int | None = None  # seeds on the devices at once (None: all)
-    optimizer: str = "sgd"
-    momentum: float = 0.0
-    weight_decay: float = 0.0
     check_every: int = 1  # steps between zero-error checks
     lr_boundaries: tuple[int, ...] = ()  # the step schedule's boundaries in steps, and its factor
     lr_factor: float = 1.0
@@ -352,11 +350,6 @@ class TrainSettings:
     repack: bool = False  # ... and repack live seeds into new groups (train's `repack`; last bits may change)
     tuner: Any = None  # a tune.GroupTuner: each phase's seed-group size probed on this machine (same results)
     group_elements: int = 1 << 20  # train's PhaseSpec.group_elements (train.group_elements_of a seed layout)
-
-    def optimizer_of(self, phase: Phase) -> Optimizer:
-        if phase.optimizer is not None:
-            return phase.optimizer
-        return Optimizer(self.optimizer, self.lr, self.max_steps, self.momentum, self.weight_decay)
 
 
 @dataclass(frozen=True)
@@ -500,7 +493,7 @@ def _train_together(prefixes: list[tuple[Phase, ...]], run: WidthRun, name: str)
     first, s = phases[0], run.settings
     assert all((p.labels, p.start, p.trainable, p.start_layer, p.budget)
                == (first.labels, first.start, first.trainable, first.start_layer, first.budget) for p in phases)
-    opts = [s.optimizer_of(p) for p in phases]
+    opts = [p.optimizer for p in phases]
     assert len({(o.name, o.augment) for o in opts}) == 1
     fresh = i == 0 and callable(run.theta0)  # θ0 made for this phase alone: train in place
     before = [run.initial()] * len(prefixes) if i == 0 else [run.memo[p[:-1]].params for p in prefixes]

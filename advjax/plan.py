@@ -83,7 +83,7 @@ def layout_of(cfg: SweepConfig) -> str:
 
 def shared_settings(cfg: SweepConfig) -> TrainSettings:
     """What every phase shares (each phase carries its own optimizer, step size and cap)."""
-    return TrainSettings(lr=cfg.lr, max_steps=cfg.max_steps, batch_size=cfg.batch_size or None,
+    return TrainSettings(batch_size=cfg.batch_size or None,
                          loss_reduction=cfg.loss_reduction, chunk_steps=cfg.chunk_steps, compact=cfg.compact,
                          repack=cfg.repack and cfg.compact, group_elements=group_elements_of(layout_of(cfg)))
 
@@ -131,7 +131,7 @@ def _phase_record(phase: Phase) -> dict:
     optimizer's fields (optimizer, lr, max_steps, momentum, weight_decay) inline, and a
     stop target, random-label share or augmentation that is not the default."""
     record = {k: v for k, v in dataclasses.asdict(phase).items() if k not in ("optimizer", "shrink", "perturb")}
-    opt = dataclasses.asdict(phase.optimizer) if phase.optimizer else {}
+    opt = dataclasses.asdict(phase.optimizer)
     record |= {("optimizer" if k == "name" else k): v for k, v in opt.items()}
     return {k: v for k, v in record.items() if _RECORDED_IF_SET.get(k, object()) != v}
 

@@ -17,7 +17,7 @@ import pytest
 
 from advjax import run_sweep
 from advjax.data import as_images, confusion_images, make_dataset, n_zeroed, standardized, write_cifar_binary
-from advjax.experiments import RandomSet, Stops, TrainSettings, WidthRun, experiment, run_phases
+from advjax.experiments import Optimizer, RandomSet, Stops, TrainSettings, WidthRun, experiment, run_phases
 from advjax.model import MLP
 from advjax.options import from_dict
 from advjax.plan import load_data, make_sweep_model, phase_fingerprint
@@ -147,9 +147,9 @@ def test_phase_one_trains_on_the_confusion_set_and_phase_two_on_the_training_set
     batch_keys = jax.random.split(jax.random.PRNGKey(5), 2)
     run = WidthRun(model=model, theta0=theta0, x_train=x, labels={"y": y, "y_rand": np.zeros((2, 12), np.int32)},
                    batch_keys=batch_keys, x_batched=True,
-                   settings=TrainSettings(lr=0.3, max_steps=10, batch_size=5, loss_reduction="mean", chunk_steps=10),
+                   settings=TrainSettings(batch_size=5, loss_reduction="mean", chunk_steps=10),
                    random_set=RandomSet(x=x_conf, y=np.tile(np.asarray(y), (1, 2)), y_rand=y_conf))
-    phases = experiment("adversarial", model)
+    phases = experiment("adversarial", model, Optimizer(lr=0.3, max_steps=10))
     assert run.x_of(phases[0]) is x_conf and run.x_of(phases[1]) is x
     adv, after = run_phases(phases, run)
     spec = PhaseSpec(model, model.layers, batch_size=5, chunk_steps=10)

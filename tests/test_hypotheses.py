@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_experiments import _run, bits
+from test_experiments import _exp, _run, bits
 
 from advjax import run_sweep
 from advjax.data import teacher_student
@@ -14,7 +14,6 @@ from advjax.experiments import (
     Phase,
     TrainSettings,
     WidthRun,
-    experiment,
     experiment_names,
     run_phases,
 )
@@ -34,7 +33,7 @@ def _seed(tree, i):
 
 def test_norm_matched_starts_have_theta_adv_norms_exactly():
     run = _run()
-    theta_adv = run_phases(experiment("adversarial", run.model)[:1], run)[0].params
+    theta_adv = run_phases(_exp("adversarial", run.model)[:1], run)[0].params
     per_layer = START_TRANSFORMS["norm_layer"](theta_adv, run)
     whole = START_TRANSFORMS["norm_global"](theta_adv, run)
     for i in range(3):
@@ -53,7 +52,7 @@ def test_shrink_perturb_endpoints_are_adversarial_and_a_fresh_init():
     run = _run()
     fresh = jax.vmap(run.model.init)(jax.random.split(jax.random.PRNGKey(9), 3))
     run.fresh = lambda: fresh
-    theta_adv = run_phases(experiment("adversarial", run.model)[:1], run)[0].params
+    theta_adv = run_phases(_exp("adversarial", run.model)[:1], run)[0].params
     at = lambda shrink, perturb: Phase("y", start="shrink_perturb", shrink=shrink, perturb=perturb)  # noqa: E731
     assert bits(START_TRANSFORMS["shrink_perturb"](theta_adv, run, at(1.0, 0.0))) == bits(theta_adv)
     assert bits(START_TRANSFORMS["shrink_perturb"](theta_adv, run, at(0.0, 1.0))) == bits(fresh)
@@ -97,7 +96,7 @@ def test_teacher_labels_and_features():
     model = MLP(5, 5, 1)
     theta0 = jax.vmap(model.init)(jax.random.split(key, 2))
     run = WidthRun(model=model, theta0=theta0, x_train=None, labels={}, batch_keys=None, x_batched=True,
-                   settings=TrainSettings(0.1, 1, None, "mean", 1),
+                   settings=TrainSettings(None, "mean", 1),
                    teacher=lambda: jax.tree.map(lambda a: np.stack([a, a]), t))
     start = START_TRANSFORMS["teacher_features"](theta0, run)
     np.testing.assert_array_equal(start["hidden"]["kernel"][:, :, :3], np.stack([w, w]))

@@ -1,6 +1,8 @@
 """The model protocol and deep MLPs: sizes, vmapped seeds, per-layer experiments,
 measures at depth, checkpoints that name the model, and bad input."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ from test_experiments import bits
 from advjax import run_sweep
 from advjax.data import gaussians_points, random_labels
 from advjax.experiments import (
+    Optimizer,
     TrainSettings,
     WidthRun,
     experiment,
@@ -25,20 +28,30 @@ from advjax.sweep import main
 from advjax.train import PhaseSpec, train
 
 
+@dataclasses.dataclass
+class _Run(WidthRun):
+    opt: Optimizer = Optimizer()  # what its experiments' phases train with (`_exp`)
+
+
+def _exp(name, run):
+    return experiment(name, run.model, run.opt, run.opt)
+
+
 def _run(depth=3, width=6, n_seeds=3, max_steps=200, lr=0.5):
     model = MLP(width=width, n_in=2, n_out=1, depth=depth)
     keys = jax.random.split(jax.random.PRNGKey(0), n_seeds)
     x, y = jax.vmap(lambda k: gaussians_points(k, 30))(keys)
     y_rand = jax.vmap(lambda k: random_labels(k, 30, 2))(jax.random.split(jax.random.PRNGKey(1), n_seeds))
-    return WidthRun(
+    return _Run(
         model=model,
         theta0=jax.tree.map(np.asarray, jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(2), n_seeds))),
         x_train=x,
         labels={"y": y, "y_rand": y_rand},
         batch_keys=jax.random.split(jax.random.PRNGKey(3), n_seeds),
         x_batched=True,
-        settings=TrainSettings(lr=lr, max_steps=max_steps, batch_size=None, loss_reduction="mean", chunk_steps=500),
+        settings=TrainSettings(batch_size=None, loss_reduction="mean", chunk_steps=500),
         fresh=lambda: jax.tree.map(np.asarray, jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(4), n_seeds))),
+        opt=Optimizer(lr=lr, max_steps=max_steps),
     )
 
 
@@ -88,11 +101,11 @@ def test_vmapped_seed_of_a_deep_network_equals_the_seed_alone():
 
 def test_freeze_k_keeps_layers_1_to_k_of_theta_adv_bit_for_bit_and_moves_the_rest():
     run = _run(depth=3)
-    theta_adv = run_phases(experiment("adversarial", run.model)[:1], run)[0].params
+    theta_adv = run_phases(_exp("adversarial", run)[:1], run)[0].params
     names = [n for n in experiment_names(4) if n.startswith("freeze_")]
     assert names == ["freeze_1", "freeze_2", "freeze_3"]
     for k, name in enumerate(names, start=1):
-        final = run_phases(experiment(name, run.model), run)[-1]
+        final = run_phases(_exp(name, run), run)[-1]
         assert (final.steps > 0).all()
         for i, layer in enumerate(run.model.layers):
             if i < k:
@@ -104,12 +117,12 @@ def test_freeze_k_keeps_layers_1_to_k_of_theta_adv_bit_for_bit_and_moves_the_res
 
 def test_reinit_k_starts_from_theta_adv_with_layer_k_alone_freshly_initialised():
     run = _run(depth=3, max_steps=50)
-    theta_adv = run_phases(experiment("adversarial", run.model)[:1], run)[0].params
+    theta_adv = run_phases(_exp("adversarial", run)[:1], run)[0].params
     fresh = run.fresh()
     names = [n for n in experiment_names(4) if n.startswith("reinit_")]
     assert names == ["reinit_1", "reinit_2", "reinit_3", "reinit_4"]
     for k, name in enumerate(names, start=1):
-        start = last_start(experiment(name, run.model), run)
+        start = last_start(_exp(name, run), run)
         for i, layer in enumerate(run.model.layers):
             if i == k - 1:
                 assert bits(start[layer]) == bits(fresh[layer])
@@ -120,9 +133,9 @@ def test_reinit_k_starts_from_theta_adv_with_layer_k_alone_freshly_initialised()
 
 def test_norm_matched_layer_at_depth_has_theta_adv_norm_in_every_layer():
     run = _run(depth=3, max_steps=100)
-    theta_adv = run_phases(experiment("adversarial", run.model)[:1], run)[0].params
-    start = last_start(experiment("norm_matched_layer", run.model), run)
-    whole = last_start(experiment("norm_matched_global", run.model), run)
+    theta_adv = run_phases(_exp("adversarial", run)[:1], run)[0].params
+    start = last_start(_exp("norm_matched_layer", run), run)
+    whole = last_start(_exp("norm_matched_global", run), run)
     for s in range(3):
         seed = lambda t, s=s: jax.tree.map(lambda a: np.asarray(a)[s], t)  # noqa: E731
         for layer in run.model.layers:
