@@ -38,27 +38,17 @@ import jax
 import numpy as np
 
 from .checkpoint import final_path, restore_final
+from .experiments import EXPERIMENT_SPECS
+from .experiments import comparisons as registered_comparisons
+from .measures import MEASURES as MEASURE_SPECS
 from .model import model_from_options
 from .options import GRID_AXES, ConfigError, OneLineParser
 from .results import RunDirError, read_run
 from .rundir import check_writable
 
 PAPER = ("baseline", "adversarial", "frozen")  # the paper's colors: black, red, blue
-# Others from Okabe and Ito's colorblind-safe palette, and Tol's wine and ochre: experiments
-# that one sweep runs together (hypotheses-*.toml) get colors no reader confuses.
-COLORS = {"baseline": "black", "adversarial": "red", "frozen": "blue",
-          "norm_matched_layer": "#009E73", "norm_matched_global": "#CC79A7", "shrink_perturb": "#E69F00",
-          "random_features": "#56B4E9", "teacher_features": "#882255", "orthogonal_features": "#DDAA33"}
-LABELS = {"baseline": "1: baseline", "adversarial": "2: adversarial", "frozen": "3: frozen features",
-          "norm_matched_layer": "θ0 at Θ_adv's norm (per layer)", "norm_matched_global": "θ0 at Θ_adv's norm (whole)",
-          "shrink_perturb": "shrink-perturb Θ_adv", "random_features": "random features (θ0's)",
-          "teacher_features": "teacher features", "orthogonal_features": "features orthogonal to the teacher"}
-COMPARISONS = (("adversarial", "baseline"), ("frozen", "adversarial"), ("frozen", "baseline"),
-               ("norm_matched_layer", "baseline"), ("norm_matched_global", "baseline"),
-               ("norm_matched_layer", "adversarial"), ("norm_matched_global", "adversarial"),
-               ("shrink_perturb", "adversarial"),
-               ("random_features", "frozen"), ("teacher_features", "random_features"),
-               ("orthogonal_features", "random_features"))
+# An experiment's colour, label and comparisons are its ExperimentSpec's (experiments.py);
+# a measure's panel title is its MeasureSpec's (measures.py): one registry each.
 # The hyperparameters a sweep can vary over a grid (options.GRID_AXES): results.csv has a
 # column for each one it varied (more than one value), named so. What each is, in words:
 AXIS_WORDS = {"lr": "learning rate", "phase1_lr": "phase-1 learning rate", "max_steps": "step cap per phase",
@@ -71,8 +61,8 @@ LOG_AXES = ("lr", "phase1_lr", "max_steps", "weight_decay")  # grid axes that sp
 def color(exp: str) -> str:
     """An experiment's color: the paper's, or for per-layer experiments (freeze_k,
     reinit_k) a shade per layer k (greens for freeze, purples for reinit)."""
-    if exp in COLORS:
-        return COLORS[exp]
+    if exp in EXPERIMENT_SPECS:
+        return EXPERIMENT_SPECS[exp].color
     kind, _, k = exp.rpartition("_")
     shades = {"freeze": ("#238b45", "#41ab5d", "#74c476", "#a1d99b"), "reinit": ("#54278f", "#756bb1", "#9e9ac8",
                                                                                  "#bcbddc", "#dadaeb")}
@@ -85,29 +75,35 @@ def label(exp: str) -> str:
         return f"Θ_adv, layers 1..{k} frozen"
     if kind == "reinit" and k.isdigit():
         return f"Θ_adv, layer {k} re-initialised"
-    return LABELS.get(exp, exp)
+    spec = EXPERIMENT_SPECS.get(exp)
+    return spec.label or exp if spec else exp
 
 
 def comparisons(experiments: list[str]) -> list[tuple[str, str]]:
-    """COMPARISONS, and each per-layer experiment against adversarial (the same Θ_adv)."""
+    """The registered comparisons, and each per-layer experiment against adversarial (the same Θ_adv)."""
     per_layer = [(e, "adversarial") for e in experiments if e.rpartition("_")[0] in ("freeze", "reinit")]
-    return [*COMPARISONS, *per_layer]
+    return [*registered_comparisons(), *per_layer]
 
 
 # Measure columns in the order drawn -> what a panel of them is titled: words, and units.
-MEASURES = {"sharpness": "sharpness: top eigenvalue of the training loss's Hessian",
-            "norm_total": "parameter norm ‖θ‖₂, all layers",
-            "distance": "distance travelled ‖θ − θ_start‖₂, last phase",
-            "margin": "smallest training margin (logit units)",
-            "active_fraction": "active ReLUs (fraction of unit × training point pairs)",
-            "boundary_length": "decision boundary length (input units)",
-            "linear_regions": "linear regions met on the input grid (count)"}
-TITLES = {"test_acc": "test accuracy", "steps": "steps to zero training error (last phase)", **MEASURES}
+# Measure columns in the order drawn (those registered later after them); each panel is
+# titled by its MeasureSpec (words, and units).
+MEASURE_ORDER = ("sharpness", "norm_total", "distance", "margin", "active_fraction", "boundary_length",
+                 "linear_regions")
+
+
+def drawn_measures() -> list[str]:
+    """The measure columns a figure draws, in order: the built-in ones, then those registered."""
+    return [*MEASURE_ORDER, *(m for m, spec in MEASURE_SPECS.items() if spec.title and m not in MEASURE_ORDER)]
+
+
+TITLES = {"test_acc": "test accuracy", "steps": "steps to zero training error (last phase)"}
 
 
 def title_of(column: str) -> str:
     """A results.csv column in words (TITLES), else its name."""
-    return TITLES.get(column, column)
+    spec = MEASURE_SPECS.get(column)
+    return TITLES.get(column) or (spec.title if spec and spec.title else column)
 
 
 @dataclass
@@ -147,14 +143,14 @@ class Run:
 
     @property
     def experiments(self) -> list[str]:
-        """The run's experiments: the known ones in COLORS's order, then the others
+        """The run's experiments: the registered ones in their order, then the others
         (per-layer ones, e.g. freeze_2, reinit_3) in the order the run has them."""
         found = list(dict.fromkeys(r["experiment"] for r in self.rows))
-        return [e for e in COLORS if e in found] + [e for e in found if e not in COLORS]
+        return [e for e in EXPERIMENT_SPECS if e in found] + [e for e in found if e not in EXPERIMENT_SPECS]
 
     @property
     def measured(self) -> list[str]:
-        return [m for m in MEASURES if any(r.get(m) is not None for r in self.rows)]
+        return [m for m in drawn_measures() if any(r.get(m) is not None for r in self.rows)]
 
 
 class FigureError(ValueError):
@@ -388,7 +384,7 @@ def summary(runs: list[Run]) -> list[dict]:
 def write_summary(rows: list[dict], path: str) -> None:
     """summary.csv: `summary`'s rows, every column any row has (grid axes after the width)."""
     axes = [a for a in GRID_AXES if any(a in r for r in rows)]
-    measures = [f"{m}_median" for m in MEASURES if any(f"{m}_median" in r for r in rows)]
+    measures = [f"{m}_median" for m in drawn_measures() if any(f"{m}_median" in r for r in rows)]
     cols = ["run", "width", *axes, "experiment", "n", "test_acc_mean", "test_acc_std", "test_acc_median",
             "steps_median", "capped", "phase1_capped", "phase1_steps_median", "phase1_fit_mean", *measures]
     with open(path, "w", newline="") as f:
