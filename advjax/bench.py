@@ -173,7 +173,7 @@ def run_advjax(name, width, n_seeds, steps, group: int | None = None, im2col: bo
     """The engine on the workload; `group`: seeds side by side in each of a device's seed
     groups (default: the trainer's own choice, `PhaseSpec.group_elements`); `im2col`:
     the conv net with its convolutions as patch matmuls (the sweep's --conv-impl im2col)."""
-    from .train import COMPILE_STATS, PhaseSpec, train
+    from .train import COMPILE_STATS, Numbers, PhaseSpec, train
 
     n, batch, lr = settings(name)
     model, x, y, theta0, bkeys = workload_data(name, n_seeds, width)
@@ -184,10 +184,10 @@ def run_advjax(name, width, n_seeds, steps, group: int | None = None, im2col: bo
     if group is not None:
         spec = dataclasses.replace(spec, group_elements=group_elements_for(spec, n, group))
     before = COMPILE_STATS.seconds
-    train(spec, theta0, x, y, bkeys, lr, 1)  # compiles (the cap is a traced argument)
+    train(spec, theta0, x, y, bkeys, Numbers(lr, 1))  # compiles (the cap is a traced argument)
     compile_s = COMPILE_STATS.seconds - before
     t0 = time.perf_counter()
-    out = train(spec, theta0, x, y, bkeys, lr, steps)
+    out = train(spec, theta0, x, y, bkeys, Numbers(lr, steps))
     dt = time.perf_counter() - t0
     return {"seed_steps": int(out.steps.sum()), "seconds": dt, "compile_seconds": compile_s,
             **({"params": out.params} if keep_params else {})}
@@ -574,7 +574,7 @@ def agreement(name: str, width: int, steps: int) -> dict:
 
     from .data import circles_points
     from .model import initial_states
-    from .train import PhaseSpec, batch_indices, per_example_loss, train
+    from .train import Numbers, PhaseSpec, batch_indices, per_example_loss, train
 
     n, batch, lr = settings(name)
     model, x, y, theta0, bkeys = workload_data(name, 1, width)
@@ -585,10 +585,10 @@ def agreement(name: str, width: int, steps: int) -> dict:
     # (a): the loss trajectory from the engine run step by step (caps 0, 1, 2, ...)
     ours_losses = []
     spec = PhaseSpec(model, model.layers, batch_size=batch, chunk_steps=steps, x_batched=False)
-    out = train(spec, theta0, x, y, bkeys, lr, steps)
+    out = train(spec, theta0, x, y, bkeys, Numbers(lr, steps))
     ours_steps = int(out.steps[0])
     for cap in range(min(steps, 30) + 1):
-        at = train(spec, theta0, x, y, bkeys, lr, cap)
+        at = train(spec, theta0, x, y, bkeys, Numbers(lr, cap))
         logits = model.apply(_seed(at.params, 0), jnp.asarray(x), _seed(at.state, 0))
         ours_losses.append(float(per_example_loss(logits, jnp.asarray(y[0])).mean()))
     # (b) with the same minibatches

@@ -16,6 +16,7 @@ init, that layer starts with the initial statistics (`start_state_of`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ import jax
 import numpy as np
 
 from .model import Model, feature_layers, initial_states, readout, zero_readout
-from .train import Outcome, PhaseSpec, Store, need_for, train
+from .train import Numbers, Outcome, PhaseSpec, RunOptions, Store, need_for, train
 
 
 # Start transforms make a phase's start from the previous phase's parameters (θ0 for a
@@ -529,18 +530,18 @@ def _train_together(prefixes: list[tuple[Phase, ...]], run: WidthRun, name: str)
     label = describe(prefixes[0], i, name) + (f" · {len(prefixes)} grid points" if together else "")
     callback = run.progress(label, max(o.max_steps for o in opts)) if run.progress else None
     data = (stack(starts), stack([x] * len(prefixes)) if run.x_batched else x,
-            stack([run.labels_of(p) for p in phases]), np.tile(keys, (len(prefixes), 1)),
-            per_point([o.lr for o in opts]))
-    seeds = dict(need=per_point([need_for(p.target_acc, n_train) for p in phases]),
-                 momentum=per_point([o.momentum for o in opts]), weight_decay=per_point([o.weight_decay for o in opts]),
-                 block=n_seeds, max_in_flight=s.max_in_flight, state0=stack(states))
+            stack([run.labels_of(p) for p in phases]), np.tile(keys, (len(prefixes), 1)))
+    numbers = Numbers(per_point([o.lr for o in opts]), per_point([o.max_steps for o in opts]),
+                      need=per_point([need_for(p.target_acc, n_train) for p in phases]),
+                      momentum=per_point([o.momentum for o in opts]),
+                      weight_decay=per_point([o.weight_decay for o in opts]))
+    how = RunOptions(max_in_flight=s.max_in_flight, block=n_seeds, compact=s.compact, repack=s.repack)
+    state0 = stack(states)
     if s.tuner is not None:
-        spec = s.tuner.choose(spec, *data, **seeds, label=label)
-    out = train(
-        spec, *data, per_point([o.max_steps for o in opts]), **seeds,
-        progress=callback, store=run.store(prefixes) if run.store else None,
-        donate=together or (fresh and not first.start), compact=s.compact, repack=s.repack,
-    )
+        spec = s.tuner.choose(spec, data, numbers, how, state0, label)
+    how = dataclasses.replace(how, progress=callback, store=run.store(prefixes) if run.store else None,
+                              donate=together or (fresh and not first.start))
+    out = train(spec, *data, numbers, how, state0)
     del starts, states
     for d, prefix in enumerate(prefixes):
         rows = slice(d * n_seeds, (d + 1) * n_seeds)

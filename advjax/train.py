@@ -647,33 +647,40 @@ def repacked(done: np.ndarray, unit: int, n_devices: int, groups_of: Callable[[i
                        np.concatenate(lives))
 
 
-def train(
-    spec: PhaseSpec,
-    params0: dict,
-    x: jax.Array,
-    y: jax.Array,
-    batch_keys: jax.Array,
-    lr: float | np.ndarray,
-    max_steps: int | np.ndarray,
-    progress: Callable[[int, int, int, int], None] | None = None,
-    store: Store | None = None,
-    mesh: Mesh | None = None,
-    max_in_flight: int | None = None,
-    donate: bool = False,
-    need: int | np.ndarray | None = None,
-    momentum: float | np.ndarray = 0.0,
-    weight_decay: float | np.ndarray = 0.0,
-    block: int | None = None,
-    state0: dict | None = None,
-    compact: bool = True,
-    repack: bool = False,
-) -> Outcome:
+@dataclass(frozen=True)
+class Numbers:
+    """A phase's traced numbers: one value for all seeds or one per seed. `need`: training
+    points right that stop a seed (default: all of them); momentum and weight decay are
+    read from here where spec.per_seed names them (a grid varies them)."""
+
+    lr: float | np.ndarray
+    max_steps: int | np.ndarray
+    need: int | np.ndarray | None = None
+    momentum: float | np.ndarray = 0.0
+    weight_decay: float | np.ndarray = 0.0
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How `train` runs a phase; none of it changes results (`repack` aside: see there)."""
+
+    progress: Callable[[int, int, int, int], None] | None = None  # (done, seeds, max step, seed-steps) a chunk
+    store: Store | None = None  # checkpoints: resume from its newest save, save as it decides and on Ctrl-C
+    mesh: Mesh | None = None  # default: all devices, of all processes
+    max_in_flight: int | None = None  # seeds on the devices at once (None: all)
+    donate: bool = False  # host numpy params0 become the state and are overwritten
+    block: int | None = None  # a grid point's seeds: each block is laid out as a run of its seeds alone
+    compact: bool = True  # regroup the live seed groups at the compaction points
+    repack: bool = False  # ... and repack live seeds into smaller groups (can change last bits)
+
+
+def train(spec: PhaseSpec, params0: dict, x: jax.Array, y: jax.Array, batch_keys: jax.Array, numbers: Numbers,
+          run: RunOptions = RunOptions(), state0: dict | None = None) -> Outcome:
     """Train every seed of `params0` (leading axis = seeds) on (x, y) to zero error.
 
     y carries the seed axis; x does when spec.x_batched, else it is shared by all seeds.
-    lr, max_steps, need (training points right that stop a seed; default all of them),
-    and momentum and weight decay where spec.per_seed names them, are one value for
-    all seeds or one per seed. Seeds come in blocks of `block` (a grid point's seeds;
+    `numbers` (lr, max_steps, need, momentum, weight decay) are one value for all seeds
+    or one per seed. `run` says how it runs (RunOptions). Seeds come in blocks of `block` (a grid point's seeds;
     default: all of them, one block): each block in flight is padded, split over the
     devices and grouped exactly as a run of its seeds alone, so that on a given machine
     a grid point's seeds train bit for bit as they would without the grid (XLA's CPU
@@ -696,122 +703,147 @@ def train(
     `repack`) and compacts from the next compaction point on. `repack` (with `compact`):
     also repack the live seeds into smaller groups, which can change their last bits.
     """
-    mesh = mesh or seed_mesh()
-    repack = repack and compact
+    mesh = run.mesh or seed_mesh()
     n_seeds = batch_keys.shape[0]
-    unit, flight = in_flight(n_seeds, block, max_in_flight)
-    n_groups, group = seed_groups(spec, y.shape[-1], -(-unit // mesh.size))
-    split = NamedSharding(mesh, P(SEED_AXIS))
-    shared = NamedSharding(mesh, P())
-
+    unit, flight = in_flight(n_seeds, run.block, run.max_in_flight)
     params0, x, y, batch_keys = gather((params0, x, y, batch_keys))
     trainable = {k: v for k, v in params0.items() if k in spec.trainable}
     frozen = {k: v for k, v in params0.items() if k not in spec.trainable}
     n_train = y.shape[-1]  # x may be (seeds,) n examples of any shape: points, vectors, images
-    hyper = make_hyper(n_seeds, lr, max_steps, n_train if need is None else need, momentum, weight_decay)
+    need = n_train if numbers.need is None else numbers.need
+    hyper = make_hyper(n_seeds, numbers.lr, numbers.max_steps, need, numbers.momentum, numbers.weight_decay)
     # The state of every seed lives on the host; only the batch in flight is on devices.
     state0 = initial_states(spec.model, n_seeds) if state0 is None else gather(state0)
-    like = host_init_state(trainable, batch_keys, hyper, spec, donate=donate, model_state=state0)
-    restored = store.restore(like) if store is not None else None
+    like = host_init_state(trainable, batch_keys, hyper, spec, donate=run.donate, model_state=state0)
+    restored = run.store.restore(like) if run.store is not None else None
     state = jax.tree.map(lambda a: a if a.flags.writeable else np.array(a),
                          restored if restored is not None else like)
     was_complete = restored is not None and bool(state.done.all())
-    x_shared = None if spec.x_batched else distribute(x, shared)
-    chunk_len = min(spec.chunk_steps, 16)
+    flying = _InFlight(spec, run, mesh, unit, (frozen, x, y, hyper))
+    with deferred_interrupts() as interrupted:
+        for b0 in range(0, n_seeds, flight):
+            sl = slice(b0, min(b0 + flight, n_seeds))
+            if not state.done[sl].all():
+                state = flying.batch(sl, state, interrupted)
+        if run.store is not None and not was_complete:
+            run.store.save(state, complete=True)
+        if interrupted():  # arrived in the last chunk: the finished phase is saved first
+            raise KeyboardInterrupt
+    if was_complete and run.progress is not None:
+        run.progress(n_seeds, n_seeds, int(state.step.max()), int(state.step.sum()))
+    return Outcome(params={**frozen, **state.params}, steps=state.step, converged=state.converged,
+                   diverged=state.diverged, state=state.model_state)
 
-    def repack_at(done: np.ndarray, packed_rows: int) -> tuple[GroupLayout, int] | None:
+
+class _InFlight:
+    """One batch of seeds after another on the devices: its layout of seed groups, its
+    compiled chunk program, compaction and repacks, progress and saves (`train`)."""
+
+    def __init__(self, spec: PhaseSpec, run: RunOptions, mesh: Mesh, unit: int, inputs: tuple):
+        self.spec, self.run, self.mesh, self.unit = spec, run, mesh, unit
+        self.frozen, self.x, self.y, self.hyper = inputs
+        self.repack = run.repack and run.compact
+        self.n_groups, self.group = seed_groups(spec, self.y.shape[-1], -(-unit // mesh.size))
+        self.split = NamedSharding(mesh, P(SEED_AXIS))
+        self.shared = NamedSharding(mesh, P())
+        self.x_shared = None if spec.x_batched else distribute(self.x, self.shared)
+        self.chunk_len = min(spec.chunk_steps, 16)
+
+    def repack_at(self, done: np.ndarray, packed_rows: int) -> tuple[GroupLayout, int] | None:
         """The batch's live seeds repacked, once they fit half the rows of the last repack."""
-        new = repacked(done, unit, mesh.size, lambda n_local: seed_groups(spec, y.shape[-1], n_local))
-        rows = new.take.size // mesh.size
+        spec, y = self.spec, self.y
+        new = repacked(done, self.unit, self.mesh.size, lambda n_local: seed_groups(spec, y.shape[-1], n_local))
+        rows = new.take.size // self.mesh.size
         return (new, rows) if 2 * rows <= packed_rows else None
 
-    def place(sl: slice, layout: GroupLayout, state: SeedState):
+    def place(self, sl: slice, layout: GroupLayout, state: SeedState):
         """The batch's state and inputs in the layout's rows, on the devices, and its program."""
+        spec, split = self.spec, self.split
         rows = layout.take[layout.rows]
         pick = lambda tree: distribute(jax.tree.map(lambda a: a[sl][rows], tree), split)  # noqa: E731
         host = jax.tree.map(lambda a: a[sl][rows], state)
         host.done[layout.idle_rows] = True  # an idle slot's copy has nothing to do
         live = distribute(host, split)
-        args = (pick(frozen), pick(x) if spec.x_batched else x_shared, pick(y), pick(hyper))
-        chunk = distribute(np.int32(0), shared)
-        return live, args, compiled(_run_chunk_sharded, (spec, mesh, layout.slots.shape[1]), live, *args, chunk)
+        args = (pick(self.frozen), pick(self.x) if spec.x_batched else self.x_shared, pick(self.y), pick(self.hyper))
+        chunk = distribute(np.int32(0), self.shared)
+        return live, args, compiled(_run_chunk_sharded, (spec, self.mesh, layout.slots.shape[1]), live, *args, chunk)
 
-    with deferred_interrupts() as interrupted:
-        for b0 in range(0, n_seeds, flight):
-            sl = slice(b0, min(b0 + flight, n_seeds))
-            if state.done[sl].all():
-                continue
-            _, take, back = unit_layout(sl.stop - sl.start, unit, mesh.size, n_groups * group)
-            layout = GroupLayout(take, back, group, np.arange(len(take) // group).reshape(mesh.size, -1),
-                                 np.arange(sl.stop - sl.start))
-            packed_rows = len(take) // mesh.size  # rows a device at the start or the last repack
-            steps_elsewhere = int(state.step.sum()) - int(state.step[sl].sum())
-            steps = state.step[sl].copy()
-            it = int(steps[~state.done[sl]].max()) // spec.check_every  # live seeds all share their step count
-            # one group slot a device and no repack: nothing to spread, and no chunk cut short for it
-            point = compaction_point(it) if compact and (repack or layout.slots.shape[1] > 1) else None
-            if repack:  # a resumed run: the repacks up to here again, from the step at which each seed stopped
-                stopped_after = steps // spec.check_every + 1  # loop iterations (see _step)
-                at = compaction_point(0)
-                while at <= it:
-                    again = repack_at(state.done[sl] & (stopped_after <= at), packed_rows)
-                    layout, packed_rows = again or (layout, packed_rows)
-                    at = compaction_point(at)
-            live, args, run_chunk = place(sl, layout, state)
-            placed, rows = layout.placed()
-            while True:
-                run_len = chunk_len if point is None else min(chunk_len, point - it)
-                t0 = time.perf_counter()
-                live = run_chunk(live, *args, distribute(np.int32(run_len), shared))
-                done_p, steps_p = gather((live.done, live.step))  # waits
-                # Aim at CHUNK_SECONDS a call: prompt progress and saves, little overhead.
-                per_iteration = max(time.perf_counter() - t0, 1e-3) / run_len
-                chunk_len = int(min(spec.chunk_steps, max(1, min(CHUNK_SECONDS / per_iteration, 4.0 * chunk_len))))
-                it += run_len
-                state.done[sl.start + placed] = done_p[rows]
-                steps[placed] = steps_p[rows]
-                max_step = int(steps.max())
-                if progress is not None:
-                    progress(int(state.done.sum()), n_seeds, max_step, steps_elsewhere + int(steps.sum()))
-                finished, stop = bool(state.done[sl].all()), interrupted()
-                save = store is not None and not finished and (stop or store.due(max_step))
-                smaller = None
-                if point is not None and it == point and not finished and not stop:
-                    point = compaction_point(it)
-                    again = repack_at(state.done[sl], packed_rows) if repack else None
-                    if again is not None:
-                        smaller, packed_rows = again
-                    else:
-                        smaller = layout.compacted(state.done[sl], ~done_p.reshape(-1, layout.group).all(1))
-                if finished or save or smaller is not None:  # bring the placed seeds' full state back to the host
-                    back_home = jax.tree.map(lambda a, rows=rows: a[rows], gather(live))
-                    state = _set_rows(state, sl.start + placed, back_home)
-                if save:
-                    store.save(state, complete=False)
-                if finished:
-                    break
-                if stop:
-                    raise KeyboardInterrupt
-                if smaller is not None:  # the live groups alone, spread over the devices
-                    COMPACTION_STATS.relayouts += 1
-                    COMPACTION_STATS.smaller_programs += smaller.rows.size < layout.rows.size
-                    COMPACTION_STATS.repacks += again is not None
-                    layout = smaller
-                    live, args, run_chunk = place(sl, layout, state)
-                    placed, rows = layout.placed()
-        if store is not None and not was_complete:
-            store.save(state, complete=True)
-        if interrupted():  # arrived in the last chunk: the finished phase is saved first
-            raise KeyboardInterrupt
-    if was_complete and progress is not None:
-        progress(n_seeds, n_seeds, int(state.step.max()), int(state.step.sum()))
-    return Outcome(
-        params={**frozen, **state.params},
-        steps=state.step,
-        converged=state.converged,
-        diverged=state.diverged,
-        state=state.model_state,
-    )
+    def first_layout(self, sl: slice, state: SeedState) -> tuple[GroupLayout, int, int, int | None]:
+        """The batch's layout at its start (a resumed run: after the repacks it had made),
+        the rows a device held at the last repack, the loop iteration and the next
+        compaction point (None: never)."""
+        spec, mesh = self.spec, self.mesh
+        _, take, back = unit_layout(sl.stop - sl.start, self.unit, mesh.size, self.n_groups * self.group)
+        layout = GroupLayout(take, back, self.group, np.arange(len(take) // self.group).reshape(mesh.size, -1),
+                             np.arange(sl.stop - sl.start))
+        packed_rows = len(take) // mesh.size  # rows a device at the start or the last repack
+        steps = state.step[sl]
+        it = int(steps[~state.done[sl]].max()) // spec.check_every  # live seeds all share their step count
+        # one group slot a device and no repack: nothing to spread, and no chunk cut short for it
+        point = compaction_point(it) if self.run.compact and (self.repack or layout.slots.shape[1] > 1) else None
+        if self.repack:  # a resumed run: the repacks up to here again, from the step at which each seed stopped
+            stopped_after = steps // spec.check_every + 1  # loop iterations (see _step)
+            at = compaction_point(0)
+            while at <= it:
+                again = self.repack_at(state.done[sl] & (stopped_after <= at), packed_rows)
+                layout, packed_rows = again or (layout, packed_rows)
+                at = compaction_point(at)
+        return layout, packed_rows, it, point
+
+    def batch(self, sl: slice, state: SeedState, interrupted: Callable[[], bool]) -> SeedState:
+        """Train the batch's seeds (rows `sl` of the host state) until every one is done;
+        saves between chunks as the store decides, and on an interrupt before raising."""
+        run, shared = self.run, self.shared
+        n_seeds = len(state.done)
+        layout, packed_rows, it, point = self.first_layout(sl, state)
+        steps_elsewhere = int(state.step.sum()) - int(state.step[sl].sum())
+        steps = state.step[sl].copy()
+        live, args, run_chunk = self.place(sl, layout, state)
+        placed, rows = layout.placed()
+        while True:
+            run_len = self.chunk_len if point is None else min(self.chunk_len, point - it)
+            t0 = time.perf_counter()
+            live = run_chunk(live, *args, distribute(np.int32(run_len), shared))
+            done_p, steps_p = gather((live.done, live.step))  # waits
+            self.adapt(time.perf_counter() - t0, run_len)
+            it += run_len
+            state.done[sl.start + placed] = done_p[rows]
+            steps[placed] = steps_p[rows]
+            max_step = int(steps.max())
+            if run.progress is not None:
+                run.progress(int(state.done.sum()), n_seeds, max_step, steps_elsewhere + int(steps.sum()))
+            finished, stop = bool(state.done[sl].all()), interrupted()
+            save = run.store is not None and not finished and (stop or run.store.due(max_step))
+            smaller = again = None
+            if point is not None and it == point and not finished and not stop:
+                point = compaction_point(it)
+                again = self.repack_at(state.done[sl], packed_rows) if self.repack else None
+                if again is not None:
+                    smaller, packed_rows = again
+                else:
+                    smaller = layout.compacted(state.done[sl], ~done_p.reshape(-1, layout.group).all(1))
+            if finished or save or smaller is not None:  # bring the placed seeds' full state back to the host
+                back_home = jax.tree.map(lambda a, rows=rows: a[rows], gather(live))
+                state = _set_rows(state, sl.start + placed, back_home)
+            if save:
+                run.store.save(state, complete=False)
+            if finished:
+                return state
+            if stop:
+                raise KeyboardInterrupt
+            if smaller is not None:  # the live groups alone, spread over the devices
+                COMPACTION_STATS.relayouts += 1
+                COMPACTION_STATS.smaller_programs += smaller.rows.size < layout.rows.size
+                COMPACTION_STATS.repacks += again is not None
+                layout = smaller
+                live, args, run_chunk = self.place(sl, layout, state)
+                placed, rows = layout.placed()
+
+    def adapt(self, seconds: float, run_len: int) -> None:
+        """Aim at CHUNK_SECONDS a call: prompt progress and saves, little overhead."""
+        per_iteration = max(seconds, 1e-3) / run_len
+        self.chunk_len = int(min(self.spec.chunk_steps, max(1, min(CHUNK_SECONDS / per_iteration,
+                                                                   4.0 * self.chunk_len))))
 
 
 class Metrics(NamedTuple):

@@ -49,7 +49,7 @@ import numpy as np
 
 from .devices import machine_name
 from .results import write_atomic
-from .train import PhaseSpec, check_is_the_step, in_flight, seed_groups, seed_mesh, train
+from .train import Numbers, PhaseSpec, RunOptions, check_is_the_step, in_flight, seed_groups, seed_mesh, train
 
 CANDIDATES = tuple(1 << k for k in (16, 18, 20, 22, 24))  # floats of a seed group's activations and parameters
 DEFAULT = PhaseSpec.group_elements
@@ -93,12 +93,15 @@ class GroupTuner:
         except (OSError, ValueError, TypeError):  # none yet, or unreadable: probe again and rewrite it
             return {}
 
-    def choose(self, spec: PhaseSpec, params0, x, y, batch_keys, lr, need=None, momentum=0.0, weight_decay=0.0,
-               block=None, max_in_flight=None, state0=None, mesh=None, label: str = "") -> PhaseSpec:
-        """`spec` with the group size for training these seeds (train's arguments)."""
-        mesh = mesh or seed_mesh()
+    def choose(self, spec: PhaseSpec, data: tuple, numbers: Numbers, run: RunOptions | None = None,
+               state0: dict | None = None, label: str = "") -> PhaseSpec:
+        """`spec` with the group size for training these seeds (train's arguments; `data`:
+        its params0, x, y, batch_keys)."""
+        params0, x, y, batch_keys = data
+        run = run or RunOptions()
+        mesh = run.mesh or seed_mesh()
         n_seeds, n_train = batch_keys.shape[0], y.shape[-1]
-        unit, _ = in_flight(n_seeds, block, max_in_flight)
+        unit, _ = in_flight(n_seeds, run.block, run.max_in_flight)
         per_device = -(-unit // mesh.size)
         layouts = {}
         for c in (DEFAULT, *self.candidates):  # the default first: it stands for its layout
@@ -117,10 +120,12 @@ class GroupTuner:
 
         per_seed = lambda v: _take(np.broadcast_to(np.asarray(v), (n_seeds,)), unit)  # noqa: E731
         args = (_take(params0, unit), _take(x, unit) if spec.x_batched else x, _take(y, unit),
-                _take(batch_keys, unit), per_seed(lr))
-        kw = dict(need=n_train + 1, momentum=per_seed(momentum), weight_decay=per_seed(weight_decay), block=unit,
-                  max_in_flight=unit, state0=None if state0 is None else _take(state0, unit), mesh=mesh,
-                  compact=False)  # need > n: no seed stops early, every one takes every probe step
+                _take(batch_keys, unit))
+        # need > n: no seed stops early, every one takes every probe step
+        probe = Numbers(per_seed(numbers.lr), 0, need=n_train + 1, momentum=per_seed(numbers.momentum),
+                        weight_decay=per_seed(numbers.weight_decay))
+        kw = dict(run=RunOptions(mesh=mesh, max_in_flight=unit, block=unit, compact=False),
+                  state0=None if state0 is None else _take(state0, unit), numbers=probe)
 
         steps = 2 * spec.check_every  # two iterations of the loop body: a checked step and its unchecked ones
         seconds, bits = self.timed(spec, DEFAULT, steps, args, kw)
@@ -148,9 +153,10 @@ class GroupTuner:
         """Seconds of `steps` steps of the probed seeds at group size `size` (compiled and
         warmed up first), and the bits of their state afterwards."""
         sp = dataclasses.replace(spec, group_elements=size)
-        train(sp, *args, steps, **kw)
+        kw = {**kw, "numbers": dataclasses.replace(kw["numbers"], max_steps=steps)}
+        train(sp, *args, **kw)
         t0 = time.perf_counter()
-        out = train(sp, *args, steps, **kw)
+        out = train(sp, *args, **kw)
         return time.perf_counter() - t0, _bits(out)
 
     def _chosen(self, spec: PhaseSpec, size: int, record: dict) -> PhaseSpec:

@@ -14,7 +14,7 @@ from advjax.checkpoint import PhaseStore, final_path, restore_final_state
 from advjax.experiments import experiment
 from advjax.model import CNN, initial_states, make_model, model_from_options, n_parameters
 from advjax.sweep import main
-from advjax.train import PhaseSpec, crop_flip, minibatch, train
+from advjax.train import Numbers, PhaseSpec, crop_flip, minibatch, train
 
 # Parameter counts of the CIFAR-10 networks (10 classes) of kuangliu/pytorch-cifar, the
 # code Liu et al.'s cifar10/ folder follows, as torchsummary and thop report them.
@@ -114,9 +114,9 @@ def test_vmapped_seed_of_a_resnet18_equals_the_seed_alone_and_frozen_layers_keep
     bkeys = jax.random.split(jax.random.PRNGKey(2), 3)
     trainable = experiment("freeze_2", model)[-1].trainable
     spec = PhaseSpec(model, trainable, batch_size=5, x_batched=True, augment="crop-flip")
-    together = train(spec, theta_adv, xs, ys, bkeys, lr=0.05, max_steps=4, state0=stats_adv)
+    together = train(spec, theta_adv, xs, ys, bkeys, Numbers(0.05, 4), state0=stats_adv)
     one = lambda t: jax.tree.map(lambda a: a[1:2], t)  # noqa: E731
-    alone = train(spec, one(theta_adv), xs[1:2], ys[1:2], bkeys[1:2], lr=0.05, max_steps=4, state0=one(stats_adv))
+    alone = train(spec, one(theta_adv), xs[1:2], ys[1:2], bkeys[1:2], Numbers(0.05, 4), state0=one(stats_adv))
     assert alone.steps[0] == together.steps[1] == 4
     assert _bits(alone.params) == _bits(one(together.params))
     assert _bits(alone.state) == _bits(one(together.state))

@@ -15,7 +15,7 @@ from advjax.experiments import experiment
 from advjax.model import CNN, MLP, make_model, model_from_options, n_parameters
 from advjax.results import read_results
 from advjax.sweep import main
-from advjax.train import PhaseSpec, per_example_loss, reduce_loss, train
+from advjax.train import Numbers, PhaseSpec, per_example_loss, reduce_loss, train
 
 SHAPE = (8, 8, 2)  # tiny images: H, W, C
 # One model and one image batch for every test that can take them: each distinct shape is
@@ -121,9 +121,9 @@ def test_vmapped_seed_equals_seed_alone():
     theta0 = jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(1), 3))
     bkeys = jax.random.split(jax.random.PRNGKey(2), 3)
     spec = PhaseSpec(model, model.layers, batch_size=8, chunk_steps=10, x_batched=True)
-    together = train(spec, theta0, xs, ys, bkeys, lr=0.05, max_steps=20)
+    together = train(spec, theta0, xs, ys, bkeys, Numbers(0.05, 20))
     one = lambda t: jax.tree.map(lambda a: a[1:2], t)  # noqa: E731
-    alone = train(spec, one(theta0), xs[1:2], ys[1:2], bkeys[1:2], lr=0.05, max_steps=20)
+    alone = train(spec, one(theta0), xs[1:2], ys[1:2], bkeys[1:2], Numbers(0.05, 20))
     assert alone.steps[0] == together.steps[1] and alone.converged[0] == together.converged[1]
     for a, b in zip(jax.tree.leaves(alone.params), jax.tree.leaves(one(together.params))):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
@@ -139,7 +139,7 @@ def test_frozen_conv_layers_do_not_move():
     phases = experiment("freeze_1", model)
     assert phases[-1].trainable == ("conv2", "readout")
     out = train(PhaseSpec(model, phases[-1].trainable, x_batched=True), theta0, xs, ys,
-                jax.random.split(jax.random.PRNGKey(2), 3), lr=0.05, max_steps=10)
+                jax.random.split(jax.random.PRNGKey(2), 3), Numbers(0.05, 10))
     for a, b in zip(jax.tree.leaves(theta0["conv1"]), jax.tree.leaves(out.params["conv1"])):
         assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
     for layer in ("conv2", "readout"):

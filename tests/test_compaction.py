@@ -85,7 +85,7 @@ TRAIN_SCRIPT = textwrap.dedent("""
     import json, jax, numpy as np
     from advjax.data import circles_points
     from advjax.model import MLP
-    from advjax.train import COMPACTION_STATS, PhaseSpec, train
+    from advjax.train import COMPACTION_STATS, Numbers, PhaseSpec, RunOptions, train
     assert jax.device_count() == 3
     model = MLP(width=16, n_in=2, n_out=1)
     keys = jax.random.split(jax.random.PRNGKey(0), 14)
@@ -101,7 +101,7 @@ TRAIN_SCRIPT = textwrap.dedent("""
         runs = []
         for compact in (False, True, True):
             before = COMPACTION_STATS.relayouts, COMPACTION_STATS.smaller_programs
-            o = train(spec, theta0, xs, ys, keys, lr=lr, max_steps=caps, block=7, compact=compact)
+            o = train(spec, theta0, xs, ys, keys, Numbers(lr, caps), RunOptions(block=7, compact=compact))
             runs.append(([np.asarray(a).tolist() for a in jax.tree.leaves(o)], o.steps.tolist(),
                          COMPACTION_STATS.relayouts - before[0], COMPACTION_STATS.smaller_programs - before[1]))
         out[name] = {"same_as_off": runs[1][0] == runs[0][0], "same_twice": runs[2][0] == runs[1][0],
@@ -125,7 +125,7 @@ TRAIN_SCRIPT = textwrap.dedent("""
     # --repack: a grid point's live seeds regrouped, four seeds side by side -> fewer
     spec = PhaseSpec(model, ("hidden", "readout"), group_elements=100_000, chunk_steps=100)
     leaves = lambda o: [np.asarray(a).tolist() for a in jax.tree.leaves(o)]
-    run = lambda **kw: train(spec, theta0, xs, ys, keys, lr=lr, max_steps=caps, block=7, **kw)
+    run = lambda **kw: train(spec, theta0, xs, ys, keys, Numbers(lr, caps), RunOptions(block=7, **kw))
     before = COMPACTION_STATS.repacks
     whole = leaves(run(repack=True))
     repacks = COMPACTION_STATS.repacks - before

@@ -22,7 +22,7 @@ from advjax.model import MLP
 from advjax.options import from_dict
 from advjax.plan import load_data, make_sweep_model, phase_fingerprint
 from advjax.seeds import KEY_CONFUSION, draw_seeds, seed_keys
-from advjax.train import PhaseSpec, train
+from advjax.train import Numbers, PhaseSpec, train
 
 _confusion = jax.jit(confusion_images, static_argnums=(2, 3))  # one program per shape, copies and F
 IMAGES = (5, 4, 4, 3)  # 5 small images, 400 copies each: the copies test's and the uniformity test's program
@@ -154,10 +154,10 @@ def test_phase_one_trains_on_the_confusion_set_and_phase_two_on_the_training_set
     adv, after = run_phases(phases, run)
     spec = PhaseSpec(model, model.layers, batch_size=5, chunk_steps=10)
     fold = lambda i: np.asarray(jax.vmap(lambda kk: jax.random.fold_in(kk, i))(batch_keys))  # noqa: E731
-    alone = train(spec, theta0, x_conf, y_conf, fold(0), 0.3, 10)
+    alone = train(spec, theta0, x_conf, y_conf, fold(0), Numbers(0.3, 10))
     for a, b in zip(jax.tree.leaves(adv.params), jax.tree.leaves(alone.params)):
         assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
-    then = train(spec, alone.params, x, y, fold(1), 0.3, 10)
+    then = train(spec, alone.params, x, y, fold(1), Numbers(0.3, 10))
     for a, b in zip(jax.tree.leaves(after.params), jax.tree.leaves(then.params)):
         assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
     # a dose of random labels (--random-fraction 0.5) randomizes half of the copies; the rest keep their true label

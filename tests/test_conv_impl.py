@@ -12,7 +12,7 @@ import pytest
 from advjax.model import CNN, make_model, model_from_options
 from advjax.results import read_results
 from advjax.sweep import main
-from advjax.train import PhaseSpec, train
+from advjax.train import Numbers, PhaseSpec, train
 
 
 @pytest.mark.slow
@@ -62,9 +62,9 @@ def test_a_seed_trained_with_im2col_equals_the_seed_alone():
     theta0 = jax.vmap(model.init)(keys)
     # one seed a group, as the default group size lays out conv nets on real image sets
     spec = PhaseSpec(model, model.layers, batch_size=8, x_batched=True, group_elements=1)
-    together = train(spec, theta0, x, y, keys, lr=0.05, max_steps=40)
+    together = train(spec, theta0, x, y, keys, Numbers(0.05, 40))
     one = lambda t: jax.tree.map(lambda a: a[1:2], t)  # noqa: E731
-    alone = train(spec, one(theta0), x[1:2], y[1:2], keys[1:2], lr=0.05, max_steps=40)
+    alone = train(spec, one(theta0), x[1:2], y[1:2], keys[1:2], Numbers(0.05, 40))
     assert alone.steps[0] == together.steps[1]
     for a, b in zip(jax.tree.leaves(alone.params), jax.tree.leaves(one(together.params))):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

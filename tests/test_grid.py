@@ -19,7 +19,7 @@ from advjax.experiments import n_randomized, partly_random
 from advjax.model import MLP
 from advjax.results import read_results
 from advjax.sweep import main
-from advjax.train import PhaseSpec, need_for, per_example_loss, predictions, train
+from advjax.train import Numbers, PhaseSpec, need_for, per_example_loss, predictions, train
 
 BASE = {"dataset": "spirals", "widths": "8", "seeds": 3, "max_steps": 200, "n_test": 100, "quiet": True,
         "measures": False, "figure": False, "experiments": "1,2,3"}
@@ -98,8 +98,8 @@ def test_a_target_accuracy_stops_at_the_first_step_that_reaches_it(target):
     keys = jax.random.split(jax.random.PRNGKey(3), 3)
     xs, ys = jax.vmap(lambda k: circles_points(k, 60, noise=0.3))(keys)
     theta0 = jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(4), 3))
-    out = train(PhaseSpec(model, model.layers, chunk_steps=23), theta0, xs, ys, keys, lr=0.05, max_steps=5000,
-                need=need_for(target, 60))
+    out = train(PhaseSpec(model, model.layers, chunk_steps=23), theta0, xs, ys, keys,
+                Numbers(0.05, 5000, need=need_for(target, 60)))
     assert out.converged.all()
     opt = optax.sgd(0.05)
 

@@ -25,7 +25,7 @@ from advjax.model import MLP, activations_per_example, make_model, model_from_op
 from advjax.options import from_dict
 from advjax.results import config_of, read_results
 from advjax.sweep import main
-from advjax.train import PhaseSpec, train
+from advjax.train import Numbers, PhaseSpec, train
 
 
 @dataclasses.dataclass
@@ -89,9 +89,9 @@ def test_vmapped_seed_of_a_deep_network_equals_the_seed_alone():
     500), so the 3-seed program is the one the per-layer tests below train Θ_adv with."""
     run = _run(depth=3)
     spec = PhaseSpec(run.model, run.model.layers, chunk_steps=run.settings.chunk_steps)
-    together = train(spec, run.theta0, run.x_train, run.labels["y"], run.batch_keys, 0.5, 300)
+    together = train(spec, run.theta0, run.x_train, run.labels["y"], run.batch_keys, Numbers(0.5, 300))
     one = lambda t: jax.tree.map(lambda a: np.asarray(a)[1:2], t)  # noqa: E731
-    alone = train(spec, one(run.theta0), one(run.x_train), one(run.labels["y"]), one(run.batch_keys), 0.5, 300)
+    alone = train(spec, one(run.theta0), one(run.x_train), one(run.labels["y"]), one(run.batch_keys), Numbers(0.5, 300))
     # As at depth 1 (test_train): exact steps; parameters equal up to the last bits, which
     # XLA's batched and unbatched matmuls may round differently.
     assert together.steps[1] == alone.steps[0] > 0 and together.converged[1] == alone.converged[0]

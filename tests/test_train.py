@@ -20,6 +20,7 @@ import pytest
 
 from advjax.model import MLP
 from advjax.train import (
+    Numbers,
     PhaseSpec,
     _run_chunk,
     batch_indices,
@@ -213,7 +214,7 @@ def _circles_spec(batch_size):
 def _circles_trained(batch_size):
     """All seeds of the circles problem trained to zero error (lr 0.05, cap 3000)."""
     model, xs, ys, theta0, bkeys = _circles()
-    return train(_circles_spec(batch_size), theta0, xs, ys, bkeys, lr=0.05, max_steps=3000)
+    return train(_circles_spec(batch_size), theta0, xs, ys, bkeys, Numbers(0.05, 3000))
 
 
 @pytest.mark.parametrize("batch_size", [None, 16])
@@ -238,7 +239,7 @@ def test_step_cap_and_finished_seeds_stay_put():
     model, spec = SMALL_MODEL, SMALL_SPEC
     xs, ys = _data(N_SEEDS, kind="spirals")
     theta0 = _seeds_init(model, N_SEEDS)
-    out = train(spec, theta0, xs, ys, jax.random.split(jax.random.PRNGKey(2), 4), lr=0.01, max_steps=25)
+    out = train(spec, theta0, xs, ys, jax.random.split(jax.random.PRNGKey(2), 4), Numbers(0.01, 25))
     assert (out.steps == 25).all() and not out.converged.any() and not out.diverged.any()
     # A done state run through more chunks is bit-for-bit unchanged.
     from advjax.train import host_init_state, make_hyper
@@ -257,7 +258,7 @@ def test_diverging_seed_stops_and_others_go_on():
     xs, ys = _data(N_SEEDS)
     xs = xs.at[1].multiply(1e30)  # seed 1's logits overflow at once
     theta0 = _seeds_init(SMALL_MODEL, N_SEEDS)
-    out = train(SMALL_SPEC, theta0, xs, ys, jax.random.split(jax.random.PRNGKey(2), 4), lr=0.01, max_steps=5000)
+    out = train(SMALL_SPEC, theta0, xs, ys, jax.random.split(jax.random.PRNGKey(2), 4), Numbers(0.01, 5000))
     assert out.diverged.tolist() == [False, True, False, False]
     assert out.converged.tolist() == [True, False, True, True]
     assert out.steps[1] <= 1
@@ -270,7 +271,7 @@ def test_vmapped_seed_equals_seed_alone():
     spec = _circles_spec(16)
     together = _circles_trained(16)
     one = lambda t: jax.tree.map(lambda a: a[2:3], t)  # noqa: E731
-    alone = train(spec, one(theta0), xs[2:3], ys[2:3], bkeys[2:3], lr=0.05, max_steps=3000)
+    alone = train(spec, one(theta0), xs[2:3], ys[2:3], bkeys[2:3], Numbers(0.05, 3000))
     assert alone.steps[0] == together.steps[2] and alone.converged[0] == together.converged[2]
     for a, b in zip(jax.tree.leaves(alone.params), jax.tree.leaves(one(together.params))):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
@@ -282,7 +283,7 @@ def test_frozen_layers_do_not_move():
     xs, ys = _data(N_SEEDS, kind="spirals")  # not fitted at the start: every seed takes steps
     theta0 = _seeds_init(model, N_SEEDS)
     out = train(PhaseSpec(model, ("readout",), chunk_steps=10), theta0, xs, ys,
-                jax.random.split(jax.random.PRNGKey(2), N_SEEDS), lr=0.1, max_steps=200)
+                jax.random.split(jax.random.PRNGKey(2), N_SEEDS), Numbers(0.1, 200))
     assert (out.steps > 0).all()
     for a, b in zip(jax.tree.leaves(theta0["hidden"]), jax.tree.leaves(out.params["hidden"])):
         assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
@@ -324,7 +325,7 @@ def test_momentum_weight_decay_and_adam_match_the_textbook_updates(optimizer, mo
     xs, ys = _data(N_SEEDS, kind="spirals")  # the step-cap test's data and start: no new init or draw
     theta0 = _seeds_init(model, N_SEEDS)
     spec = PhaseSpec(model, ALL, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay)
-    out = train(spec, theta0, xs, ys, jax.random.split(jax.random.PRNGKey(4), N_SEEDS), lr=0.01, max_steps=20)
+    out = train(spec, theta0, xs, ys, jax.random.split(jax.random.PRNGKey(4), N_SEEDS), Numbers(0.01, 20))
     assert (out.steps == 20).all() and not out.converged.any()  # spirals are not fitted in 20 steps
     for i in range(N_SEEDS):
         ref = _hand_rolled(model, seed_of(theta0, i), xs[i], ys[i], 0.01, 20, optimizer, momentum, weight_decay)
@@ -356,7 +357,7 @@ def test_check_every_k_stops_at_the_first_check_that_fits():
     loop's parameters fit (checks in between do not happen), its parameters those."""
     model, xs, ys, theta0, bkeys = _circles()
     spec = PhaseSpec(model, ALL, batch_size=16, chunk_steps=10, check_every=4)
-    out = train(spec, theta0, xs, ys, bkeys, lr=0.05, max_steps=3000)
+    out = train(spec, theta0, xs, ys, bkeys, Numbers(0.05, 3000))
     assert out.converged.all()
     for i in range(N_SEEDS):
         k = int(out.steps[i])
@@ -366,7 +367,7 @@ def test_check_every_k_stops_at_the_first_check_that_fits():
         for a, b in zip(jax.tree.leaves(seed_of(out.params, i)), jax.tree.leaves(ref[k])):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
     # a cap that is not a multiple of K is still exact
-    capped = train(spec, theta0, xs, ys, bkeys, lr=0.05, max_steps=10)
+    capped = train(spec, theta0, xs, ys, bkeys, Numbers(0.05, 10))
     assert (capped.steps == 10).all() and not capped.converged.any()
 
 
@@ -383,14 +384,14 @@ def test_a_fixed_budget_trains_exactly_each_cap_without_checking():
     assert target.converged[2] and target.steps[2] < caps[2]  # the target rule stops seed 2 early
     for k in (1, 3):
         spec = PhaseSpec(model, ALL, batch_size=16, chunk_steps=10, check_every=k, budget=True)
-        out = train(spec, theta0, xs, ys, bkeys, lr=0.05, max_steps=caps)
+        out = train(spec, theta0, xs, ys, bkeys, Numbers(0.05, caps))
         assert out.steps.tolist() == caps.tolist() and out.converged.all() and not out.diverged.any()
         for i in range(N_SEEDS):
             ref = _reference_run(model, seed_of(theta0, i), xs[i], ys[i], 0.05, int(caps[i]), 16, bkeys[i])
             for a, b in zip(jax.tree.leaves(seed_of(out.params, i)), jax.tree.leaves(ref[int(caps[i])])):
                 np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
     blown = train(PhaseSpec(model, ALL, batch_size=16, chunk_steps=10, budget=True), theta0, xs, ys, bkeys,
-                  lr=1e30, max_steps=50)
+                  Numbers(1e30, 50))
     assert blown.diverged.all() and not blown.converged.any() and (blown.steps < 50).all()
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from advjax.model import MLP
 from advjax.sweep import run_sweep
-from advjax.train import PhaseSpec, init_params, seed_groups, train
+from advjax.train import Numbers, PhaseSpec, RunOptions, init_params, seed_groups, train
 from advjax.tune import CACHE_FILE, DEFAULT, GroupTuner
 
 N_SEEDS, N_TRAIN = 16, 100
@@ -48,7 +48,7 @@ def _leaves(outcome):
 def test_probe_keeps_only_sizes_whose_every_bit_matches_and_they_match_on_a_whole_run(workload, tmp_path):
     spec, params, x, y, keys = workload
     tuner = Rigged(str(tmp_path))
-    chosen = tuner.choose(spec, params, x, y, keys, 0.05)
+    chosen = tuner.choose(spec, (params, x, y, keys), Numbers(0.05, 0))
     record = tuner.records[-1]
     same = {int(k): v for k, v in record["identical"].items()}
     assert len(same) > 1 and same[DEFAULT]  # several layouts were probed
@@ -56,8 +56,10 @@ def test_probe_keeps_only_sizes_whose_every_bit_matches_and_they_match_on_a_whol
     # The probe's verdicts, checked independently on a whole run (seeds stopping at
     # their own steps, up to 300): a size judged identical is identical throughout, and a
     # size judged different does differ.
-    run = lambda size: train(PhaseSpec(spec.model, spec.trainable, group_elements=size),  # noqa: E731
-                             params, x, y, keys, 0.05, 300)
+    def run(size):
+        return train(PhaseSpec(spec.model, spec.trainable, group_elements=size), params, x, y, keys,
+                     Numbers(0.05, 300))
+
     default = run(DEFAULT)
     reference, steps = _leaves(default), np.asarray(default.steps)
     assert 0 < steps.min() < steps.max()  # the runs really stop at different steps
@@ -88,34 +90,34 @@ def test_choice_margin_cache_and_one_layout(workload, tmp_path):
     seconds = {1 << 16: 0.30, 1 << 18: 0.31, DEFAULT: 0.5, 1 << 22: 0.40, 1 << 24: 0.40}
     bits = {1 << 16: b"other"}  # the fastest size rounds differently
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("seeds",))
-    args = (params, x, y, keys, 0.5)
+    args = ((params, x, y, keys), Numbers(0.5, 0), RunOptions(mesh=mesh))
     fake = Fake(str(tmp_path), seconds, bits)
-    assert fake.choose(spec, *args, mesh=mesh).group_elements == 1 << 18
+    assert fake.choose(spec, *args).group_elements == 1 << 18
     assert fake.records[-1]["from"] == "probe" and fake.records[-1]["identical"][str(1 << 16)] is False
     assert [s for s, _ in fake.probed] == [DEFAULT, 1 << 16, 1 << 18, 1 << 22]  # 2^24 lays out as 2^22: not probed
     assert {steps for _, steps in fake.probed} == {2}  # two loop iterations (the default took >= PROBE_SECONDS)
     again = Fake(str(tmp_path), seconds, bits)
-    assert again.choose(spec, *args, mesh=mesh).group_elements == 1 << 18
+    assert again.choose(spec, *args).group_elements == 1 << 18
     assert again.probed == [] and again.records[-1]["from"] == "cache"
     # within the margin of the default: the default stays; another model: its own entry
     close = Fake(str(tmp_path), {**seconds, 1 << 18: 0.49, 1 << 22: 0.48}, bits)
     other = PhaseSpec(MLP(width=999, n_in=2, n_out=2), spec.trainable)
-    assert close.choose(other, *args, mesh=mesh).group_elements == DEFAULT and close.probed
+    assert close.choose(other, *args).group_elements == DEFAULT and close.probed
     # an unreadable cache is probed again and rewritten
     (tmp_path / CACHE_FILE).write_text("not json")
-    assert Fake(str(tmp_path), seconds, bits).choose(spec, *args, mesh=mesh).group_elements == 1 << 18
+    assert Fake(str(tmp_path), seconds, bits).choose(spec, *args).group_elements == 1 << 18
     assert json.load(open(tmp_path / CACHE_FILE))
     # a minibatch phase checks with a forward pass of its own, which the state does not show: not probed;
     # under a fixed budget there is no check, and it is
     minibatch = dataclasses.replace(spec, batch_size=32)
     skipped = Fake(None, seconds, bits)
-    assert skipped.choose(minibatch, *args, mesh=mesh).group_elements == DEFAULT and skipped.probed == []
+    assert skipped.choose(minibatch, *args).group_elements == DEFAULT and skipped.probed == []
     assert skipped.records[-1]["from"].startswith("not probed")
     budget = Fake(None, seconds, bits)
-    assert budget.choose(dataclasses.replace(minibatch, budget=True), *args, mesh=mesh).group_elements == 1 << 18
+    assert budget.choose(dataclasses.replace(minibatch, budget=True), *args).group_elements == 1 << 18
     # one seed: every size lays it out alike, nothing is probed
     single = Fake(None, seconds, bits)
-    assert single.choose(spec, *jax.tree.map(lambda a: a[:1], args[:4]), 0.5, mesh=mesh).group_elements == DEFAULT
+    assert single.choose(spec, jax.tree.map(lambda a: a[:1], args[0]), *args[1:]).group_elements == DEFAULT
     assert single.probed == [] and single.records[-1]["from"] == "one layout"
 
 
