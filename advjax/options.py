@@ -691,9 +691,6 @@ def check(cfg, given: set[str]) -> None:
     if cfg.seed + cfg.seeds > SEED_LIMIT:
         raise ConfigError("--seeds", f"seeds {cfg.seed}..{cfg.seed + cfg.seeds - 1} go past 2^32 - 1 "
                           "(a seed is a uint32 PRNG key); lower --seed or --seeds")
-    if cfg.dataset == "cifar10" and cfg.cifar_path is None:
-        raise ConfigError("--cifar-path", "--dataset cifar10 reads your own copy of the binary CIFAR-10 (nothing is "
-                          "downloaded): give --cifar-path DIR or the cifar-10-binary.tar.gz")
     teacher_only = [e for e in cfg.experiments if e in EXPERIMENT_SPECS and EXPERIMENT_SPECS[e].needs_teacher]
     if teacher_only and cfg.dataset != "teacher":
         raise ConfigError("--experiments", f"{teacher_only[0]} needs the teacher's features: use --dataset teacher")

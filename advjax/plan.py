@@ -29,7 +29,7 @@ from .experiments import (
 )
 from .model import Model, make_model, n_outputs, takes_images
 from .options import BY_NAME, SweepConfig, every_from_text, schedule_boundaries, spec_of
-from .seeds import SeedDraws, draw_seeds
+from .seeds import SeedDraws, draw_seeds, redrawn_per_seed
 from .train import group_elements_of, seed_layout
 
 Prefix = tuple[Phase, ...]
@@ -220,7 +220,7 @@ class SweepPlan:
     @property
     def x_batched(self) -> bool:
         """Whether each seed draws its own data (x carries a seed axis)."""
-        return self.dataset.redraws and not self.cfg.fix_data
+        return redrawn_per_seed(self.dataset, self.cfg.fix_data)
 
     @functools.cached_property
     def draws(self) -> SeedDraws:

@@ -57,12 +57,18 @@ class SeedDraws:
     random_set: RandomSet | None = None
 
 
+def redrawn_per_seed(ds: Dataset, fix_data: bool) -> bool:
+    """Whether each seed draws its own data (x then carries a seed axis): a dataset that
+    can be redrawn, without --fix-data."""
+    return ds.redraws and not fix_data
+
+
 def draw_seeds(ds: Dataset, seeds: list[int], fix_data: bool, confusion: tuple[int, float] = (0, 0.0)) -> SeedDraws:
     """Keys, data, true and random labels of every seed, and the confusion set where
     `confusion` = (--confusion-copies, --zero-out) asks for one."""
     keys, y_rand = _keys_and_random_labels(np.asarray(seeds, np.uint32), ds.n_train, ds.n_classes)
     keys = SeedKeys(*keys)
-    x_batched = ds.redraws and not fix_data
+    x_batched = redrawn_per_seed(ds, fix_data)
     # The data stay eager: under jit XLA fuses their float arithmetic (multiply-adds)
     # and the points would change in their last bits.
     split = jax.vmap(ds.draw)(keys.data) if x_batched else ds.draw(keys.data[0])
