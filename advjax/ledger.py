@@ -42,7 +42,9 @@ and its effect has the claimed sign, and *contradicts* it when the sign is the o
 - A claim that A and B do not differ: **reproduced** when every 95% CI lies within ±δ;
   **not reproduced** when some test has Holm p < {ALPHA} and a CI entirely beyond ±δ;
   **inconclusive** otherwise.
-- **not run**: no committed run tests the claim.
+- **not run**: no committed run tests the claim. A verdict in parentheses says why a claim
+  that a committed run could test has no test here (its run is not kept, or its CSV
+  predates the comparison).
 
 δ = {DELTA * 100:g} point of test accuracy (for steps and measures, tested on log10 values, δ is 0:
 any significant difference counts). A claim about Θ_adv on 2-D data is tested only at the widths where
@@ -420,7 +422,9 @@ def ledger_row(claim: Claim, evidence: Evidence | None, runs_kept: bool) -> list
         if claim.metric != "test_acc":
             why = (f"run not kept: `{sweep_command(claim.run_dir)}`, then `python -m advjax.ledger`")
             return [claim.source, claim.text, "inconclusive (run not kept)", why, ""]
-        return [claim.source, claim.text, "not run", f"no row of {claim.comparison} in {claim.folder}", ""]
+        return [claim.source, claim.text, "inconclusive (no test in the CSV)",
+                f"`{claim.folder}/significance.csv`, written before {claim.comparison} was drawn, has no row of it; "
+                "it comes with a redraw from the kept runs", ""]
     delta = DELTA if evidence.scale == "points" else 0.0
     v = verdict(claim.direction, evidence.tests, delta)
     unit = {"points": "points", "log10": "ratio A/B, geometric mean", "raw": claim.metric}[evidence.scale]
