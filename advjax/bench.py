@@ -45,6 +45,7 @@ import math
 import platform
 import sys
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -410,13 +411,23 @@ def _deadline() -> float:
     return time.perf_counter() + _row_budget[0]
 
 
-def torch_loop_one(torch, model, params_i, x, y, lr, cap, batch, batches=None, losses=None, state_i=None,
-                   deadline: float | None = None):
+class TorchLoop(NamedTuple):
+    """How `torch_loop_one` trains a seed: step size, step cap, minibatch size (None: full
+    batch); `batches(t)`, the minibatch indices of update t (default: a fresh shuffle per
+    epoch, as DataLoader(shuffle=True)); the row's deadline (perf_counter seconds)."""
+
+    lr: float
+    cap: int
+    batch: int | None
+    batches: Callable[[int], object] | None = None
+    deadline: float | None = None
+
+
+def torch_loop_one(torch, model, params_i, x, y, loop: TorchLoop, losses: list | None = None, state_i=None) -> int:
     """The published scripts' loop for one seed; returns steps to zero training error.
     The check runs in eval mode (BatchNorm's running statistics, as advjax's), the
-    update in train mode. `batches(t)` gives the minibatch indices of update t (default:
-    a fresh shuffle per epoch, as DataLoader(shuffle=True)); `losses` collects the
-    training loss per step."""
+    update in train mode. `losses` collects the training loss per step."""
+    lr, cap, batch, batches, deadline = loop
     net = _torch_model(torch, model, params_i, state_i)
     opt = torch.optim.SGD(net.parameters(), lr=lr)
     n, bn = len(x), has_bn(model)
@@ -478,8 +489,8 @@ def run_torch_loop(name, width, n_seeds, steps):
     x_of = lambda i: xt[i] if per_seed_x(model, x) else xt  # noqa: E731
 
     def one(i, cap, deadline=None):
-        return torch_loop_one(torch, model, _seed(theta0, i), x_of(i), yt[i], lr, cap, batch, state_i=_seed(states, i),
-                              deadline=deadline)
+        loop = TorchLoop(lr, cap, batch, deadline=deadline)
+        return torch_loop_one(torch, model, _seed(theta0, i), x_of(i), yt[i], loop, state_i=_seed(states, i))
 
     one(0, 2)  # warm up
     return _seed_by_seed(one, n_seeds, steps)
@@ -596,8 +607,8 @@ def agreement(name: str, width: int, steps: int) -> dict:
                                                                    batch)[0]).astype(np.int64))) if batch else None
     xt, yt = _torch_x(torch, np.asarray(x)), torch.from_numpy(np.array(y[0], np.int64))
     theirs_losses: list[float] = []
-    theirs_steps = torch_loop_one(torch, model, _seed(theta0, 0), xt, yt, lr, steps, batch, batches, theirs_losses,
-                                  _seed(initial_states(model, 1), 0))
+    theirs_steps = torch_loop_one(torch, model, _seed(theta0, 0), xt, yt, TorchLoop(lr, steps, batch, batches),
+                                  theirs_losses, _seed(initial_states(model, 1), 0))
     m = min(len(ours_losses), len(theirs_losses))
     rel = max(abs(a - b) / max(abs(b), 1e-8) for a, b in zip(ours_losses[:m], theirs_losses[:m]))
     return {"workload": name, "width": width, "steps_advjax": ours_steps, "steps_torch": theirs_steps,
@@ -881,7 +892,7 @@ def table(results: list[dict], peaks: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="advjax.bench", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true",
                     help="fewer steps and widths, small conv nets, a 3-point grid at one width, peer rows "
@@ -895,29 +906,38 @@ def main(argv: list[str] | None = None) -> int:
                     help="skip the conv-net rows (the CNN on MNIST, ResNet-18 at width 16; issue 14)")
     ap.add_argument("--conv-layouts", action="store_true",
                     help="also time advjax's seed layouts on conv nets (vmap, groups, sequential, im2col; minutes)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+class _UsageError(Exception):
+    """A command line the bench cannot run: its message follows "advjax.bench: error: "."""
+
+
+def _widths_and_impls(args: argparse.Namespace) -> tuple[list[int], set[str]]:
+    """The MLP widths and the implementations to run, checked (and torch's threads set
+    when a torch row runs); or _UsageError."""
     if args.widths is None:
         args.widths = "10,1000" if args.quick else "10,100,1000"
     try:
         widths = [int(w) for w in args.widths.split(",")]
         assert widths and all(w > 0 for w in widths)
     except (ValueError, AssertionError):
-        print(f"advjax.bench: error: --widths: {args.widths!r} is not a list of positive integers", file=sys.stderr)
-        return 2
+        raise _UsageError(f"--widths: {args.widths!r} is not a list of positive integers") from None
     only = set(args.only.split(",")) | {"advjax"}
     if not only <= set(IMPLS):
-        print(f"advjax.bench: error: --only: choose from {', '.join(IMPLS)}", file=sys.stderr)
-        return 2
+        raise _UsageError(f"--only: choose from {', '.join(IMPLS)}")
     if ({"torch_loop", "torch_func"} & only):
         try:
             import torch
         except ImportError:
-            print("advjax.bench: error: torch is missing: pip install '.[bench]' (or --only advjax,jax_per_seed)",
-                  file=sys.stderr)
-            return 2
+            raise _UsageError("torch is missing: pip install '.[bench]' (or --only advjax,jax_per_seed)") from None
         torch.set_num_threads(cpu_cores())
-    use_cpu_devices()
-    _row_budget[0] = ROW_BUDGET_SECONDS[args.quick]
+    return widths, only
+
+
+def _run_rows(args: argparse.Namespace, widths: list[int], only: set[str]) -> tuple[dict, dict]:
+    """Every row the options ask for, section by section: the report (what --json
+    writes) and the machine's peaks."""
     t_start = time.perf_counter()
     sections: dict[str, float] = {}
     clock = [t_start]
@@ -966,6 +986,12 @@ def main(argv: list[str] | None = None) -> int:
         "section_seconds": sections,
         "row_budget_seconds": _row_budget[0],
     }
+    return report, peaks
+
+
+def _print_tables(report: dict, peaks: dict, only: set[str]) -> None:
+    """The report's tables and checks, as the bench prints them."""
+    results, layouts, grids = report["results"], report["conv_layouts"], report["grid"]
     print(f"machine: {machine_name()}")
     if all(i in only for i in MLP_IMPLS) and any(r["workload"] in WORKLOADS for r in results):
         print(table(results, peaks))
@@ -976,18 +1002,31 @@ def main(argv: list[str] | None = None) -> int:
         print(layout_table(layouts))
     if grids:
         print(grid_table(grids))
-    for c in checks:
+    for c in report["agreement"]:
         print(f"same numbers ({c['workload']}, p={c['width']}): steps to zero error advjax {c['steps_advjax']}, "
               f"torch {c['steps_torch']}; max relative loss difference over the first 30 steps "
               f"{c['max_rel_loss_diff_first_30_steps']:.1e} -> {'agree' if c['agree'] else 'DISAGREE'}")
     if any(r.get("over_budget") for r in results):
         print(f"* stopped at the row budget of {_row_budget[0]:.0f} s: the rate of the steps it made")
+    sections = report["section_seconds"]
     print(f"total {report['seconds']:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in sections.items()) + ")")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        widths, only = _widths_and_impls(args)
+    except _UsageError as e:
+        print(f"advjax.bench: error: {e}", file=sys.stderr)
+        return 2
+    use_cpu_devices()
+    _row_budget[0] = ROW_BUDGET_SECONDS[args.quick]
+    report, peaks = _run_rows(args, widths, only)
+    _print_tables(report, peaks, only)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
-    return 0 if all(c["agree"] for c in checks) and all(g["same_rows"] for g in grids) else 1
-
+    return 0 if all(c["agree"] for c in report["agreement"]) and all(g["same_rows"] for g in report["grid"]) else 1
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -182,12 +182,10 @@ def teacher_student(n_train: int, n_test: int, n_in: int = 20, teacher_width: in
 
 def from_pool(
     name: str,
-    x_pool: np.ndarray,
-    y_pool: np.ndarray,
-    x_test: np.ndarray,
-    y_test: np.ndarray,
+    arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     n_train: int | None,
     n_test: int | None,
+    *,
     flag: str = "--dataset",
     relabel: bool = False,
     image_shape: tuple[int, int, int] | None = None,
@@ -195,13 +193,13 @@ def from_pool(
 ) -> Dataset:
     """Training points drawn without replacement from a fixed pool; a fixed test set.
 
-    The arrays are checked first (shapes, real finite features, labels exactly 0..K-1
-    with two classes or more among the training pool; `relabel` maps the sorted
-    distinct labels to 0..K-1; a known `n_classes`, CIFAR-10's 10, needs labels in
-    0..n_classes-1 only, not every class present), and their content is hashed into
-    `sha256`. Images, (N, H, W) or (N, H, W, C), are stored flat with their `image_shape`."""
-    x_pool, y_pool, x_test, y_test, found_shape = _check_arrays(x_pool, y_pool, x_test, y_test, flag, relabel,
-                                                                n_classes)
+    `arrays` is (x_pool, y_pool, x_test, y_test), as the readers return them. They are
+    checked first (shapes, real finite features, labels exactly 0..K-1 with two classes
+    or more among the training pool; `relabel` maps the sorted distinct labels to
+    0..K-1; a known `n_classes`, CIFAR-10's 10, needs labels in 0..n_classes-1 only, not
+    every class present), and their content is hashed into `sha256`. Images, (N, H, W)
+    or (N, H, W, C), are stored flat with their `image_shape`."""
+    x_pool, y_pool, x_test, y_test, found_shape = _check_arrays(*arrays, flag, relabel, n_classes)
     image_shape = image_shape or found_shape
     if image_shape is not None and math.prod(image_shape) != x_pool.shape[1]:
         raise DataError(flag, f"images of shape {image_shape} do not have {x_pool.shape[1]} features")
@@ -713,7 +711,7 @@ _MNIST_LIKE = dict(images=True, n_train=128, n_test=None, lr=0.1, batch_size=32,
 
 def _mnist(n_train, n_test, mnist_path=None):
     arrays = mnist_idx(mnist_path) if mnist_path else mnist_bundled()
-    return from_pool("mnist", *arrays, n_train, n_test, flag="--mnist-path" if mnist_path else "--dataset",
+    return from_pool("mnist", arrays, n_train, n_test, flag="--mnist-path" if mnist_path else "--dataset",
                      image_shape=None if mnist_path else (28, 28, 1))  # the IDX files carry their shape
 
 
@@ -721,7 +719,7 @@ def _cifar10(n_train, n_test, cifar_path=None):  # the user's own binary copy; d
     if not cifar_path:
         raise DataError("--cifar-path", "--dataset cifar10 reads your own copy of the binary CIFAR-10 "
                         f"(nothing is downloaded): give --cifar-path DIR; {CIFAR10_FETCH}")
-    return from_pool("cifar10", *cifar10_binary(cifar_path), n_train, n_test, flag="--cifar-path", n_classes=10)
+    return from_pool("cifar10", cifar10_binary(cifar_path), n_train, n_test, flag="--cifar-path", n_classes=10)
 
 
 for _spec in (
@@ -747,7 +745,7 @@ def make_dataset(name: str, n_train: int | None = None, n_test: int | None = Non
     """Resolve a dataset name (or .npz path) and sizes to a `Dataset`. `options`: the
     dataset's own (noise=, t_max=, mnist_path=, ...); those it does not take are ignored."""
     if name.endswith(".npz"):
-        return from_pool(os.path.basename(name), *load_npz(name, npz_keys), n_train, n_test, relabel=relabel)
+        return from_pool(os.path.basename(name), load_npz(name, npz_keys), n_train, n_test, relabel=relabel)
     spec = DATASETS.get(name)
     if spec is None:
         raise DataError("--dataset", f"unknown dataset {name!r}; choose one of "

@@ -22,7 +22,7 @@ from jax.flatten_util import ravel_pytree
 from .model import MLP, Model, activations_per_example, feature_layers, input_shape, readout
 from .train import LOSS_REDUCTIONS, per_example_loss, reduce_loss
 
-__all__ = ["COLUMNS", "GRID_COLUMNS", "columns", "measure", "top_hessian_eigenvalue"]
+__all__ = ["COLUMNS", "GRID_COLUMNS", "MeasureSettings", "columns", "measure", "top_hessian_eigenvalue"]
 
 
 # -- the registry: each measure's column, type and figure title ---------------------------------
@@ -269,7 +269,24 @@ def _grid_measures(model: Model, params: dict, bounds: jax.Array, grid: int, chu
     return {"boundary_length": length, "linear_regions": regions.astype(jnp.int32)}
 
 
-def _measure_one(model, loss_reduction, iters, grid, chunk, p_start, p_final, s_final, x_NxD, y_N, bounds):
+@dataclass(frozen=True)
+class _Program:
+    """The static arguments of the compiled measurement, one hashable record: what
+    `_measure_all` compiles for (model, seed layout, loss, Lanczos steps, lattice, and
+    how many seeds and lattice points go at a time)."""
+
+    model: Model
+    x_batched: bool
+    loss_reduction: str
+    iters: int
+    grid: int
+    group: int
+    chunk: int
+
+
+def _measure_one(program: _Program, p_start, p_final, s_final, x_NxD, y_N, bounds):
+    model = program.model
+
     def sq(tree):
         return sum(jnp.sum(jnp.square(leaf)) for leaf in jax.tree.leaves(tree))
 
@@ -285,22 +302,21 @@ def _measure_one(model, loss_reduction, iters, grid, chunk, p_start, p_final, s_
     }
 
     def loss_fn(params):  # in inference mode: the running statistics stay s_final
-        return reduce_loss(per_example_loss(model.apply(params, x_NxD, s_final), y_N), None, loss_reduction)
+        return reduce_loss(per_example_loss(model.apply(params, x_NxD, s_final), y_N), None, program.loss_reduction)
 
-    out["sharpness"] = top_hessian_eigenvalue(loss_fn, p_final, jax.random.key(HESSIAN_SEED), iters)
+    out["sharpness"] = top_hessian_eigenvalue(loss_fn, p_final, jax.random.key(HESSIAN_SEED), program.iters)
     pre = jnp.concatenate(model.preactivations(p_final, x_NxD, s_final), axis=-1)  # every ReLU layer's units
     out["active_fraction"] = jnp.mean((pre > 0).astype(jnp.float32))
     if input_shape(model) == (2,):
-        out.update(_grid_measures(model, p_final, _default_bounds(x_NxD) if bounds is None else bounds, grid, chunk))
+        out.update(_grid_measures(model, p_final, _default_bounds(x_NxD) if bounds is None else bounds,
+                                   program.grid, program.chunk))
     return out
 
 
-@functools.partial(
-    jax.jit, static_argnames=("model", "x_batched", "loss_reduction", "iters", "grid", "group", "chunk")
-)
-def _measure_all(p_start, p_final, s_final, x, y, bounds, *, model, x_batched, loss_reduction, iters, grid, group,
-                 chunk):
-    one = functools.partial(_measure_one, model, loss_reduction, iters, grid, chunk)
+@functools.partial(jax.jit, static_argnames=("program",))
+def _measure_all(p_start, p_final, s_final, x, y, bounds, *, program: _Program):
+    x_batched, group = program.x_batched, program.group
+    one = functools.partial(_measure_one, program)
     n_seeds = y.shape[0]
     n_groups = -(-n_seeds // group)
     pad = n_groups * group - n_seeds
@@ -321,20 +337,37 @@ def _measure_all(p_start, p_final, s_final, x, y, bounds, *, model, x_batched, l
     return jax.tree.map(lambda a: a[:n_seeds], out)
 
 
-def measure(
-    model: Model,
-    params_start: dict,
-    params_final: dict,
-    x_train,
-    y_train,
-    *,
-    x_batched: bool,
-    loss_reduction: str = "mean",
-    hessian_iters: int = 64,
-    grid: int = 256,
-    bounds=None,
-    state_final: dict | None = None,
-) -> dict[str, np.ndarray]:
+@dataclass(frozen=True)
+class MeasureSettings:
+    """How `measure` measures a batch of seeds; checked when made.
+
+    loss_reduction
+        "mean" or "sum": the training loss whose Hessian gives the sharpness.
+    hessian_iters
+        Lanczos steps (Hessian-vector products) for the sharpness.
+    grid
+        Lattice points per side for the 2-D measures.
+    bounds
+        (xmin, xmax, ymin, ymax), shared, or an (S, 4) array, one box per seed; default:
+        each seed's training points' bounding box padded by 10% of its extent each side.
+    """
+
+    loss_reduction: str = "mean"
+    hessian_iters: int = 64
+    grid: int = 256
+    bounds: object = None
+
+    def __post_init__(self):
+        if self.loss_reduction not in LOSS_REDUCTIONS:
+            raise ValueError(f"loss_reduction must be one of {LOSS_REDUCTIONS}, got {self.loss_reduction!r}")
+        if self.hessian_iters < 1:
+            raise ValueError(f"hessian_iters must be >= 1, got {self.hessian_iters}")
+        if self.grid < 2:
+            raise ValueError(f"grid must be >= 2, got {self.grid}")
+
+
+def measure(model: Model, params_start: dict, params_final: dict, x_train, y_train, *, x_batched: bool,
+            state_final: dict | None = None, **settings) -> dict[str, np.ndarray]:
     """Measure every seed of a batch of trained networks.
 
     Parameters
@@ -350,18 +383,11 @@ def measure(
         (S, n) integer labels.
     x_batched
         Whether x_train carries the seed axis.
-    loss_reduction
-        "mean" or "sum": the training loss whose Hessian gives the sharpness.
-    hessian_iters
-        Lanczos steps (Hessian-vector products) for the sharpness.
-    grid
-        Lattice points per side for the 2-D measures.
-    bounds
-        (xmin, xmax, ymin, ymax), shared, or an (S, 4) array, one box per seed; default:
-        each seed's training points' bounding box padded by 10% of its extent each side.
     state_final
         Seed-batched running statistics of params_final (a BatchNorm model; None for a
         model without): every measure sees the network in inference mode.
+    settings
+        loss_reduction=, hessian_iters=, grid=, bounds=: the fields of `MeasureSettings`.
 
     Returns
     -------
@@ -402,34 +428,40 @@ def measure(
     activation array (points x ReLU units x seeds in flight) holds about
     GROUP_ELEMENTS floats: grid=256, p=1000 and 64 seeds stay well under 1 GB.
     """
-    if loss_reduction not in LOSS_REDUCTIONS:
-        raise ValueError(f"loss_reduction must be one of {LOSS_REDUCTIONS}, got {loss_reduction!r}")
-    if hessian_iters < 1:
-        raise ValueError(f"hessian_iters must be >= 1, got {hessian_iters}")
-    if grid < 2:
-        raise ValueError(f"grid must be >= 2, got {grid}")
+    chosen = MeasureSettings(**settings)
+    x, y, bounds = _checked_batch(model, x_train, y_train, x_batched, chosen.bounds)
+    program = _program(model, x_batched, chosen, *y.shape)
+    out = dict(_measure_all(params_start, params_final, state_final or {}, x, y, bounds, program=program))
+    for spec in (m for m in added() if not m.only_2d or input_shape(model) == (2,)):
+        out[spec.column] = _measure_added(params_start, params_final, state_final or {}, x, y, model=model,
+                                          x_batched=x_batched, fn=spec.fn)
+    return {k: np.asarray(out[k]) for k in (*columns(model), *GRID_COLUMNS) if k in out}
+
+
+def _checked_batch(model: Model, x_train, y_train, x_batched: bool, bounds):
+    """x as float32, y as int32 and bounds as one (S, 4) box per seed (or None), once
+    their shapes are checked against the model and each other."""
     x = jnp.asarray(x_train, jnp.float32)
     y = jnp.asarray(y_train, jnp.int32)
     if y.ndim != 2 or x.shape[(2 if x_batched else 1):] != input_shape(model):
         raise ValueError(f"shapes x {x.shape}, y {y.shape} do not fit x_batched={x_batched}, "
                          f"one example {input_shape(model)}")
-    n_seeds, n = y.shape
+    n_seeds = y.shape[0]
     if x_batched and x.shape[0] != n_seeds:
         raise ValueError(f"x has {x.shape[0]} seeds, y has {n_seeds}")
     if bounds is not None:
         bounds = jnp.broadcast_to(jnp.asarray(bounds, jnp.float32), (n_seeds, 4))
+    return x, y, bounds
+
+
+def _program(model: Model, x_batched: bool, settings: MeasureSettings, n_seeds: int, n: int) -> _Program:
+    """The compiled measurement for S = n_seeds seeds of n training points: seeds go in
+    groups and the lattice in chunks, so that an activation array holds about
+    GROUP_ELEMENTS floats."""
     units = activations_per_example(model)
     group = max(1, min(n_seeds, GROUP_ELEMENTS // (units * n)))
-    chunk = max(1, min(grid * grid, GROUP_ELEMENTS // (units * group)))
-    out = _measure_all(
-        params_start, params_final, state_final or {}, x, y, bounds, model=model, x_batched=x_batched,
-        loss_reduction=loss_reduction, iters=hessian_iters, grid=grid, group=group, chunk=chunk,
-    )
-    out = dict(out)
-    for spec in (m for m in added() if not m.only_2d or input_shape(model) == (2,)):
-        out[spec.column] = _measure_added(params_start, params_final, state_final or {}, x, y, model=model,
-                                          x_batched=x_batched, fn=spec.fn)
-    return {k: np.asarray(out[k]) for k in (*columns(model), *GRID_COLUMNS) if k in out}
+    chunk = max(1, min(settings.grid * settings.grid, GROUP_ELEMENTS // (units * group)))
+    return _Program(model, x_batched, settings.loss_reduction, settings.hessian_iters, settings.grid, group, chunk)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "x_batched", "fn"))

@@ -349,15 +349,15 @@ def _batch_norm(z_BxHxWxC: jax.Array, params: dict, stats: dict, train: bool,
     return (z_BxHxWxC - mean) * (params["scale"] * jax.lax.rsqrt(var + BN_EPS)) + params["bias"], stats
 
 
-def _conv_bn(h_BxHxWxC: jax.Array, layer: dict, stats: dict, conv: str, bn: str, stride: int, train: bool,
+def _conv_bn(h_BxHxWxC: jax.Array, conv: dict, bn: dict, bn_stats: dict, stride: int, train: bool,
              weights_B: jax.Array | None, impl: str = "xla") -> tuple[jax.Array, dict]:
-    """Convolution `conv` of a layer (torch's padding: (k-1)/2 zeros each side; its bias
-    if it has one; computed as `impl` says) then its BatchNorm `bn`: (pre-activations,
-    the BatchNorm's statistics after)."""
-    z = _conv(h_BxHxWxC, layer[conv]["kernel"], stride, impl)
-    if "bias" in layer[conv]:
-        z = z + layer[conv]["bias"]
-    return _batch_norm(z, layer[bn], stats[bn], train, weights_B)
+    """A convolution's parameters `conv` (torch's padding: (k-1)/2 zeros each side; its
+    bias if it has one; computed as `impl` says) then a BatchNorm's, `bn`, with its
+    running statistics `bn_stats`: (pre-activations, the BatchNorm's statistics after)."""
+    z = _conv(h_BxHxWxC, conv["kernel"], stride, impl)
+    if "bias" in conv:
+        z = z + conv["bias"]
+    return _batch_norm(z, bn, bn_stats, train, weights_B)
 
 
 def _bn_params(channels: int) -> dict:
@@ -483,7 +483,8 @@ class _VGG(_BatchNormNet):
                 h = nn.max_pool(h, (2, 2), strides=(2, 2))
                 continue
             name = next(names)
-            pre, stats = _conv_bn(h, params[name], state[name], "conv", "bn", 1, name in trainable, weights_B,
+            p = params[name]
+            pre, stats = _conv_bn(h, p["conv"], p["bn"], state[name]["bn"], 1, name in trainable, weights_B,
                                   self.conv_impl)
             pres.append(pre)
             after[name] = {"bn": stats}
@@ -537,18 +538,19 @@ class ResNet18(_BatchNormNet):
 
     def _forward(self, params, state, x_BxHxWxC, trainable, weights_B):
         impl = self.conv_impl
-        pre, stats = _conv_bn(x_BxHxWxC, params["stem"], state["stem"], "conv", "bn", 1, "stem" in trainable,
+        stem = params["stem"]
+        pre, stats = _conv_bn(x_BxHxWxC, stem["conv"], stem["bn"], state["stem"]["bn"], 1, "stem" in trainable,
                               weights_B, impl)
         pres, after, h = [pre], {"stem": {"bn": stats}}, jax.nn.relu(pre)
         for name, _, _, stride in self._blocks():
             p, s, train = params[name], state[name], name in trainable
-            z1, s1 = _conv_bn(h, p, s, "conv1", "bn1", stride, train, weights_B, impl)
-            z2, s2 = _conv_bn(jax.nn.relu(z1), p, s, "conv2", "bn2", 1, train, weights_B, impl)
+            z1, s1 = _conv_bn(h, p["conv1"], p["bn1"], s["bn1"], stride, train, weights_B, impl)
+            z2, s2 = _conv_bn(jax.nn.relu(z1), p["conv2"], p["bn2"], s["bn2"], 1, train, weights_B, impl)
             after[name] = {"bn1": s1, "bn2": s2}
             shortcut = h
             if "shortcut" in p:
-                shortcut, after[name]["shortcut_bn"] = _conv_bn(h, p, s, "shortcut", "shortcut_bn", stride, train,
-                                                                weights_B, impl)
+                shortcut, after[name]["shortcut_bn"] = _conv_bn(h, p["shortcut"], p["shortcut_bn"], s["shortcut_bn"],
+                                                                stride, train, weights_B, impl)
             pres += [z1, z2 + shortcut]
             h = jax.nn.relu(pres[-1])
         logits = h.mean(axis=(1, 2)) @ params["readout"]["kernel"] + params["readout"]["bias"]
