@@ -261,11 +261,6 @@ for _spec in (
                    "features orthogonal to the teacher", ("random_features",), needs_teacher=True),
 ):
     register_experiment(_spec)
-EXPERIMENTS: dict[str, str] = {name: spec.about for name, spec in EXPERIMENT_SPECS.items()}  # name -> what it is
-
-
-def teacher_only() -> tuple[str, ...]:
-    return tuple(n for n, spec in EXPERIMENT_SPECS.items() if spec.needs_teacher)
 
 
 def layers_needed(name: str) -> int:

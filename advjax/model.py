@@ -64,8 +64,6 @@ import jax.numpy as jnp
 import numpy as np
 
 INIT_SCHEMES = ("torch", "lecun", "he", "xavier")
-MODEL_KINDS = ("mlp", "cnn", "vgg11", "vgg16", "resnet18")  # the built-in kinds (MODELS: every registered one)
-CONV_KINDS = ("cnn", "vgg11", "vgg16", "resnet18")  # the built-in kinds that need image inputs (N, H, W, C)
 
 
 class Model(Protocol):
