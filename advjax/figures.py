@@ -157,6 +157,19 @@ class FigureError(ValueError):
     pass
 
 
+def load_runs(paths: list[str]) -> list[Run]:
+    """Runs drawn together, each with the label its figures and significance rows use:
+    runs that differ in settings the label does not show are named by their directory."""
+    runs = [load_run(p) for p in paths]
+    labels = [r.label for r in runs]
+    for r in runs:
+        if labels.count(r.label) > 1:
+            r.name = os.path.basename(os.path.normpath(r.path))
+    if len({r.label for r in runs}) < len(runs):
+        raise FigureError("two run directories have the same name and settings; give one another name")
+    return runs
+
+
 def load_run(path: str) -> Run:
     try:  # types, ranges and the manifest's fields checked; a config of an older version is not required
         manifest, _, rows = read_run(path, strict=False)
@@ -960,13 +973,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="only the per-run figures, not the paper's fig1-fig6 (e.g. for runs of other experiments)")
     args = ap.parse_args(argv)
     try:
-        runs = [load_run(p) for p in args.runs]
-        labels = [r.label for r in runs]
-        for r in runs:  # runs that differ in settings the label does not show: name them by directory
-            if labels.count(r.label) > 1:
-                r.name = os.path.basename(os.path.normpath(r.path))
-        if len({r.label for r in runs}) < len(runs):
-            raise FigureError("two run directories have the same name and settings; give one another name")
+        runs = load_runs(args.runs)
         check_writable(args.out)  # a directory, or a path that can become one
     except (FigureError, ConfigError) as e:
         print(f"advjax.figures: error: {e}", file=sys.stderr)

@@ -42,6 +42,9 @@ and its effect has the claimed sign, and *contradicts* it when the sign is the o
 - A claim that A and B do not differ: **reproduced** when every 95% CI lies within ±δ;
   **not reproduced** when some test has Holm p < {ALPHA} and a CI entirely beyond ±δ;
   **inconclusive** otherwise.
+- **inconclusive (void)**: in every test every seed of both arms stopped at its step cap in
+  phase 1 (no Θ_adv was made) and in its last phase (no target reached): nothing was
+  compared. A void test is left out of the other rules.
 - **not run**: no committed run tests the claim. A verdict in parentheses says why a claim
   that a committed run could test has no test here (its run is not kept, or its CSV
   predates the comparison).
@@ -75,11 +78,17 @@ STUDIES = {s.folder: s for s in (
                                     "budget-frozen-mnist-he")),
     Study("figures/matched", ("spirals-matched", "spirals-lr")),
     Study("figures/cnn", ("cnn-mnist",)),
+    Study("figures/decisive", ("decisive-frozen-mnist", "decisive-frozen-mnist-redrawn", "decisive-frozen-mnist-sum",
+                               "decisive-phase1-circles-gd", "decisive-phase1-circles-adam",
+                               "decisive-phase1-spirals-gd", "decisive-phase1-spirals-adam",
+                               "decisive-spirals-lr-matched", "decisive-depth3-mnist", "decisive-depth4-mnist")),
 )}
 
 # The run a sweep file makes, and how (the sweep files' own headers give the wall time).
 SWEEP_OF = {"budget-frozen-mnist-redrawn": ("budget-frozen-mnist", "--no-fix-data"),
-            "budget-frozen-mnist-he": ("budget-frozen-mnist", "--init he")}
+            "budget-frozen-mnist-he": ("budget-frozen-mnist", "--init he"),
+            **{f"decisive-phase1-{d}-{o}": (f"decisive-phase1-{d}", "--phase1-optimizer adam" if o == "adam" else "")
+               for d in ("circles", "spirals") for o in ("gd", "adam")}}
 
 
 def sweep_command(run: str) -> str:
@@ -93,7 +102,15 @@ class Claim:
     ("A - B") in `run` (the label significance.csv uses) of the study `folder`, at
     `widths` (None: all) and grid point `at` (axis -> value), with `direction` "gt" (A
     above B), "lt" (below) or "eq" (no difference). `metric` other than test_acc is
-    tested here from the kept run `run_dir` (log10 of steps and positive measures)."""
+    tested here from the kept run `run_dir` (log10 of steps and positive measures), and so
+    is a contrast (`versus`): the comparison minus the same comparison in another kept
+    run or at another grid point, paired by seed; a comparison of one experiment ("A")
+    is then A here minus A there."""
+
+    @property
+    def from_runs(self) -> bool:
+        """Tested here from the kept runs, not read from a significance.csv."""
+        return self.metric != "test_acc" or bool(self.versus)
 
     source: str
     text: str
@@ -107,6 +124,7 @@ class Claim:
     metric: str = "test_acc"
     run_dir: str = ""
     not_run: str = ""  # why no run tests it, and the command that would
+    versus: tuple = ()  # (run_dir, at): the contrast with the same comparison there, paired by seed
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
 
@@ -119,6 +137,8 @@ def _liu(toml: str) -> str:
     hours = re.search(r"~(\d+) GPU-hours", head).group(1)
     return f"`{command}` (a GPU, ~{hours} GPU-hours estimated from the FLOPs; CIFAR-10 is the user's own copy)"
 
+
+DECISIVE = "figures/decisive"
 
 CLAIMS = (
     # -- the paper's Figs. 1-6 ----------------------------------------------------------------------------------------
@@ -239,6 +259,53 @@ CLAIMS = (
           "mnist-cnn", "reinit_3 - adversarial", "gt"),
     Claim("CNN (issue 14)", "Conv net: frozen features above adversarial (p ≤ 32)", "figures/cnn", "mnist-cnn",
           "frozen - adversarial", "gt", widths=(4, 8, 16, 32)),
+
+    # The decisive runs (issue 26, item 4): each tests a claim above in the setting that decides it.
+    Claim("Decisive (a)", "MNIST, every arm stopped at the same training accuracy (0.9, 0.99, 1): adversarial "
+          "below baseline", DECISIVE, "decisive-frozen-mnist", "adversarial - baseline", "lt"),
+    Claim("Decisive (a)", "Fig. 1c at matched training accuracy (one image set): frozen features above the "
+          "adversarial network at p ≤ 20", DECISIVE, "decisive-frozen-mnist", "frozen - adversarial", "gt",
+          widths=(10, 20)),
+    Claim("Decisive (a)", "… with the 128 images redrawn per seed", DECISIVE, "decisive-frozen-mnist-redrawn",
+          "frozen - adversarial", "gt", widths=(10, 20)),
+    Claim("Decisive (a)", "… with the loss summed over the minibatch (Liu et al.'s code)", DECISIVE,
+          "decisive-frozen-mnist-sum", "frozen - adversarial", "gt", widths=(10, 20)),
+    Claim("Decisive (a)", "MNIST at matched training accuracy 0.9: frozen level with adversarial at p ≥ 50",
+          DECISIVE, "decisive-frozen-mnist", "frozen - adversarial", "eq", widths=(50, 100),
+          at=(("target_train_acc", 0.9),)),
+    Claim("Decisive (b)", "Circles, Θ_adv by the paper's full-batch GD: adversarial below baseline", DECISIVE,
+          "decisive-phase1-circles-gd", "adversarial - baseline", "lt"),
+    Claim("Decisive (b)", "Circles: the adversarial net does as well from GD's Θ_adv as from Adam's",
+          folder=DECISIVE, run_dir="decisive-phase1-circles-gd", comparison="adversarial", direction="eq",
+          versus=("decisive-phase1-circles-adam", ())),
+    Claim("Decisive (b)", "Spirals (t ≤ 10, stop at 0.8), Θ_adv by GD: adversarial below baseline", DECISIVE,
+          "decisive-phase1-spirals-gd", "adversarial - baseline", "lt"),
+    Claim("Decisive (b)", "Spirals: the adversarial net does as well from GD's Θ_adv as from Adam's",
+          folder=DECISIVE, run_dir="decisive-phase1-spirals-gd", comparison="adversarial", direction="eq",
+          versus=("decisive-phase1-spirals-adam", ())),
+    Claim("Decisive (c)", "Spirals at training accuracy 0.8, step 0.01: adversarial below baseline", DECISIVE,
+          "decisive-spirals-lr-matched", "adversarial - baseline", "lt", at=(("lr", 0.01),)),
+    Claim("Decisive (c)", "Spirals at training accuracy 0.8, step 0.1: adversarial below baseline", DECISIVE,
+          "decisive-spirals-lr-matched", "adversarial - baseline", "lt", at=(("lr", 0.1),)),
+    Claim("Decisive (c)", "Spirals, step 0.01: the adversarial net stops closer to Θ_adv than the baseline to θ0",
+          folder=DECISIVE, run_dir="decisive-spirals-lr-matched", comparison="adversarial - baseline",
+          metric="distance", at=(("lr", 0.01),)),
+    Claim("Decisive (c)", "Spirals: the adversarial net stops closer to Θ_adv at step 0.01 than at step 0.1",
+          folder=DECISIVE, run_dir="decisive-spirals-lr-matched", comparison="adversarial", metric="distance",
+          at=(("lr", 0.01),), versus=("decisive-spirals-lr-matched", (("lr", 0.1),))),
+    Claim("Decisive (d)", "Depth 3, 30 seeds: adversarial below baseline (steps 0.03 and 0.1)", DECISIVE,
+          "mnist-depth3", "adversarial - baseline", "lt"),
+    Claim("Decisive (d)", "Depth 4, 30 seeds: adversarial below baseline (steps 0.03 and 0.1)", DECISIVE,
+          "mnist-depth4", "adversarial - baseline", "lt"),
+    Claim("Decisive (d)", "The gap grows with depth: larger at depth 3 than at depth 1 (step 0.1, zero error)",
+          folder=DECISIVE, run_dir="decisive-depth3-mnist", comparison="adversarial - baseline", widths=(100,),
+          at=(("lr", 0.1),), versus=("decisive-frozen-mnist", (("target_train_acc", 1.0),))),
+    Claim("Decisive (d)", "The gap grows with depth: larger at depth 4 than at depth 1 (step 0.1, zero error)",
+          folder=DECISIVE, run_dir="decisive-depth4-mnist", comparison="adversarial - baseline", widths=(100,),
+          at=(("lr", 0.1),), versus=("decisive-frozen-mnist", (("target_train_acc", 1.0),))),
+    Claim("Decisive (d)", "Conv net, 30 seeds: no gap at large width (p ≥ 32), on intervals", not_run=(
+          "`python -m advjax.sweep --config sweeps/cnn-mnist.toml --seeds 30 --out figures/runs/cnn-mnist-30` "
+          "(about 9,000 s on 2 CPU cores: three times the 10-seed run's 3,051 s)")),
 )
 
 # Measures compared on a log scale (positive, spanning decades); the others as they are.
@@ -280,6 +347,7 @@ class Result:
     high: float
     p_holm: float
     capped: str = ""
+    void: bool = False  # every seed of both arms stopped at its caps: nothing was compared
 
 
 @dataclass
@@ -300,6 +368,26 @@ def _family(rows: list[dict], folder: str) -> str:
             "figure)")
 
 
+def _labelled(claim: Claim, root: str):
+    """The kept run of the claim's study whose label is the claim's `run`, or None."""
+    from .figures import load_runs
+
+    study = STUDIES.get(claim.folder)
+    if study is None or not all(kept(name, root) for name in study.runs):
+        return None
+    return next((r for r in load_runs([os.path.join(root, RUNS, n) for n in study.runs]) if r.label == claim.run),
+                None)
+
+
+def _void(run, sides: list[str], width: int, at: tuple[tuple[str, float], ...]) -> bool:
+    """Whether every seed of every arm compared stopped at its step cap in phase 1 (no
+    Θ_adv was made) and in its last phase: nothing was compared."""
+    from .figures import unconverged
+
+    rows = [r for r in run.rows if r["width"] == width and r["experiment"] in sides and _at_matches(r, at)]
+    return bool(rows) and all(unconverged(r, "last") and unconverged(r, "phase1") for r in rows)
+
+
 def csv_evidence(claim: Claim, root: str = ROOT) -> Evidence | None:
     rows = [r for r in read_significance(claim.folder, root)
             if r["run"] == claim.run and r["comparison"] == claim.comparison and _at_matches(r, claim.at)]
@@ -313,6 +401,7 @@ def csv_evidence(claim: Claim, root: str = ROOT) -> Evidence | None:
         left_out = sorted({int(r["width"]) for r in rows if int(r["phase1_unconverged_seeds"])})
         rows = [r for r in rows if not int(r["phase1_unconverged_seeds"])]
     tests = []
+    run = _labelled(claim, root)
     for r in rows:
         low, high = _number(r.get("ci95_low")), _number(r.get("ci95_high"))
         p = _number(r.get("p_t_holm"))
@@ -321,57 +410,94 @@ def csv_evidence(claim: Claim, root: str = ROOT) -> Evidence | None:
             caps.append(f"p1 {r['phase1_unconverged_seeds']}/{r['n']}")
         point = [f"{a} = {_number(r[a]):g}" for a in GRID_AXES
                  if _number(r.get(a)) is not None and a not in dict(claim.at)]
+        at = tuple((a, _number(r[a])) for a in GRID_AXES if _number(r.get(a)) is not None)
+        void = run is not None and _void(run, claim.comparison.split(" - "), int(r["width"]), at)
         tests.append(Result(", ".join([f"p = {r['width']}", *point]), int(r["n"]), float(r["mean_diff"]),
                           np.nan if low is None else low,
-                          np.nan if high is None else high, np.nan if p is None else p, " ".join(caps)))
+                          np.nan if high is None else high, np.nan if p is None else p,
+                          " ".join(caps) + (" (void)" if void else ""), void))
     return Evidence(tests, f"{claim.folder}/significance.csv", family, left_out=left_out)
 
 
+def _seed_values(run, experiment: str, width: int, at: tuple[tuple[str, float], ...],
+                 metric: str) -> tuple[dict[int, float], dict[int, bool], dict[int, bool]]:
+    """One experiment's `metric` per seed at a width and grid point (log10 for
+    `LOG_METRICS`; steps censored at the cap), and which seeds stopped short in the last
+    phase and in phase 1."""
+    from .figures import _values, unconverged
+
+    rows = {r["seed"]: r for r in run.rows if r["width"] == width and r["experiment"] == experiment
+            and _at_matches(r, at)}
+    seeds = sorted(rows)
+    values, _ = _values(run, [rows[s] for s in seeds], metric)
+    if len(values) != len(seeds):
+        return {}, {}, False
+    if metric in LOG_METRICS:
+        with np.errstate(divide="ignore"):
+            values = np.log10(values)  # 0 steps (zero error at the start): -inf, not tested
+    capped = {s: unconverged(rows[s], "last") for s in seeds}
+    first = {s: unconverged(rows[s], "phase1") for s in seeds}
+    return dict(zip(seeds, values)), capped, first
+
+
+def _difference(run, claim: Claim, width: int, at) -> tuple[dict[int, float], list[str], bool]:
+    """Per seed, A - B of the claim's comparison in `run` at `at` (or A alone when the
+    comparison names one experiment), the cap counts, and whether phase 1 was capped."""
+    sides = claim.comparison.split(" - ")
+    got = [_seed_values(run, e, width, at, claim.metric) for e in sides]
+    seeds = sorted(set.intersection(*(set(v) for v, _, _ in got)))
+    diff = {s: got[0][0][s] - (got[1][0][s] if len(got) > 1 else 0.0) for s in seeds}
+    caps = [f"{e} {k}/{len(seeds)}" for e, (_, capped, _) in zip(sides, got)
+            if (k := sum(capped[s] for s in seeds))]
+    first = sum(any(p1[s] for _, _, p1 in got) for s in seeds)
+    caps += [f"p1 {first}/{len(seeds)}"] if first else []
+    return diff, caps, bool(first) and claim.phase1_fitted
+
+
 def _run_tests(claims: list[Claim], root: str) -> dict[Claim, Evidence]:
-    """The steps and measure claims, tested here from the kept runs: paired over seeds,
-    on log10 values for `LOG_METRICS` (steps censored at the cap, as the figures draw
-    them), Holm over every such test of the ledger (one family)."""
-    from .figures import _values, load_run, paired_test, unconverged
+    """The claims tested here from the kept runs rather than from a significance.csv:
+    steps and measures (paired over seeds, on log10 values for `LOG_METRICS`, steps
+    censored at the cap, as the figures draw them), and contrasts across two runs or grid
+    points (`versus`: the same comparison in another kept run, or at another grid point,
+    paired by seed). Holm over every such test of the ledger (one family)."""
+    from .figures import holm, load_run, paired_test
 
     found: dict[Claim, Evidence] = {}
     for claim in claims:
-        if not kept(claim.run_dir, root):
+        other_dir, other_at = claim.versus or (claim.run_dir, claim.at)
+        if not (kept(claim.run_dir, root) and kept(other_dir, root)):
             continue
         run = load_run(os.path.join(root, RUNS, claim.run_dir))
-        first, second = claim.comparison.split(" - ")
+        other = load_run(os.path.join(root, RUNS, other_dir)) if claim.versus else run
         tests, left_out = [], []
         for width in sorted({r["width"] for r in run.rows}):
             if claim.widths is not None and width not in claim.widths:
                 continue
-            a = {r["seed"]: r for r in run.rows if r["width"] == width and r["experiment"] == first}
-            b = {r["seed"]: r for r in run.rows if r["width"] == width and r["experiment"] == second}
+            a, caps, p1 = _difference(run, claim, width, claim.at)
+            if claim.versus:
+                b, caps_b, p1_b = _difference(other, claim, width, other_at)
+                caps, p1 = [*caps, *(f"{c} (versus)" for c in caps_b)], p1 or p1_b
+            else:
+                b = dict.fromkeys(a, 0.0)
             seeds = sorted(set(a) & set(b))
-            if len(seeds) < 2:
+            if len(seeds) < 2 or not np.isfinite([a[s] - b[s] for s in seeds]).all():
                 continue
-            if claim.phase1_fitted and any(unconverged(a[s], "phase1") or unconverged(b[s], "phase1") for s in seeds):
+            if p1:
                 left_out.append(width)
                 continue
-            va, _ = _values(run, [a[s] for s in seeds], claim.metric)
-            vb, _ = _values(run, [b[s] for s in seeds], claim.metric)
-            if len(va) != len(seeds) or len(vb) != len(seeds):
-                continue
-            if claim.metric in LOG_METRICS:
-                va, vb = np.log10(va), np.log10(vb)
-            res = paired_test(va, vb)
-            caps = [f"{e} {k}/{len(seeds)}" for e, rows in ((first, a), (second, b))
-                    if (k := sum(unconverged(rows[s], "last") for s in seeds))]
+            res = paired_test(np.array([a[s] for s in seeds]), np.array([b[s] for s in seeds]))
             tests.append(Result(f"p = {width}", res["n"], res["mean_diff"], res["ci95_low"], res["ci95_high"],
                                 res["p_t"], ", ".join(caps)))
-        found[claim] = Evidence(tests, f"{RUNS}/{claim.run_dir}/results.csv", "",
-                                "log10" if claim.metric in LOG_METRICS else "raw", left_out)
-    from .figures import holm
-
+        scale = "log10" if claim.metric in LOG_METRICS else "points" if claim.metric == "test_acc" else "raw"
+        found[claim] = Evidence(tests, f"{RUNS}/{claim.run_dir}/results.csv", "", scale, left_out)
+        if claim.versus:
+            found[claim].file += f"` versus `{RUNS}/{other_dir}/results.csv" if claim.versus[0] != claim.run_dir else ""
     everything = [t for e in found.values() for t in e.tests]
     for t, p in zip(everything, holm([t.p_holm for t in everything])):
         t.p_holm = p
     size = sum(np.isfinite(t.p_holm) for t in everything)
     for e in found.values():
-        e.family = f"LEDGER.md's steps and measures, {size} tests"
+        e.family = f"LEDGER.md's tests from the kept runs, {size} tests"
     return found
 
 
@@ -379,6 +505,9 @@ def _run_tests(claims: list[Claim], root: str) -> dict[Claim, Evidence]:
 
 def verdict(direction: str, tests: list[Result], delta: float) -> str:
     """`RULES`, as code."""
+    if tests and all(t.void for t in tests):
+        return "inconclusive (void)"
+    tests = [t for t in tests if not t.void]
     if not tests:
         return "inconclusive"
     sign = {"gt": 1, "lt": -1}.get(direction)
@@ -415,11 +544,15 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def _point(at: tuple[tuple[str, float], ...]) -> str:
+    return ", ".join(f"{a} = {x:g}" for a, x in at)
+
+
 def ledger_row(claim: Claim, evidence: Evidence | None, runs_kept: bool) -> list[str]:
     if claim.not_run:
         return [claim.source, claim.text, "not run", f"no committed run; to run it: {claim.not_run}", ""]
     if evidence is None:
-        if claim.metric != "test_acc":
+        if claim.from_runs:
             why = (f"run not kept: `{sweep_command(claim.run_dir)}`, then `python -m advjax.ledger`")
             return [claim.source, claim.text, "inconclusive (run not kept)", why, ""]
         return [claim.source, claim.text, "inconclusive (no test in the CSV)",
@@ -429,7 +562,11 @@ def ledger_row(claim: Claim, evidence: Evidence | None, runs_kept: bool) -> list
     v = verdict(claim.direction, evidence.tests, delta)
     unit = {"points": "points", "log10": "ratio A/B, geometric mean", "raw": claim.metric}[evidence.scale]
     what = f"{claim.comparison}" + (f" ({claim.metric})" if claim.metric != "test_acc" else "")
-    at = f" at {', '.join(f'{a} = {x:g}' for a, x in claim.at)}" if claim.at else ""
+    at = f" at {_point(claim.at)}" if claim.at else ""
+    if claim.versus:
+        there = claim.versus[0] if claim.versus[0] != claim.run_dir else ""
+        where = " ".join(x for x in (there and f"in {there}", claim.versus[1] and f"at {_point(claim.versus[1])}") if x)
+        at += f", minus the same {where}"
     tests = "; ".join(f"{t.where}: {_effect(t, evidence.scale)}, n = {t.n}, Holm p {_p(t.p_holm)}"
                       for t in evidence.tests)
     text = (f"`{evidence.file}`, {what}{at}, in {unit} [95% CI]: {tests or 'no test'}. "
@@ -444,7 +581,7 @@ def ledger_row(claim: Claim, evidence: Evidence | None, runs_kept: bool) -> list
 
 
 def build(root: str = ROOT) -> str:
-    run_claims = [c for c in CLAIMS if c.metric != "test_acc"]
+    run_claims = [c for c in CLAIMS if c.from_runs]
     tested = _run_tests(run_claims, root)
     rows = []
     for claim in CLAIMS:
@@ -452,11 +589,11 @@ def build(root: str = ROOT) -> str:
         all_kept = bool(study) and all(kept(r, root) for r in study.runs)
         if claim.not_run:
             evidence = None
-        elif claim.metric == "test_acc":
+        elif not claim.from_runs:
             evidence = csv_evidence(claim, root)
         else:
             evidence = tested.get(claim)
-            all_kept = kept(claim.run_dir, root)
+            all_kept = kept(claim.run_dir, root) and (not claim.versus or kept(claim.versus[0], root))
         rows.append(ledger_row(claim, evidence, all_kept))
     counts = {v: sum(r[2] == v for r in rows) for v in dict.fromkeys(r[2] for r in rows)}
     lines = [
@@ -502,6 +639,30 @@ def redraw(root: str = ROOT) -> list[str]:
     return drawn
 
 
+def _minus(x: float, digits: int = 1) -> str:
+    return f"{x:+.{digits}f}".replace("-", "−") if x < 0 else f"{x:+.{digits}f}" if x > 0 else f"{x:.{digits}f}"
+
+
+def p_text(p: float) -> str:
+    """A p-value as REPRODUCING.md writes it: two significant digits, 9.7·10^-6 below 10^-3."""
+    if p >= 1e-3:
+        return f"{p:.2g}"
+    mantissa, exponent = f"{p:.1e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}·10^{int(exponent)}"
+
+
+def cell(folder: str, run: str, comparison: str, width: int, at: dict[str, float], capped: bool = True,
+         root: str = ROOT) -> str:
+    """One significance row as REPRODUCING.md's tables quote it: the paired difference in
+    points with its 95% CI and Holm p, and (`capped`) the seeds of either arm at a cap."""
+    [r] = [r for r in read_significance(folder, root) if r["run"] == run and r["comparison"] == comparison
+           and int(r["width"]) == width and _at_matches(r, tuple(at.items()))]
+    low, high = 100 * float(r["ci95_low"]), 100 * float(r["ci95_high"])
+    text = f"{_minus(100 * float(r['mean_diff']))} [{_minus(low)}, {_minus(high)}], Holm {p_text(float(r['p_t_holm']))}"
+    k = int(r["unconverged_seeds"] or 0)
+    return text + (f" ({k} capped)" if capped and k else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     from .options import OneLineParser
 
@@ -509,7 +670,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=os.path.join(ROOT, "figures", "LEDGER.md"), help="the file to write")
     ap.add_argument("--redraw", action="store_true",
                     help="first redraw every figure folder whose runs are all kept under figures/runs")
+    ap.add_argument("--cell", nargs="+", metavar="ARG",
+                    help="print one table cell of REPRODUCING.md instead: FOLDER RUN 'A - B' WIDTH [AXIS=VALUE ...]")
     args = ap.parse_args(argv)
+    if args.cell:
+        folder, run, comparison, width, *point = args.cell
+        print(cell(folder, run, comparison, int(width), {a: float(v) for a, v in (x.split("=") for x in point)}))
+        return 0
     if args.redraw:
         for folder in redraw():
             print(f"redrew {folder}")

@@ -25,8 +25,10 @@ def test_every_claim_names_its_evidence_or_why_not_run():
     text = ledger.build()
     for claim in ledger.CLAIMS:
         assert claim.text in text
-        if claim.not_run:
-            assert "GPU-hours" in claim.not_run and "--cifar-path" in claim.not_run
+        if claim.not_run:  # the command that would run it, and its cost
+            assert "python -m advjax.sweep" in claim.not_run
+            assert "GPU-hours" in claim.not_run or "CPU cores" in claim.not_run
+            assert ("--cifar-path" in claim.not_run) == claim.source.startswith("Liu")
         else:
             assert claim.folder in ledger.STUDIES, claim
     for v in ("reproduced", "not reproduced", "inconclusive", "not run"):
@@ -50,6 +52,10 @@ def test_verdicts_follow_the_rules():
     assert verdict("eq", [t(0.03, 0.02, 0.04, 1e-3)], d) == "not reproduced"
     assert verdict("eq", [t(0.01, -0.01, 0.03, 0.2)], d) == "inconclusive"
     assert verdict("gt", [], d) == "inconclusive"
+    # void tests (nothing was compared) are left out; only void tests: inconclusive (void)
+    void = Result("p = 1", 10, 0.0, -0.001, 0.001, 1.0, void=True)
+    assert verdict("gt", [void, void], d) == "inconclusive (void)"
+    assert verdict("lt", [void, t(-0.05, -0.07, -0.03, 1e-4)], d) == "reproduced"
 
 
 def _rows(path):
@@ -61,17 +67,13 @@ def _rows(path):
 def test_the_kept_runs_give_the_committed_csvs(tmp_path):
     """Each figure folder whose runs are all kept: its significance.csv and summary.csv are
     what the figures code computes from those runs (no training; the statistics only)."""
-    from advjax.figures import holm_families, load_run, significance, summary, write_significance, write_summary
+    from advjax.figures import holm_families, load_runs, significance, summary, write_significance, write_summary
 
     checked = 0
     for study in ledger.STUDIES.values():
         if not all(ledger.kept(r) for r in study.runs):
             continue
-        runs = [load_run(os.path.join(ROOT, ledger.RUNS, r)) for r in study.runs]
-        labels = [r.label for r in runs]
-        for r in runs:  # as the figures command names runs that share a label
-            if labels.count(r.label) > 1:
-                r.name = os.path.basename(os.path.normpath(r.path))
+        runs = load_runs([os.path.join(ROOT, ledger.RUNS, r) for r in study.runs])
         write_significance(significance(runs, holm_families(runs)), str(tmp_path / "sig.csv"))
         write_summary(summary(runs), str(tmp_path / "sum.csv"))
         for mine, name in (("sig.csv", "significance.csv"), ("sum.csv", "summary.csv")):
@@ -162,3 +164,40 @@ def test_every_number_in_reproducing_tables_is_in_a_committed_csv_or_the_ledger(
         if not _in(abs(value), decimals, digits, known):
             missing.append(f"REPRODUCING.md:{line}: {m.group(0)}")
     assert not missing, "numbers in tables that no committed CSV or LEDGER.md holds:\n" + "\n".join(missing)
+
+
+def test_a_contrast_across_two_runs_is_the_paired_test_of_their_rows():
+    """A `versus` claim (the adversarial net from GD's Θ_adv minus from Adam's, the same
+    seeds) against the t-test computed here from the two results.csv files."""
+    from scipy import stats
+
+    claim = next(c for c in ledger.CLAIMS if c.versus and c.run_dir == "decisive-phase1-circles-gd")
+    if not (ledger.kept(claim.run_dir) and ledger.kept(claim.versus[0])):
+        pytest.skip("runs not kept")
+    [test] = ledger._run_tests([claim], ROOT)[claim].tests
+
+    def acc(run):
+        rows = _rows(os.path.join(ROOT, ledger.RUNS, run, "results.csv"))
+        return {int(r["seed"]): float(r["test_acc"]) for r in rows if r["experiment"] == "adversarial"}
+
+    a, b = acc(claim.run_dir), acc(claim.versus[0])
+    d = np.array([a[s] - b[s] for s in sorted(a)])
+    half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    assert test.n == len(d) == 20
+    np.testing.assert_allclose([test.effect, test.low, test.high], [d.mean(), d.mean() - half, d.mean() + half],
+                               rtol=1e-9, atol=1e-12)
+
+
+def test_a_comparison_where_no_arm_made_theta_adv_or_reached_its_target_is_void():
+    """The summed-loss MNIST run: every frozen and adversarial seed capped in phase 1 and in
+    its last phase, so its frozen - adversarial tests are void; the fixed-data run's are not."""
+    from advjax.figures import load_runs
+
+    names = ("decisive-frozen-mnist", "decisive-frozen-mnist-sum")
+    if not all(ledger.kept(n) for n in names):
+        pytest.skip("runs not kept")
+    fixed, summed = load_runs([os.path.join(ROOT, ledger.RUNS, n) for n in names])
+    at = (("target_train_acc", 0.9),)
+    assert ledger._void(summed, ["frozen", "adversarial"], 10, at)
+    assert not ledger._void(fixed, ["frozen", "adversarial"], 10, at)
+    assert not ledger._void(summed, ["baseline", "adversarial"], 10, at)  # the baseline has no phase 1
