@@ -209,6 +209,15 @@ def _layer_init(scheme: str, fan_in: int):
 CONV_IMPLS = ("xla", "im2col")  # how a conv net computes its convolutions (`_conv`)
 
 
+def default_conv_impl(kind: str, backend: str | None = None) -> str:
+    """`--conv-impl auto`: im2col for a conv net on a CPU, where XLA runs lax.conv inside
+    the training loop 2-3x slower than patch matmuls (the bench's conv rows); xla (lax.conv)
+    on a GPU or TPU, and for models without convolutions (where it does nothing)."""
+    if not takes_images(kind):
+        return "xla"
+    return "im2col" if (backend or jax.default_backend()) == "cpu" else "xla"
+
+
 def _conv(h_BxHxWxC: jax.Array, kernel_KxKxIxO: jax.Array, stride: int, impl: str) -> jax.Array:
     """A k x k convolution with torch's padding ((k-1)/2 zeros each side), no bias.
     "xla": `lax.conv_general_dilated`. "im2col": one matmul of every output position's

@@ -36,7 +36,7 @@ from .experiments import (
     layers_needed,
     per_layer,
 )
-from .model import CONV_IMPLS, INIT_SCHEMES, MODELS, make_model, takes_images
+from .model import CONV_IMPLS, INIT_SCHEMES, MODELS, default_conv_impl, make_model, takes_images
 from .train import AUGMENTATIONS, LOSS_REDUCTIONS, MATMUL_PRECISIONS, OPTIMIZERS, SEED_GROUPS, STOP_RULES
 
 INT32_MAX = 2**31 - 1  # step counters and step caps are int32 in the compiled program
@@ -448,9 +448,10 @@ OPTIONS: tuple[Option, ...] = (
            "with probability 1/2, per seed and step from the seed's minibatch key (default none; phase 1 never)",
            lambda c: takes_images(c.model) and _images(c),
            "with a conv model (--model cnn, vgg11, vgg16, resnet18) on image data", type=str),
-    Option("conv_impl", "xla", choice(CONV_IMPLS), "how a conv net computes its convolutions: xla (default, "
-           "lax.conv) or im2col (patch matmuls: the same function, other last bits; 2x the CNN's and 6x ResNet-18's "
-           "training speed on a CPU, where XLA runs convolutions inside the training loop slowly)",
+    Option("conv_impl", "auto", choice(("auto", *CONV_IMPLS)), "how a conv net computes its convolutions: auto "
+           "(default: im2col on a CPU, xla on a GPU or TPU; the manifest records which), xla (lax.conv) or im2col "
+           "(patch matmuls: the same function, other last bits; 2x the CNN's and 6x ResNet-18's training speed on "
+           "a CPU, where XLA runs convolutions inside the training loop slowly)",
            lambda c: takes_images(c.model), "with a conv model (--model cnn, vgg11, vgg16, resnet18)", type=str),
     Option("init", "torch", choice(INIT_SCHEMES), "initialization: torch (default, nn.Linear's), lecun, he, "
            "xavier", type=str),
@@ -579,7 +580,8 @@ class _ConfigMethods:
     def resolve(self):
         """Fill the dataset-dependent defaults (paper section 3). Phase 1's step size
         and cap default to --lr and --max-steps; where those are grid axes, each grid
-        point's (left None here, filled by `point`)."""
+        point's (left None here, filled by `point`). --conv-impl auto becomes the
+        platform's (`default_conv_impl`), so the manifest records the one that ran."""
         spec = spec_of(self)  # the dataset's defaults (MNIST's for the 8x8 digits, Liu et al.'s batch on CIFAR-10)
         lr = self.lr if self.lr is not None else spec.lr
         max_steps = self.max_steps if self.max_steps is not None else spec.max_steps
@@ -592,6 +594,7 @@ class _ConfigMethods:
             phase1_lr=tied(self.phase1_lr, lr),
             phase1_max_steps=tied(self.phase1_max_steps, max_steps),
             fix_data=self.fix_data if self.fix_data is not None else spec.fix_data,
+            conv_impl=default_conv_impl(self.model) if self.conv_impl == "auto" else self.conv_impl,
         )
 
     def axes(self) -> dict[str, tuple]:

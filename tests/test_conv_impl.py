@@ -82,5 +82,20 @@ def test_cli_digits_cnn_with_im2col(tmp_path, capsys):
     config = json.loads((tmp_path / "im2col" / "manifest.json").read_text())["config"]
     assert config["conv_impl"] == "im2col"
     # a resume with the other implementation is another sweep: refused
-    assert main([*common, "--out", str(tmp_path / "im2col"), "--resume"]) == 2
+    assert main([*common, "--conv-impl", "xla", "--out", str(tmp_path / "im2col"), "--resume"]) == 2
     assert "--conv-impl" in capsys.readouterr().err
+    # the default, auto, is im2col on a CPU: the same sweep, so the resume finds it finished
+    assert main([*common, "--out", str(tmp_path / "im2col"), "--resume"]) == 0
+    assert read_results(str(tmp_path / "im2col" / "results.csv")) == rows
+
+
+def test_conv_impl_auto_is_im2col_for_conv_nets_on_a_cpu_only():
+    from advjax.model import default_conv_impl
+    from advjax.options import SweepConfig
+
+    assert default_conv_impl("cnn", "cpu") == default_conv_impl("resnet18", "cpu") == "im2col"
+    assert default_conv_impl("cnn", "gpu") == default_conv_impl("vgg16", "tpu") == "xla"
+    assert default_conv_impl("mlp", "cpu") == "xla"  # no convolutions: the field keeps its old value
+    assert SweepConfig(dataset="digits").resolve().conv_impl == "xla"
+    resolved = SweepConfig(dataset="digits", model="cnn").resolve()
+    assert resolved.conv_impl == default_conv_impl("cnn") and resolved.resolve() == resolved
