@@ -33,6 +33,7 @@ import os
 import sys
 import textwrap
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -508,12 +509,22 @@ def _values(run: Run, rows: list[dict], metric: str) -> tuple[np.ndarray, np.nda
     return v, np.zeros(len(v), bool)
 
 
-def _line(ax, run: Run, metric: str, summary: str, at: dict[int, list[dict]], col: str, name: str,
-          style: str, nudge: float) -> None:
+class Pen(NamedTuple):
+    """How `_line` draws one experiment at one grid point: colour, legend name, line
+    style, and `nudge`, a factor that shifts its step-cap markers sideways."""
+
+    color: str
+    name: str
+    style: str
+    nudge: float
+
+
+def _line(ax, run: Run, metric: str, summary: str, at: dict[int, list[dict]], pen: Pen) -> None:
     """One experiment at one grid point: metric vs width. With censored steps, a mean
     over capped seeds, or a median resting on them, is a lower bound: △ instead of ●; ▲ on
-    the cap marks the widths where seeds were capped, nudged sideways by `nudge` (a
-    factor) so that experiments capped at the same width do not hide each other."""
+    the cap marks the widths where seeds were capped, nudged sideways by `pen.nudge` so
+    that experiments capped at the same width do not hide each other."""
+    col, name, style, nudge = pen
     widths = np.array(list(at), float)
     mid, lo, hi, bound = [], [], [], []
     for rows in at.values():
@@ -555,8 +566,8 @@ def panel_metric(ax, run: Run, metric: str, summary: str, title: str | None = No
         for i, point in enumerate(dict.fromkeys(p for _, p in groups)):
             at = {w: g for (w, p), g in groups.items() if p == point}
             name = f"{label(exp)} ({point_text(point)})" if point else label(exp)
-            _line(ax, run, metric, summary, at, color(exp), name, LINESTYLES[i % len(LINESTYLES)],
-                  nudge=1.04 ** (k - (len(experiments) - 1) / 2))
+            _line(ax, run, metric, summary, at,
+                  Pen(color(exp), name, LINESTYLES[i % len(LINESTYLES)], 1.04 ** (k - (len(experiments) - 1) / 2)))
             strip.append((color(exp), at))
     if metric == "steps" and any(unconverged(r, "last") for r in run.rows if r["experiment"] in experiments):
         for cap in sorted({step_cap(run, r) for r in run.rows}):
@@ -802,6 +813,65 @@ def draw_summary(run: Run, path: str) -> str:
                    dpi=SUMMARY_DPI)
 
 
+def _depth_accuracy_panel(ax, by_depth: dict[int, Run], width: int) -> None:
+    """Depth figure (a): the paper's three experiments' test accuracy vs depth at one width."""
+    depths, strip = sorted(by_depth), []
+    for exp in PAPER:
+        groups = {d: sel for d in depths
+                  if (sel := [q for q in by_depth[d].rows if q["width"] == width and q["experiment"] == exp])}
+        mids = [np.mean([q["test_acc"] for q in sel]) for sel in groups.values()]
+        ax.errorbar(list(groups), mids, yerr=[np.std([q["test_acc"] for q in sel]) for sel in groups.values()],
+                    color=color(exp), label=label(exp), marker="o", capsize=3)
+        for d, m, sel in zip(groups, mids, groups.values()):
+            if any(unconverged(q) for q in sel):
+                _ring(ax, d, m, color(exp))
+        strip.append((color(exp), groups))
+    ax.set_xticks(depths)
+    ax.set_xlabel("depth (hidden layers)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"(a) p = {width}: test accuracy vs depth", fontsize=10, pad=8 + STRIP_POINTS * _cap_strip(ax, strip))
+
+
+def _depth_layer_panel(ax, by_depth: dict[int, Run], width: int, kind: str, holm_p: dict) -> None:
+    """Depth figure (b) (`kind` reinit: layer k re-initialised) or (c) (freeze: layers
+    1..k frozen): the paired difference from the adversarial run vs k, a line per depth."""
+    from matplotlib.ticker import MaxNLocator
+
+    strip = []
+    for d in sorted(by_depth):
+        rows = [q for q in by_depth[d].rows if q["width"] == width]
+        adv = {q["seed"]: q["test_acc"] for q in rows if q["experiment"] == "adversarial"}
+        groups, mids, half, stars = {}, [], [], []
+        for k in range(1, d + 2):
+            sel = [q for q in rows if q["experiment"] == f"{kind}_{k}"]
+            mine = {q["seed"]: q["test_acc"] for q in sel}
+            seeds = sorted(set(mine) & set(adv))
+            if len(seeds) < 2:
+                continue
+            diff = np.array([mine[s_] - adv[s_] for s_ in seeds])
+            groups[k] = sel
+            mids.append(diff.mean())
+            half.append(t_half_width(diff))
+            stars.append(holm_p.get((by_depth[d].label, width, f"{kind}_{k} - adversarial"), 1.0) < 0.05)
+        if groups:
+            line = ax.errorbar(list(groups), mids, yerr=half, marker="o", capsize=3, label=f"depth {d}")
+            strip.append((line[0].get_color(), groups))
+            for k, m, h, star in zip(groups, mids, half, stars):
+                if star:
+                    ax.annotate("★", (k, m + h), xytext=(0, 1), textcoords="offset points", ha="center",
+                                va="bottom", fontsize=9, color=line[0].get_color(), annotation_clip=False, gid="star")
+    ax.axhline(0, color="red", linewidth=0.8, linestyle="--")
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, high + 0.1 * (high - low))  # room for a star above the highest interval
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("layer k (the last is the readout)" if kind == "reinit" else "k")
+    ax.set_ylabel("test acc − adversarial's")
+    what = "layer k re-initialised" if kind == "reinit" else "layers 1..k frozen"
+    ax.set_title(f"({'b' if kind == 'reinit' else 'c'}) p = {width}: Θ_adv with {what}", fontsize=10,
+                 pad=8 + STRIP_POINTS * _cap_strip(ax, strip))
+    ax.legend(fontsize=7)
+
+
 def depth_figure(runs: list[Run], path: str, sig: list[dict] | None = None) -> str | None:
     """Runs of one dataset at several depths (issue 12's science): per width, (a) test
     accuracy vs depth of the paper's three experiments, mean ± 1 std; (b) and (c) what
@@ -810,8 +880,6 @@ def depth_figure(runs: list[Run], path: str, sig: list[dict] | None = None) -> s
     confidence interval; ★ where Holm's correction over the figure's family, `sig`'s
     rows, leaves p < 0.05), one line per depth. A run with grid axes is drawn at its
     first grid point (the title says so)."""
-    from matplotlib.ticker import MaxNLocator
-
     firsts = {r.config.get("depth", 1): first_point(r) for r in runs}
     by_depth = {d: run for d, (run, _) in firsts.items()}
     if len(by_depth) < 2 or len({r.dataset for r in runs}) > 1:
@@ -821,58 +889,10 @@ def depth_figure(runs: list[Run], path: str, sig: list[dict] | None = None) -> s
     widths = sorted(set.intersection(*({q["width"] for q in r.rows} for r in by_depth.values())))
     plt = _plt()
     fig, axes = plt.subplots(len(widths), 3, figsize=(14, 3.9 * len(widths)), squeeze=False)
-    depths = sorted(by_depth)
     for row, width in zip(axes, widths):
-        strip = []
-        for exp in PAPER:
-            groups = {d: sel for d in depths
-                      if (sel := [q for q in by_depth[d].rows if q["width"] == width and q["experiment"] == exp])}
-            mids = [np.mean([q["test_acc"] for q in sel]) for sel in groups.values()]
-            row[0].errorbar(list(groups), mids, yerr=[np.std([q["test_acc"] for q in sel]) for sel in groups.values()],
-                            color=color(exp), label=label(exp), marker="o", capsize=3)
-            for d, m, sel in zip(groups, mids, groups.values()):
-                if any(unconverged(q) for q in sel):
-                    _ring(row[0], d, m, color(exp))
-            strip.append((color(exp), groups))
-        row[0].set_xticks(depths)
-        row[0].set_xlabel("depth (hidden layers)")
-        row[0].set_ylabel("test accuracy")
-        row[0].set_title(f"(a) p = {width}: test accuracy vs depth", fontsize=10,
-                         pad=8 + STRIP_POINTS * _cap_strip(row[0], strip))
-        for ax, kind, what in ((row[1], "reinit", "layer k re-initialised"), (row[2], "freeze", "layers 1..k frozen")):
-            strip = []
-            for d in depths:
-                rows = [q for q in by_depth[d].rows if q["width"] == width]
-                adv = {q["seed"]: q["test_acc"] for q in rows if q["experiment"] == "adversarial"}
-                groups, mids, half, stars = {}, [], [], []
-                for k in range(1, d + 2):
-                    sel = [q for q in rows if q["experiment"] == f"{kind}_{k}"]
-                    mine = {q["seed"]: q["test_acc"] for q in sel}
-                    seeds = sorted(set(mine) & set(adv))
-                    if len(seeds) < 2:
-                        continue
-                    diff = np.array([mine[s_] - adv[s_] for s_ in seeds])
-                    groups[k] = sel
-                    mids.append(diff.mean())
-                    half.append(t_half_width(diff))
-                    stars.append(holm_p.get((by_depth[d].label, width, f"{kind}_{k} - adversarial"), 1.0) < 0.05)
-                if groups:
-                    line = ax.errorbar(list(groups), mids, yerr=half, marker="o", capsize=3, label=f"depth {d}")
-                    strip.append((line[0].get_color(), groups))
-                    for k, m, h, star in zip(groups, mids, half, stars):
-                        if star:
-                            ax.annotate("★", (k, m + h), xytext=(0, 1), textcoords="offset points", ha="center",
-                                        va="bottom", fontsize=9, color=line[0].get_color(), annotation_clip=False,
-                                        gid="star")
-            ax.axhline(0, color="red", linewidth=0.8, linestyle="--")
-            low, high = ax.get_ylim()
-            ax.set_ylim(low, high + 0.1 * (high - low))  # room for a star above the highest interval
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_xlabel("layer k (the last is the readout)" if kind == "reinit" else "k")
-            ax.set_ylabel("test acc − adversarial's")
-            ax.set_title(f"({'b' if kind == 'reinit' else 'c'}) p = {width}: Θ_adv with {what}", fontsize=10,
-                         pad=8 + STRIP_POINTS * _cap_strip(ax, strip))
-            ax.legend(fontsize=7)
+        _depth_accuracy_panel(row[0], by_depth, width)
+        for ax, kind in ((row[1], "reinit"), (row[2], "freeze")):
+            _depth_layer_panel(ax, by_depth, width, kind, holm_p)
         row[0].legend(fontsize=7)
         for ax in row:
             ax.grid(alpha=0.3)
