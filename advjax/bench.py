@@ -151,9 +151,10 @@ def _workload_data(name: str, n_seeds: int, width: int):
 
 def conv_workload_data(name: str, n_seeds: int, width: int):
     """As `workload_data`, for a conv net: one set of images shared by all seeds (MNIST:
-    the sweep's 128 as 28x28x1; else random images), random labels and θ0 per seed."""
+    the sweep's 128 as 28x28x1; else random images), random labels and θ0 per seed. The
+    model computes its convolutions as the sweep does by default (`--conv-impl auto`)."""
     from .data import as_images, make_dataset, random_labels
-    from .model import make_model
+    from .model import default_conv_impl, make_model
 
     w = CONV_WORKLOADS[name]
     if w.images == "mnist":
@@ -162,24 +163,25 @@ def conv_workload_data(name: str, n_seeds: int, width: int):
         x = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (w.n, *w.image_shape)))
     keys = jax.random.split(jax.random.PRNGKey(1), n_seeds)
     y = np.asarray(jax.vmap(lambda kk: random_labels(kk, w.n, w.n_out))(keys))
-    model = make_model(w.kind, width, w.image_shape, w.n_out)
+    model = make_model(w.kind, width, w.image_shape, w.n_out, conv_impl=default_conv_impl(w.kind))
     theta0 = jax.tree.map(np.asarray, jax.jit(jax.vmap(model.init))(keys))
     return model, x, y, theta0, np.asarray(jax.random.split(jax.random.PRNGKey(2), n_seeds))
 
 
 # -- (a) the engine -----------------------------------------------------------------------------------
 
-def run_advjax(name, width, n_seeds, steps, group: int | None = None, im2col: bool = False,
+def run_advjax(name, width, n_seeds, steps, group: int | None = None, conv_impl: str | None = None,
                keep_params: bool = False):
     """The engine on the workload; `group`: seeds side by side in each of a device's seed
-    groups (default: the trainer's own choice, `PhaseSpec.group_elements`); `im2col`:
-    the conv net with its convolutions as patch matmuls (the sweep's --conv-impl im2col)."""
+    groups (default: the trainer's own choice, `PhaseSpec.group_elements`); `conv_impl`:
+    how the conv net computes its convolutions (default: the sweep's default, --conv-impl
+    auto: im2col on a CPU, lax.conv elsewhere)."""
     from .train import COMPILE_STATS, Numbers, PhaseSpec, train
 
     n, batch, lr = settings(name)
     model, x, y, theta0, bkeys = workload_data(name, n_seeds, width)
-    if im2col:
-        model = dataclasses.replace(model, conv_impl="im2col")
+    if conv_impl is not None:
+        model = dataclasses.replace(model, conv_impl=conv_impl)
     spec = PhaseSpec(model, model.layers, batch_size=batch, chunk_steps=max(1, min(steps, 1000)),
                      x_batched=per_seed_x(model, x))
     if group is not None:
@@ -625,7 +627,7 @@ def layout_row(name: str, width: int, n_seeds: int, steps: int, layout: str) -> 
     from seed 0 trained alone (max relative difference of its parameters)."""
     per_device = -(-n_seeds // len(jax.devices()))
     group = {"vmap": per_device, "sequential": 1, "groups-of-2": 2, "im2col": 1}[layout]
-    kw = {"group": group, "im2col": layout == "im2col", "keep_params": True}
+    kw = {"group": group, "conv_impl": "im2col" if layout == "im2col" else "xla", "keep_params": True}
     r = run_advjax(name, width, n_seeds, steps, **kw)
     row = {"workload": name, "width": width, "layout": layout, "seeds": n_seeds, "steps": steps,
            "seed_steps_per_s": r["seed_steps"] / r["seconds"], "compile_seconds": r["compile_seconds"]}
@@ -766,7 +768,18 @@ def grid_table(rows: list[dict]) -> str:
 IMPLS = {"advjax": run_advjax, "torch_loop": run_torch_loop, "torch_func": run_torch_func,
          "jax_per_seed": run_jax_per_seed}
 MLP_IMPLS = tuple(IMPLS)
-IMPLS["advjax_im2col"] = functools.partial(run_advjax, im2col=True)  # conv rows only: --conv-impl im2col
+
+
+def run_advjax_other_conv(name, width, n_seeds, steps):
+    """Conv rows: advjax with the --conv-impl that is not the default here (lax.conv on a
+    CPU, im2col on a GPU or TPU)."""
+    from .model import default_conv_impl
+
+    default = default_conv_impl(CONV_WORKLOADS[name].kind)
+    return run_advjax(name, width, n_seeds, steps, conv_impl="xla" if default == "im2col" else "im2col")
+
+
+IMPLS["advjax_other_conv"] = run_advjax_other_conv
 
 
 def plan(quick: bool, widths) -> list[dict]:
@@ -794,7 +807,7 @@ def plan(quick: bool, widths) -> list[dict]:
     return jobs
 
 
-CONV_IMPLS = ("advjax", "advjax_im2col", "torch_loop", "torch_func")
+CONV_IMPLS = ("advjax", "advjax_other_conv", "torch_loop", "torch_func")
 
 
 def conv_plan(quick: bool) -> list[dict]:
@@ -802,14 +815,14 @@ def conv_plan(quick: bool) -> list[dict]:
     at width 4). ResNet-18 is ~100 MFLOP a seed-step at width 16 and advjax runs it at
     seconds a seed-step on this CPU (PERFORMANCE.md), so its rows are a few steps."""
     sizes = {  # workload: (width, {impl: (seeds, steps)})
-        "cnn-mnist": (16, {"advjax": (8, 20), "advjax_im2col": (8, 20), "torch_loop": (2, 20),
+        "cnn-mnist": (16, {"advjax": (8, 20), "advjax_other_conv": (8, 20), "torch_loop": (2, 20),
                            "torch_func": (8, 8)}),
-        "resnet18-32px": (16, {"advjax": (2, 2), "advjax_im2col": (2, 4), "torch_loop": (2, 3),
+        "resnet18-32px": (16, {"advjax": (2, 2), "advjax_other_conv": (2, 2), "torch_loop": (2, 3),
                                "torch_func": (2, 2)}),
     }
-    if quick:  # width 4, 2 seeds, 2 steps; no im2col ResNet-18 (its compile alone took 10 s)
+    if quick:  # width 4, 2 seeds, 2 steps; ResNet-18 with one convolution only (its compile alone takes 10 s)
         sizes = {name: (4, {impl: (2, 2) for impl in CONV_IMPLS if (name, impl) != ("resnet18-32px",
-                                                                                     "advjax_im2col")})
+                                                                                     "advjax_other_conv")})
                  for name in sizes}
     return [{"workload": name, "width": width, "impl": impl, "seeds": seeds, "steps": steps}
             for name, (width, cfg) in sizes.items() for impl, (seeds, steps) in cfg.items()]
@@ -847,10 +860,16 @@ def run_job(job: dict, peaks: dict) -> dict:
     return r
 
 
+def _conv_default_text() -> str:
+    from .model import default_conv_impl
+
+    return {"im2col": "im2col, patch matmuls", "xla": "xla, lax.conv"}[default_conv_impl("cnn")]
+
+
 def conv_table(results: list[dict]) -> str:
     nan = float("nan")
-    lines = [f"{'conv net':<14} {'width':>5}  {'advjax':>8} {'im2col':>8} {'torch loop':>10} {'torch.func':>10}  "
-             f"{'vs loop':>7} {'vs func':>7} {'im2col vs loop':>14}  {'MFLOP/step':>10}  {'% peak: advjax':>14} "
+    lines = [f"{'conv net':<14} {'width':>5}  {'advjax':>8} {'other conv':>10} {'torch loop':>10} {'torch.func':>10}  "
+             f"{'vs loop':>7} {'vs func':>7} {'other vs loop':>13}  {'MFLOP/step':>10}  {'% peak: advjax':>14} "
              f"{'loop':>6} {'func':>6}"]
     keyed = {(r["workload"], r["width"], r["impl"]): r for r in results}
     for (name, p) in dict.fromkeys((r["workload"], r["width"]) for r in results if r["workload"] in CONV_WORKLOADS):
@@ -859,14 +878,15 @@ def conv_table(results: list[dict]) -> str:
         share = {impl: 100 * rows[impl]["share_of_peak"] if impl in rows else nan for impl in CONV_IMPLS}
         stop = {i: "*" if rows.get(i, {}).get("over_budget") else " " for i in CONV_IMPLS}
         lines.append(
-            f"{name:<14} {p:>5}  {rate['advjax']:>8.2f} {rate['advjax_im2col']:>8.2f} {rate['torch_loop']:>10.2f}"
+            f"{name:<14} {p:>5}  {rate['advjax']:>8.2f} {rate['advjax_other_conv']:>10.2f} {rate['torch_loop']:>10.2f}"
             f"{stop['torch_loop']}{rate['torch_func']:>10.2f}{stop['torch_func']} "
             f"{rate['advjax'] / rate['torch_loop']:>6.2f}x "
-            f"{rate['advjax'] / rate['torch_func']:>6.2f}x {rate['advjax_im2col'] / rate['torch_loop']:>13.2f}x  "
+            f"{rate['advjax'] / rate['torch_func']:>6.2f}x {rate['advjax_other_conv'] / rate['torch_loop']:>12.2f}x  "
             f"{rows['advjax']['xla_flops_per_seed_step'] / 1e6:>10.1f}  {share['advjax']:>13.1f}% "
             f"{share['torch_loop']:>5.1f}% {share['torch_func']:>5.1f}%")
     lines.append("seed-steps per second (one minibatch update of a seed and the error check on its whole training "
-                 "set); im2col: advjax with --conv-impl im2col; FLOPs per seed-step as XLA counts advjax's compiled "
+                 f"set); advjax: the sweep's default convolutions here ({_conv_default_text()}); other conv: the other "
+                 "--conv-impl; FLOPs per seed-step as XLA counts advjax's compiled "
                  "step, % of the matmul peak for each")
     return "\n".join(lines)
 

@@ -38,9 +38,9 @@ def _tiny_conv_workloads(monkeypatch, side: int = 8):
 
 def test_conv_rows_run_at_tiny_size_and_have_their_columns(monkeypatch):
     _tiny_conv_workloads(monkeypatch)
-    impls = bench.CONV_IMPLS if HAS_TORCH else ("advjax", "advjax_im2col")
+    impls = bench.CONV_IMPLS if HAS_TORCH else ("advjax", "advjax_other_conv")
     jobs = [{**job, "width": 2, "seeds": 2, "steps": 2} for job in bench.conv_plan(quick=True) if job["impl"] in impls
-            and (job["impl"], job["workload"]) != ("advjax_im2col", "resnet18-32px")]  # compile time; test_conv_impl
+            and (job["impl"], job["workload"]) != ("advjax_other_conv", "resnet18-32px")]  # compile time
     assert {j["workload"] for j in jobs} == {"cnn-mnist", "resnet18-32px"}
     rows = [bench.run_job(job, PEAKS) for job in jobs]
     for r in rows:
@@ -49,7 +49,7 @@ def test_conv_rows_run_at_tiny_size_and_have_their_columns(monkeypatch):
         assert r["useful_flops_per_seed_step"] == r["xla_flops_per_seed_step"]
     assert all("bound_seconds" in r for r in rows if r["impl"] == "advjax")
     text = bench.conv_table(rows)
-    assert "cnn-mnist" in text and "resnet18-32px" in text and "im2col" in text
+    assert "cnn-mnist" in text and "resnet18-32px" in text and "other conv" in text and "im2col" in text
     bench._xla_cost.cache_clear()
 
 
