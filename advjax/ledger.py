@@ -50,8 +50,11 @@ and its effect has the claimed sign, and *contradicts* it when the sign is the o
   predates the comparison).
 
 δ = {DELTA * 100:g} point of test accuracy (for steps and measures, tested on log10 values, δ is 0:
-any significant difference counts). A claim about Θ_adv on 2-D data is tested only at the widths where
-phase 1 fitted its random labels in every seed, and says which widths it left out."""
+any significant difference counts). The paper's claims about Θ_adv on 2-D data are tested only at the
+widths where phase 1 fitted its random labels in every seed, and say which widths they left out; the
+decisive runs' claims keep every seed (item 4(b) asks about phase 1 as run) and count its caps (p1 k/n).
+A claim "minus the same" is a contrast: the comparison in one run or grid point minus the same
+comparison in another, paired by seed."""
 
 
 @dataclass(frozen=True)
