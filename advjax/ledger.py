@@ -16,6 +16,7 @@ writes the same bytes each time.
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import os
 import re
@@ -360,6 +361,7 @@ class Evidence:
     scale: str = "points"  # "points" (test accuracy x 100), "log10" (ratio), "raw"
     left_out: list[int] = field(default_factory=list)
     note: str = ""
+    versus_file: str = ""  # a contrast's other run, where it is not `file`'s
 
 
 def _family(rows: list[dict], folder: str) -> str:
@@ -370,15 +372,20 @@ def _family(rows: list[dict], folder: str) -> str:
             "figure)")
 
 
-def _labelled(claim: Claim, root: str):
-    """The kept run of the claim's study whose label is the claim's `run`, or None."""
+@functools.cache
+def _study_runs(folder: str, root: str) -> tuple:
+    """The kept runs of a study, loaded once per ledger build (empty where one is not kept)."""
     from .figures import load_runs
 
-    study = STUDIES.get(claim.folder)
+    study = STUDIES.get(folder)
     if study is None or not all(kept(name, root) for name in study.runs):
-        return None
-    return next((r for r in load_runs([os.path.join(root, RUNS, n) for n in study.runs]) if r.label == claim.run),
-                None)
+        return ()
+    return tuple(load_runs([os.path.join(root, RUNS, n) for n in study.runs]))
+
+
+def _labelled(claim: Claim, root: str):
+    """The kept run of the claim's study whose label is the claim's `run`, or None."""
+    return next((r for r in _study_runs(claim.folder, root) if r.label == claim.run), None)
 
 
 def _void(run, sides: list[str], width: int, at: tuple[tuple[str, float], ...]) -> bool:
@@ -491,9 +498,9 @@ def _run_tests(claims: list[Claim], root: str) -> dict[Claim, Evidence]:
             tests.append(Result(f"p = {width}", res["n"], res["mean_diff"], res["ci95_low"], res["ci95_high"],
                                 res["p_t"], ", ".join(caps)))
         scale = "log10" if claim.metric in LOG_METRICS else "points" if claim.metric == "test_acc" else "raw"
-        found[claim] = Evidence(tests, f"{RUNS}/{claim.run_dir}/results.csv", "", scale, left_out)
-        if claim.versus:
-            found[claim].file += f"` versus `{RUNS}/{other_dir}/results.csv" if claim.versus[0] != claim.run_dir else ""
+        versus_file = f"{RUNS}/{other_dir}/results.csv" if other_dir != claim.run_dir else ""
+        found[claim] = Evidence(tests, f"{RUNS}/{claim.run_dir}/results.csv", "", scale, left_out,
+                                versus_file=versus_file)
     everything = [t for e in found.values() for t in e.tests]
     for t, p in zip(everything, holm([t.p_holm for t in everything])):
         t.p_holm = p
@@ -571,7 +578,8 @@ def ledger_row(claim: Claim, evidence: Evidence | None, runs_kept: bool) -> list
         at += f", minus the same {where}"
     tests = "; ".join(f"{t.where}: {_effect(t, evidence.scale)}, n = {t.n}, Holm p {_p(t.p_holm)}"
                       for t in evidence.tests)
-    text = (f"`{evidence.file}`, {what}{at}, in {unit} [95% CI]: {tests or 'no test'}. "
+    files = f"`{evidence.file}`" + (f" versus `{evidence.versus_file}`" if evidence.versus_file else "")
+    text = (f"{files}, {what}{at}, in {unit} [95% CI]: {tests or 'no test'}. "
             f"Holm family: {evidence.family}.")
     caps = "; ".join(f"{t.where}: {t.capped}" for t in evidence.tests if t.capped)
     if evidence.left_out:
@@ -583,6 +591,7 @@ def ledger_row(claim: Claim, evidence: Evidence | None, runs_kept: bool) -> list
 
 
 def build(root: str = ROOT) -> str:
+    _study_runs.cache_clear()  # the runs as they are now, not as an earlier build in this process read them
     run_claims = [c for c in CLAIMS if c.from_runs]
     tested = _run_tests(run_claims, root)
     rows = []
