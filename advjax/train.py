@@ -289,27 +289,38 @@ def _run_chunk(spec, state, frozen, x, y, hyper, chunk_len=None):
 
     The loop runs over the whole seed batch (a vmapped step inside one while_loop), not
     a vmapped while_loop: finished seeds are held by the step's own mask, and XLA need
-    not select every state leaf a second time per iteration.
+    not select every state leaf a second time per iteration. A group of one seed runs
+    the step unbatched (no seed axis of size 1 in its matmuls), as a per-seed loop would.
     """
-    step = jax.vmap(
-        lambda s, f, xx, yy, h: _step(spec, h, f, xx, yy, s),
-        in_axes=(0, 0, 0 if spec.x_batched else None, 0, 0),
-    )
+    alone = state.step.shape[0] == 1  # static: the group's seed count
+
+    def steps(check: bool):
+        one = lambda s, f, xx, yy, h: _step(spec, h, f, xx, yy, s, check)  # noqa: E731
+        return one if alone else jax.vmap(one, in_axes=(0, 0, 0 if spec.x_batched else None, 0, 0))
+
+    if alone:
+        first = lambda t: jax.tree.map(lambda a: a[0], t)  # noqa: E731
+        out = _loop(spec, steps, first(state), first(frozen), first(x) if spec.x_batched else x, first(y),
+                    first(hyper), chunk_len)
+        return jax.tree.map(lambda a: a[None], out)
+    return _loop(spec, steps, state, frozen, x, y, hyper, chunk_len)
+
+
+def _loop(spec, steps, state, frozen, x, y, hyper, chunk_len):
+    """The while loop of `_run_chunk` over `steps(check)` (`_step`, vmapped or not)."""
+    checked, unchecked = steps(True), steps(False)
+    step = lambda s: checked(s, frozen, x, y, hyper)  # noqa: E731
+    plain = lambda s: unchecked(s, frozen, x, y, hyper)  # noqa: E731  (no zero-error check)
 
     def cond(carry):
         i, s = carry
         return (i < (spec.chunk_steps if chunk_len is None else chunk_len)) & ~jnp.all(s.done)
 
-    plain = jax.vmap(  # a step without the zero-error check (between the checks of --check-every)
-        lambda s, f, xx, yy, h: _step(spec, h, f, xx, yy, s, check=False),
-        in_axes=(0, 0, 0 if spec.x_batched else None, 0, 0),
-    )
-
     def body(carry):  # an iteration: a checked step, then check_every - 1 unchecked ones
         i, s = carry
-        s = (plain if spec.budget else step)(s, frozen, x, y, hyper)
+        s = (plain if spec.budget else step)(s)
         if spec.check_every > 1:
-            s = jax.lax.fori_loop(0, spec.check_every - 1, lambda _, t: plain(t, frozen, x, y, hyper), s)
+            s = jax.lax.fori_loop(0, spec.check_every - 1, lambda _, t: plain(t), s)
         return i + 1, s
 
     return jax.lax.while_loop(cond, body, (jnp.int32(0), state))[1]
