@@ -460,14 +460,16 @@ def unit_layout(n_live: int, unit: int, n_devices: int, per_device: int) -> tupl
     return n_units, take, back
 
 
-def gather(tree):
-    """Host numpy copies of (possibly multi-process, sharded) arrays, on every process."""
+def gather(tree, copy: bool = True):
+    """Host numpy copies of (possibly multi-process, sharded) arrays, on every process.
+    Without `copy`: read-only views where the arrays allow (one CPU device's buffers),
+    for a caller that copies what it keeps."""
     from jax.experimental import multihost_utils
 
     def one(a):
         if isinstance(a, jax.Array) and not a.is_fully_addressable:
             return np.asarray(multihost_utils.process_allgather(a, tiled=True))
-        return a if isinstance(a, np.ndarray) else np.array(a)  # a writable host copy
+        return a if isinstance(a, np.ndarray) else np.array(a) if copy else np.asarray(a)
 
     return jax.tree.map(one, tree)
 
@@ -480,6 +482,13 @@ def distribute(tree, sharding: NamedSharding):
         return jax.make_array_from_callback(a.shape, sharding, lambda idx: a[idx])
 
     return jax.tree.map(one, tree)
+
+
+def _take_rows(tree, rows: np.ndarray):
+    """Rows `rows` of every leaf: the leaf itself where they are all its rows in order."""
+    if all(len(a) == len(rows) for a in jax.tree.leaves(tree)) and np.array_equal(rows, np.arange(len(rows))):
+        return tree
+    return jax.tree.map(lambda a: a[rows], tree)
 
 
 def _set_rows(tree, sl: slice | np.ndarray, part):
@@ -834,7 +843,7 @@ class _InFlight:
                 else:
                     smaller = layout.compacted(state.done[sl], ~done_p.reshape(-1, layout.group).all(1))
             if finished or save or smaller is not None:  # bring the placed seeds' full state back to the host
-                back_home = jax.tree.map(lambda a, rows=rows: a[rows], gather(live))
+                back_home = _take_rows(gather(live, copy=False), rows)  # copied once, into the host state
                 state = _set_rows(state, sl.start + placed, back_home)
             if save:
                 run.store.save(state, complete=False)
