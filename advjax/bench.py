@@ -790,8 +790,8 @@ def plan(quick: bool, widths) -> list[dict]:
             big = p >= 1000
             if name in WIDE_ONLY and not big:
                 continue
-            if name in DEPTH:  # ~3.5x the FLOPs of N_p per seed-step at p = 1000
-                cfg = {"advjax": (16, 20), "torch_func": (16, 10), "torch_loop": (2, 40), "jax_per_seed": (2, 40)}
+            if name in DEPTH:  # ~3.5x the FLOPs of N_p per seed-step at p = 1000; as many steps a seed as the loops
+                cfg = {"advjax": (8, 40), "torch_func": (16, 10), "torch_loop": (2, 40), "jax_per_seed": (2, 40)}
             elif name == "2d":
                 base = 1000 if big else 3000
                 cfg = {"advjax": (64, base), "torch_func": (64, base // 10), "torch_loop": (2, base // 3),
