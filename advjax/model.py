@@ -240,6 +240,39 @@ def _conv(h_BxHxWxC: jax.Array, kernel_KxKxIxO: jax.Array, stride: int, impl: st
     return patches @ kernel_KxKxIxO.reshape(-1, kernel_KxKxIxO.shape[-1])
 
 
+@jax.custom_jvp
+def max_pool_2x2(h_BxHxWxC: jax.Array) -> jax.Array:
+    """2x2 max-pooling, stride 2, VALID (an odd last row or column dropped): the function
+    and the gradient of `flax.linen.max_pool(h, (2, 2), strides=(2, 2))`, bit for bit,
+    each window's derivative taken from its first maximum in row-major order (as XLA's
+    select-and-scatter, and torch's max_pool2d, take it), computed without them: a
+    reshape and elementwise selects, linear in the tangent (so reverse mode is its
+    transpose, and Hessian-vector products work), where XLA:CPU expands select-and-scatter
+    into a reduce-window over index tuples and a scatter (the CNN's step 1.6x faster in
+    the trainer's loop; PERFORMANCE.md, "Conv nets")."""
+    return jnp.max(_windows(h_BxHxWxC), axis=(2, 4))
+
+
+def _windows(h_BxHxWxC: jax.Array) -> jax.Array:
+    """(B, H/2, 2, W/2, 2, C): each 2x2 window's four values on axes 2 and 4."""
+    b, height, wide, c = h_BxHxWxC.shape
+    h = h_BxHxWxC[:, : height // 2 * 2, : wide // 2 * 2]
+    return h.reshape(b, height // 2, 2, wide // 2, 2, c)
+
+
+@max_pool_2x2.defjvp
+def _max_pool_jvp(primals, tangents):
+    (h_BxHxWxC,), (t_BxHxWxC,) = primals, tangents
+    w, tw = _windows(h_BxHxWxC), _windows(t_BxHxWxC)
+    out = jnp.max(w, axis=(2, 4))
+    taken, tangent = jnp.zeros(out.shape, bool), jnp.zeros(out.shape, t_BxHxWxC.dtype)
+    for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)):  # row-major: the first maximum gives it
+        here = (w[:, :, i, :, j] == out) & ~taken
+        taken = taken | here
+        tangent = jnp.where(here, tw[:, :, i, :, j], tangent)
+    return out, tangent
+
+
 def _conv_relu_pool(h_BxHxWxC: jax.Array, layer: dict, impl: str = "xla") -> tuple[jax.Array, jax.Array]:
     """(pre-activations, relu then 2x2 max-pool) of one 3x3 SAME convolution."""
     if impl == "xla":  # "SAME", as it always was (the same padding as `_conv`'s; kept for the program's bits)
@@ -247,7 +280,7 @@ def _conv_relu_pool(h_BxHxWxC: jax.Array, layer: dict, impl: str = "xla") -> tup
                                            dimension_numbers=("NHWC", "HWIO", "NHWC")) + layer["bias"]
     else:
         pre = _conv(h_BxHxWxC, layer["kernel"], 1, impl) + layer["bias"]
-    return pre, nn.max_pool(jax.nn.relu(pre), (2, 2), strides=(2, 2))
+    return pre, max_pool_2x2(jax.nn.relu(pre))
 
 
 @dataclass(frozen=True)
@@ -487,7 +520,7 @@ class _VGG(_BatchNormNet):
         names = iter(self.layers)
         for item in self.plan:
             if item == "M":
-                h = nn.max_pool(h, (2, 2), strides=(2, 2))
+                h = max_pool_2x2(h)
                 continue
             name = next(names)
             p = params[name]

@@ -223,3 +223,41 @@ def test_cnn_on_points_is_refused_naming_model(argv, capsys, tmp_path):
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "--model" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("shape", [(3, 8, 8, 5), (2, 7, 9, 3)])
+def test_max_pool_equals_flax_max_pool_bit_for_bit_ties_included(shape):
+    """`max_pool_2x2` (reshape and selects) against flax's reduce-window max-pool: the
+    same values and the same gradient to the last bit, on ReLU outputs of small integers
+    (most windows tie, many at 0) and odd sides (a dropped row and column), alone and
+    under jit and vmap; its gradient goes to each window's first maximum (row-major)."""
+    import flax.linen as nn
+
+    from advjax.model import max_pool_2x2
+
+    ref = lambda h: nn.max_pool(h, (2, 2), strides=(2, 2))  # noqa: E731
+    rng = np.random.default_rng(0)
+    h = jnp.asarray(np.maximum(rng.integers(-3, 3, shape), 0).astype(np.float32))
+    g = jnp.asarray(rng.normal(size=ref(h).shape).astype(np.float32))
+    (a, back_a), (b, back_b) = jax.vjp(ref, h), jax.vjp(max_pool_2x2, h)
+    assert np.array_equal(a, b) and np.array_equal(back_a(g)[0], back_b(g)[0])
+    grad_of = lambda f: jax.jit(jax.vmap(lambda hh, gg: jax.vjp(f, hh)[1](gg)[0]))  # noqa: E731
+    assert np.array_equal(grad_of(ref)(h[None], g[None]), grad_of(max_pool_2x2)(h[None], g[None]))
+    one = jnp.zeros((1, 2, 2, 1)).at[0, 1, 0, 0].set(1.0).at[0, 1, 1, 0].set(1.0)  # a tie at (1, 0), (1, 1)
+    assert jax.grad(lambda x: max_pool_2x2(x).sum())(one)[0, :, :, 0].tolist() == [[0, 0], [1, 0]]
+
+
+def test_max_pool_hessian_vector_product_matches_finite_differences():
+    """Forward mode through the pool (the measures' Hessian-vector products): jvp of the
+    gradient against central differences of the gradient."""
+    from advjax.model import max_pool_2x2
+
+    f = lambda h: (max_pool_2x2(jax.nn.relu(h)) ** 2).sum()  # noqa: E731
+    rng = np.random.default_rng(1)
+    with jax.enable_x64():
+        h, v = (jnp.asarray(rng.normal(size=(2, 6, 6, 3))) for _ in range(2))
+        hvp = jax.jvp(jax.grad(f), (h,), (v,))[1]
+        fd = (jax.grad(f)(h + 1e-6 * v) - jax.grad(f)(h - 1e-6 * v)) / 2e-6
+        assert hvp.dtype == jnp.float64
+        np.testing.assert_allclose(hvp, fd, rtol=1e-6, atol=1e-8)
+        assert float(jnp.abs(hvp).max()) > 0.1  # not a zero against a zero
