@@ -813,11 +813,12 @@ CONV_IMPLS = ("advjax", "advjax_other_conv", "torch_loop", "torch_func")
 def conv_plan(quick: bool) -> list[dict]:
     """The conv rows: the CNN at width 16 on MNIST and ResNet-18 at width 16 (quick: both
     at width 4). ResNet-18 is ~100 MFLOP a seed-step at width 16 and advjax runs it at
-    seconds a seed-step on this CPU (PERFORMANCE.md), so its rows are a few steps."""
+    seconds a seed-step on this CPU (PERFORMANCE.md), so its rows are a few steps, as many a
+    seed for advjax as for the torch loop."""
     sizes = {  # workload: (width, {impl: (seeds, steps)})
         "cnn-mnist": (16, {"advjax": (8, 20), "advjax_other_conv": (8, 20), "torch_loop": (2, 20),
                            "torch_func": (8, 8)}),
-        "resnet18-32px": (16, {"advjax": (2, 2), "advjax_other_conv": (2, 2), "torch_loop": (2, 3),
+        "resnet18-32px": (16, {"advjax": (2, 4), "advjax_other_conv": (2, 2), "torch_loop": (2, 4),
                                "torch_func": (2, 2)}),
     }
     if quick:  # width 4, 2 seeds, 2 steps; ResNet-18 with one convolution only (its compile alone takes 10 s)

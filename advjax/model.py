@@ -206,31 +206,41 @@ def _layer_init(scheme: str, fan_in: int):
     return kernel_init, nn.initializers.zeros
 
 
-CONV_IMPLS = ("xla", "im2col")  # how a conv net computes its convolutions (`_conv`)
+CONV_IMPLS = ("xla", "im2col", "canonical")  # how a conv net computes its convolutions (`_conv`)
+DIMENSIONS = ("NHWC", "HWIO", "NHWC")  # images, kernels, outputs: the layout XLA:CPU's fast path takes
 
 
 def default_conv_impl(kind: str, backend: str | None = None) -> str:
-    """`--conv-impl auto`: im2col for a conv net on a CPU, where XLA runs lax.conv inside
-    the training loop 2-3x slower than patch matmuls (the bench's conv rows); xla (lax.conv)
-    on a GPU or TPU, and for models without convolutions (where it does nothing)."""
-    if not takes_images(kind):
+    """`--conv-impl auto`: on a CPU, the conv net's `cpu_conv_impl`, the faster in the
+    trainer's loop as measured (PERFORMANCE.md, "Conv nets": im2col for the CNN and the
+    VGGs, canonical for ResNet-18); xla (lax.conv) on a GPU or TPU, and for models
+    without convolutions (where it does nothing)."""
+    if not takes_images(kind) or (backend or jax.default_backend()) != "cpu":
         return "xla"
-    return "im2col" if (backend or jax.default_backend()) == "cpu" else "xla"
+    return MODELS[kind].cpu_conv_impl
 
 
 def _conv(h_BxHxWxC: jax.Array, kernel_KxKxIxO: jax.Array, stride: int, impl: str) -> jax.Array:
     """A k x k convolution with torch's padding ((k-1)/2 zeros each side), no bias.
-    "xla": `lax.conv_general_dilated`. "im2col": one matmul of every output position's
+    "xla": `lax.conv_general_dilated`, differentiated by JAX. "canonical": the same
+    forward convolution, and its two gradients written as convolutions in the layout of
+    `DIMENSIONS` (`_canonical_conv`). "im2col": one matmul of every output position's
     k·k·C_in patch (zero-padded, strided slices) by the kernel as (k·k·C_in, C_out): the
-    same function, summed in another order (last bits differ), and much faster on XLA:CPU,
-    which runs convolutions inside a while loop (the trainer's) 6-20x slower than at a
-    program's top level (jax-ml/jax#12868; PERFORMANCE.md, "Conv nets"). Its patches hold
-    k·k times the input's floats (`memory.py` counts them)."""
+    same function, summed in another order (last bits differ). Inside a while loop (the
+    trainer's), XLA:CPU leaves the gradients JAX writes for lax.conv in other layouts
+    (the kernel's gradient with examples as the contracted features, `f01b_i01o->01bf`;
+    the input's with a reversed, `01oi` kernel), off its fast path, and runs them 6-20x
+    slower than at a program's top level, where it rewrites them (jax-ml/jax#12868);
+    "canonical" writes them as it would; on maps smaller than the kernel (VGG's 2x2
+    maps) XLA swaps such a convolution's operands into another slow layout, so there
+    "canonical" computes as im2col. im2col's patches hold k·k times the input's floats
+    (`memory.py` counts them)."""
     k = kernel_KxKxIxO.shape[0]
     pad = (k - 1) // 2
     if impl == "xla":
-        return jax.lax.conv_general_dilated(h_BxHxWxC, kernel_KxKxIxO, (stride, stride), ((pad, pad), (pad, pad)),
-                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return _lax_conv(h_BxHxWxC, kernel_KxKxIxO, stride)
+    if impl == "canonical" and min(h_BxHxWxC.shape[1:3]) >= k:  # smaller maps: im2col (see below)
+        return _canonical_conv(h_BxHxWxC, kernel_KxKxIxO, stride)
     if pad:
         h_BxHxWxC = jnp.pad(h_BxHxWxC, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
     rows, cols = (h_BxHxWxC.shape[1] - k) // stride + 1, (h_BxHxWxC.shape[2] - k) // stride + 1
@@ -238,6 +248,45 @@ def _conv(h_BxHxWxC: jax.Array, kernel_KxKxIxO: jax.Array, stride: int, impl: st
             for i in range(k) for j in range(k)]  # (i, j, c) order: the kernel's HWIO rows
     patches = taps[0] if len(taps) == 1 else jnp.concatenate(taps, axis=-1)
     return patches @ kernel_KxKxIxO.reshape(-1, kernel_KxKxIxO.shape[-1])
+
+
+def _lax_conv(h_BxHxWxC: jax.Array, kernel_KxKxIxO: jax.Array, stride: int) -> jax.Array:
+    pad = (kernel_KxKxIxO.shape[0] - 1) // 2
+    return jax.lax.conv_general_dilated(h_BxHxWxC, kernel_KxKxIxO, (stride, stride), ((pad, pad), (pad, pad)),
+                                        dimension_numbers=DIMENSIONS)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _canonical_conv(h_BxHxWxC: jax.Array, kernel_KxKxIxO: jax.Array, stride: int) -> jax.Array:
+    """`_lax_conv`, with a backward pass of two convolutions in `DIMENSIONS`' layout:
+    the input's gradient correlates the output's gradient (dilated by the stride) with
+    the kernel flipped in space, inputs and outputs swapped; the kernel's gradient
+    correlates the input with the output's gradient, channels as the batch and examples
+    as the features (XLA's own rewrite at a program's top level). Forward-over-reverse
+    (the measures' Hessian-vector products) differentiates this backward pass."""
+    return _lax_conv(h_BxHxWxC, kernel_KxKxIxO, stride)
+
+
+def _canonical_fwd(h_BxHxWxC, kernel_KxKxIxO, stride):
+    return _lax_conv(h_BxHxWxC, kernel_KxKxIxO, stride), (h_BxHxWxC, kernel_KxKxIxO)
+
+
+def _canonical_bwd(stride, residuals, g_BxRxSxO):
+    h_BxHxWxC, kernel_KxKxIxO = residuals
+    k, pad = kernel_KxKxIxO.shape[0], (kernel_KxKxIxO.shape[0] - 1) // 2
+    (_, height, wide, _), (_, rows, cols, _) = h_BxHxWxC.shape, g_BxRxSxO.shape
+    low = k - 1 - pad  # the full correlation's padding, less what the forward pass cut off
+    high = [side + k - 1 - low - ((out - 1) * stride + 1) for side, out in ((height, rows), (wide, cols))]
+    flipped = jnp.flip(kernel_KxKxIxO, (0, 1)).transpose(0, 1, 3, 2)
+    dh = jax.lax.conv_general_dilated(g_BxRxSxO, flipped, (1, 1), ((low, high[0]), (low, high[1])),
+                                      lhs_dilation=(stride, stride), dimension_numbers=DIMENSIONS)
+    dk = jax.lax.conv_general_dilated(h_BxHxWxC.transpose(3, 1, 2, 0), g_BxRxSxO.transpose(1, 2, 0, 3), (1, 1),
+                                      ((pad, pad), (pad, pad)), rhs_dilation=(stride, stride),
+                                      dimension_numbers=DIMENSIONS)  # (C_in, >= k, >= k, C_out)
+    return dh, dk[:, :k, :k].transpose(1, 2, 0, 3)
+
+
+_canonical_conv.defvjp(_canonical_fwd, _canonical_bwd)
 
 
 @jax.custom_jvp
@@ -296,6 +345,7 @@ class _ImageModel:
     kind: ClassVar[str] = ""
     min_side: ClassVar[int] = 4
     images: ClassVar[bool] = True  # a capability: takes (H, W, C) images
+    cpu_conv_impl: ClassVar[str] = "im2col"  # --conv-impl auto on a CPU: the faster in the trainer's loop
 
     @classmethod
     def build(cls, width: int, n_in: int | tuple[int, ...], n_out: int, init: str, depth: int, conv_impl: str):
@@ -552,6 +602,7 @@ class ResNet18(_BatchNormNet):
 
     kind: ClassVar[str] = "resnet18"
     min_side: ClassVar[int] = 1
+    cpu_conv_impl: ClassVar[str] = "canonical"  # 1.5x im2col at width 16, a tie at 64 (PERFORMANCE.md)
     layers: ClassVar[tuple[str, ...]] = ("stem", *(f"block{i}" for i in range(1, 9)), "readout")
 
     def _blocks(self) -> tuple[tuple[str, int, int, int], ...]:

@@ -449,9 +449,10 @@ OPTIONS: tuple[Option, ...] = (
            lambda c: takes_images(c.model) and _images(c),
            "with a conv model (--model cnn, vgg11, vgg16, resnet18) on image data", type=str),
     Option("conv_impl", "auto", choice(("auto", *CONV_IMPLS)), "how a conv net computes its convolutions: auto "
-           "(default: im2col on a CPU, xla on a GPU or TPU; the manifest records which), xla (lax.conv) or im2col "
-           "(patch matmuls: the same function, other last bits; 2x the CNN's and 6x ResNet-18's training speed on "
-           "a CPU, where XLA runs convolutions inside the training loop slowly)",
+           "(default: on a CPU the faster for the net, im2col for cnn and the VGGs, canonical for resnet18; xla on "
+           "a GPU or TPU; the manifest records which), xla (lax.conv), im2col (patch matmuls: the same function, "
+           "other last bits) or canonical (lax.conv, its gradients written in the layout XLA:CPU runs fast inside "
+           "the training loop, where it runs xla's gradients slowly)",
            lambda c: takes_images(c.model), "with a conv model (--model cnn, vgg11, vgg16, resnet18)", type=str),
     Option("init", "torch", choice(INIT_SCHEMES), "initialization: torch (default, nn.Linear's), lecun, he, "
            "xavier", type=str),

@@ -1,5 +1,6 @@
-"""--conv-impl im2col: convolutions as patch matmuls, checked against lax.conv (the
-default) on every conv net, through the trainer and the CLI."""
+"""--conv-impl im2col (convolutions as patch matmuls) and canonical (lax.conv with its
+gradients written as layout-canonical convolutions), checked against lax.conv and JAX's
+own gradient of it on every conv net, through the trainer and the CLI."""
 
 import dataclasses
 import json
@@ -52,9 +53,51 @@ def test_conv_impl_is_a_model_option_recorded_only_where_set():
         CNN(4, (8, 8, 1), 3, conv_impl="fft")
 
 
+@pytest.mark.parametrize("side,k,stride", [(8, 3, 1), (8, 3, 2), (7, 3, 2), (8, 1, 2), (9, 1, 1), (3, 3, 1)])
+def test_canonical_convolution_gradients_equal_jaxs(side, k, stride):
+    """`_canonical_conv`'s hand-written backward pass (the input's gradient through a
+    dilated, flipped-kernel convolution; the kernel's with channels as the batch) against
+    JAX's own gradient of lax.conv: stride 1 and 2, even and odd sides, 3x3 and 1x1
+    kernels, a map as small as the kernel. Float32 rounding apart: XLA may sum either in
+    another order."""
+    from advjax.model import _canonical_conv, _lax_conv
+
+    rng = np.random.default_rng(k * 10 + stride)
+    h = rng.normal(size=(3, side, side + 1, 4)).astype(np.float32)
+    kernel = rng.normal(size=(k, k, 4, 5)).astype(np.float32)
+    out, back = jax.vjp(lambda a, b: _lax_conv(a, b, stride), h, kernel)
+    mine, my_back = jax.vjp(lambda a, b: _canonical_conv(a, b, stride), h, kernel)
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(mine))  # the same forward convolution
+    g = rng.normal(size=out.shape).astype(np.float32)
+    for want, got in zip(back(g), my_back(g)):
+        assert want.shape == got.shape
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5 * float(np.abs(want).max()))
+
+
 @pytest.mark.slow
-def test_a_seed_trained_with_im2col_equals_the_seed_alone():
-    model = CNN(4, (8, 8, 1), 3, conv_impl="im2col")
+@pytest.mark.parametrize("kind,shape", [("resnet18", (8, 8, 3)), ("vgg11", (32, 32, 3))])
+def test_canonical_nets_have_lax_convs_gradient(kind, shape):
+    """Every parameter's gradient of a net with --conv-impl canonical against the same
+    net with xla: ResNet-18's stride-2 and 1x1 shortcut convolutions, BatchNorm, and a
+    VGG's 2x2 maps (smaller than the kernel: computed as im2col)."""
+    conv = make_model(kind, 4, shape, 10)
+    canonical = make_model(kind, 4, shape, 10, conv_impl="canonical")
+    params, state = conv.init(jax.random.PRNGKey(0)), conv.init_state()
+    x = np.random.default_rng(1).normal(size=(5, *shape)).astype(np.float32)
+
+    def grads(model):
+        return jax.jit(jax.grad(lambda p: jnp.sum(model.apply_train(p, state, x, model.layers)[0] ** 2)))(params)
+
+    g_conv, g_canonical = grads(conv), grads(canonical)
+    scale = max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(g_conv))
+    for a, b in zip(jax.tree.leaves(g_conv), jax.tree.leaves(g_canonical)):
+        assert float(jnp.max(jnp.abs(a - b))) < 1e-5 * scale
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("impl", ["im2col", "canonical"])
+def test_a_seed_trained_with_another_conv_impl_equals_the_seed_alone(impl):
+    model = CNN(4, (8, 8, 1), 3, conv_impl=impl)
     keys = jax.random.split(jax.random.PRNGKey(1), 3)
     rng = np.random.default_rng(3)  # NumPy's draws: no random program to compile
     x = rng.normal(size=(3, 24, 8, 8, 1)).astype(np.float32)
@@ -89,11 +132,12 @@ def test_cli_digits_cnn_with_im2col(tmp_path, capsys):
     assert read_results(str(tmp_path / "im2col" / "results.csv")) == rows
 
 
-def test_conv_impl_auto_is_im2col_for_conv_nets_on_a_cpu_only():
+def test_conv_impl_auto_is_the_nets_own_on_a_cpu_only():
     from advjax.model import default_conv_impl
     from advjax.options import SweepConfig
 
-    assert default_conv_impl("cnn", "cpu") == default_conv_impl("resnet18", "cpu") == "im2col"
+    assert default_conv_impl("cnn", "cpu") == default_conv_impl("vgg16", "cpu") == "im2col"
+    assert default_conv_impl("resnet18", "cpu") == "canonical"
     assert default_conv_impl("cnn", "gpu") == default_conv_impl("vgg16", "tpu") == "xla"
     assert default_conv_impl("mlp", "cpu") == "xla"  # no convolutions: the field keeps its old value
     assert SweepConfig(dataset="digits").resolve().conv_impl == "xla"
