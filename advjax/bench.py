@@ -175,7 +175,7 @@ def run_advjax(name, width, n_seeds, steps, group: int | None = None, conv_impl:
     """The engine on the workload; `group`: seeds side by side in each of a device's seed
     groups (default: the trainer's own choice, `PhaseSpec.group_elements`); `conv_impl`:
     how the conv net computes its convolutions (default: the sweep's default, --conv-impl
-    auto: im2col on a CPU, lax.conv elsewhere)."""
+    auto: the net's own on a CPU, lax.conv elsewhere)."""
     from .train import COMPILE_STATS, Numbers, PhaseSpec, train
 
     n, batch, lr = settings(name)
@@ -771,12 +771,16 @@ MLP_IMPLS = tuple(IMPLS)
 
 
 def run_advjax_other_conv(name, width, n_seeds, steps):
-    """Conv rows: advjax with the --conv-impl that is not the default here (lax.conv on a
-    CPU, im2col on a GPU or TPU)."""
+    """Conv rows: advjax with another --conv-impl than the default here: lax.conv as JAX
+    differentiates it (xla) on a CPU, where the default is im2col or canonical; im2col
+    on a GPU or TPU."""
+    return run_advjax(name, width, n_seeds, steps, conv_impl=_other_conv(CONV_WORKLOADS[name].kind))
+
+
+def _other_conv(kind: str) -> str:
     from .model import default_conv_impl
 
-    default = default_conv_impl(CONV_WORKLOADS[name].kind)
-    return run_advjax(name, width, n_seeds, steps, conv_impl="xla" if default == "im2col" else "im2col")
+    return "xla" if default_conv_impl(kind) != "xla" else "im2col"
 
 
 IMPLS["advjax_other_conv"] = run_advjax_other_conv
@@ -862,9 +866,12 @@ def run_job(job: dict, peaks: dict) -> dict:
 
 
 def _conv_default_text() -> str:
+    """Each conv workload's default --conv-impl here, and the other conv column's."""
     from .model import default_conv_impl
 
-    return {"im2col": "im2col, patch matmuls", "xla": "xla, lax.conv"}[default_conv_impl("cnn")]
+    kinds = {w.kind: name for name, w in CONV_WORKLOADS.items()}
+    return (", ".join(f"{name} {default_conv_impl(kind)}" for kind, name in kinds.items())
+            + f"; other conv: {_other_conv('cnn')}")
 
 
 def conv_table(results: list[dict]) -> str:
@@ -886,8 +893,8 @@ def conv_table(results: list[dict]) -> str:
             f"{rows['advjax']['xla_flops_per_seed_step'] / 1e6:>10.1f}  {share['advjax']:>13.1f}% "
             f"{share['torch_loop']:>5.1f}% {share['torch_func']:>5.1f}%")
     lines.append("seed-steps per second (one minibatch update of a seed and the error check on its whole training "
-                 f"set); advjax: the sweep's default convolutions here ({_conv_default_text()}); other conv: the other "
-                 "--conv-impl; FLOPs per seed-step as XLA counts advjax's compiled "
+                 f"set); advjax: the sweep's default --conv-impl here ({_conv_default_text()}); FLOPs per seed-step "
+                 "as XLA counts advjax's compiled "
                  "step, % of the matmul peak for each")
     return "\n".join(lines)
 
