@@ -212,9 +212,9 @@ DIMENSIONS = ("NHWC", "HWIO", "NHWC")  # images, kernels, outputs: the layout XL
 
 def default_conv_impl(kind: str, backend: str | None = None) -> str:
     """`--conv-impl auto`: on a CPU, the conv net's `cpu_conv_impl`, the faster in the
-    trainer's loop as measured (PERFORMANCE.md, "Conv nets": im2col for the CNN and the
-    VGGs, canonical for ResNet-18); xla (lax.conv) on a GPU or TPU, and for models
-    without convolutions (where it does nothing)."""
+    trainer's loop as measured (im2col for the CNN and the VGGs, canonical for ResNet-18;
+    PERFORMANCE.md, "Conv nets in the trainer's loop"); xla (lax.conv) on a GPU or TPU,
+    and for models without convolutions (where it does nothing)."""
     if not takes_images(kind) or (backend or jax.default_backend()) != "cpu":
         return "xla"
     return MODELS[kind].cpu_conv_impl
@@ -239,7 +239,7 @@ def _conv(h_BxHxWxC: jax.Array, kernel_KxKxIxO: jax.Array, stride: int, impl: st
     pad = (k - 1) // 2
     if impl == "xla":
         return _lax_conv(h_BxHxWxC, kernel_KxKxIxO, stride)
-    if impl == "canonical" and min(h_BxHxWxC.shape[1:3]) >= k:  # smaller maps: im2col (see below)
+    if impl == "canonical" and min(h_BxHxWxC.shape[1:3]) >= k:  # smaller maps: im2col (see above)
         return _canonical_conv(h_BxHxWxC, kernel_KxKxIxO, stride)
     if pad:
         h_BxHxWxC = jnp.pad(h_BxHxWxC, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
@@ -297,8 +297,8 @@ def max_pool_2x2(h_BxHxWxC: jax.Array) -> jax.Array:
     select-and-scatter, and torch's max_pool2d, take it), computed without them: a
     reshape and elementwise selects, linear in the tangent (so reverse mode is its
     transpose, and Hessian-vector products work), where XLA:CPU expands select-and-scatter
-    into a reduce-window over index tuples and a scatter (the CNN's step 1.6x faster in
-    the trainer's loop; PERFORMANCE.md, "Conv nets")."""
+    into a reduce-window over index tuples and a scatter (the CNN's step 1.8x faster in
+    the trainer's loop; PERFORMANCE.md, "Conv nets in the trainer's loop")."""
     return jnp.max(_windows(h_BxHxWxC), axis=(2, 4))
 
 
