@@ -869,9 +869,9 @@ def _conv_default_text() -> str:
     """Each conv workload's default --conv-impl here, and the other conv column's."""
     from .model import default_conv_impl
 
-    kinds = {w.kind: name for name, w in CONV_WORKLOADS.items()}
-    return (", ".join(f"{name} {default_conv_impl(kind)}" for kind, name in kinds.items())
-            + f"; other conv: {_other_conv('cnn')}")
+    defaults = ", ".join(f"{name} {default_conv_impl(w.kind)}" for name, w in CONV_WORKLOADS.items())
+    others = sorted({_other_conv(w.kind) for w in CONV_WORKLOADS.values()})
+    return f"{defaults}; other conv: {', '.join(others)}"
 
 
 def conv_table(results: list[dict]) -> str:

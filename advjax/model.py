@@ -326,7 +326,7 @@ def _conv_relu_pool(h_BxHxWxC: jax.Array, layer: dict, impl: str = "xla") -> tup
     """(pre-activations, relu then 2x2 max-pool) of one 3x3 SAME convolution."""
     if impl == "xla":  # "SAME", as it always was (the same padding as `_conv`'s; kept for the program's bits)
         pre = jax.lax.conv_general_dilated(h_BxHxWxC, layer["kernel"], (1, 1), "SAME",
-                                           dimension_numbers=("NHWC", "HWIO", "NHWC")) + layer["bias"]
+                                           dimension_numbers=DIMENSIONS) + layer["bias"]
     else:
         pre = _conv(h_BxHxWxC, layer["kernel"], 1, impl) + layer["bias"]
     return pre, max_pool_2x2(jax.nn.relu(pre))
