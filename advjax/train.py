@@ -214,40 +214,70 @@ def minibatch(spec: PhaseSpec, key: jax.Array, step: jax.Array, x_NxD: jax.Array
     return x, y, w
 
 
-def _step(spec: PhaseSpec, hyper: Hyper, frozen, x_NxD, y_N, s: SeedState, check: bool = True) -> SeedState:
+def _step(spec: PhaseSpec, hyper: Hyper, frozen, x_NxD, y_N, s: SeedState, check: bool = True,
+          alone: bool = False) -> SeedState:
     """One iteration for one seed: check the current parameters (and running
     statistics), then update them unless the seed stops here (or stopped before).
     Without `check` (between the checks of --check-every) only the step cap and a
-    non-finite loss stop a seed, and the training set is not evaluated."""
+    non-finite loss stop a seed, and the training set is not evaluated. Where the
+    check has a forward pass of its own (minibatches, augmentation, BatchNorm), a seed
+    that the check stops (its target reached, its logits non-finite, its cap, or done
+    before) computes no gradient: `alone` (a group of one seed, unbatched) skips it
+    with a real branch; vmapped, it is computed and dropped, as every masked update is."""
     model, opt = spec.model, make_optimizer(hyper.lr, spec, hyper)
 
     def loss_fn(params, x, y, w):
         logits, state = model.apply_train({**frozen, **params}, s.model_state, x, spec.trainable, w)
         return reduce_loss(per_example_loss(logits, y), w, spec.loss_reduction), (logits, state)
 
-    x, y, w = minibatch(spec, s.batch_key, s.step, x_NxD, y_N)
-    (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(s.params, x, y, w)
+    def gradient():
+        x, y, w = minibatch(spec, s.batch_key, s.step, x_NxD, y_N)
+        return jax.value_and_grad(loss_fn, has_aux=True)(s.params, x, y, w)
+
     if not check:  # under a fixed budget (spec.budget) the cap is the seed's goal: reaching it converges
+        (loss, (logits, model_state)), grads = gradient()
         capped = s.step >= hyper.max_steps
         bad = ~jnp.isfinite(loss) | ~jnp.all(jnp.isfinite(logits))
         return _update(s, opt, grads, model_state, s.done | bad | capped, capped & spec.budget, bad)
-    if w is None and spec.augment == "none" and not has_state(model):
-        logits_N = logits  # the gradient's forward pass was the check's: it costs nothing
-    else:  # the check sees the whole unaugmented set in inference mode
-        logits_N = apply_in_batches(model, {**frozen, **s.params}, x_NxD, s.model_state)
+    if check_reuses_forward(spec, len(x_NxD)):  # the gradient's forward pass was the check's: it costs nothing
+        (loss, (logits_N, model_state)), grads = gradient()
+        zero_error = jnp.sum(predictions(logits_N) == y_N) >= hyper.need  # the target reached (n: zero error)
+        bad = ~jnp.isfinite(loss) | ~jnp.all(jnp.isfinite(logits_N))
+        return _update(s, opt, grads, model_state, s.done | zero_error | bad | (s.step >= hyper.max_steps),
+                       zero_error, bad)
+    # the check sees the whole unaugmented set in inference mode, before any gradient
+    logits_N = apply_in_batches(model, {**frozen, **s.params}, x_NxD, s.model_state)
+    zero_error = jnp.sum(predictions(logits_N) == y_N) >= hyper.need
+    bad_check = ~jnp.all(jnp.isfinite(logits_N))
+    halt = s.done | zero_error | bad_check | (s.step >= hyper.max_steps)
 
-    zero_error = jnp.sum(predictions(logits_N) == y_N) >= hyper.need  # the target reached (n: zero error)
-    bad = ~jnp.isfinite(loss) | ~jnp.all(jnp.isfinite(logits_N))
-    return _update(s, opt, grads, model_state, s.done | zero_error | bad | (s.step >= hyper.max_steps), zero_error,
-                   bad)
+    def go(_):  # a non-finite minibatch loss stops the seed too, before its update is made
+        (loss, (_, model_state)), grads = gradient()
+        bad_loss = ~jnp.isfinite(loss) & ~halt
+        return _update(s, opt, grads, model_state, halt | bad_loss, zero_error, bad_check | bad_loss)
+
+    if not alone:
+        return go(None)
+    return jax.lax.cond(halt, lambda _: _halted(s, zero_error, bad_check), go, None)
+
+
+def _halted(s: SeedState, zero_error, bad) -> SeedState:
+    """The seed's state after a check that stops it: `_update`'s with `stop`, no update made."""
+    return s._replace(done=jnp.ones_like(s.done), converged=jnp.where(s.done, s.converged, zero_error & ~bad),
+                      diverged=jnp.where(s.done, s.diverged, bad))
+
+
+def check_reuses_forward(spec: PhaseSpec, n: int) -> bool:
+    """Whether a checked step's zero-error check is its gradient's own forward pass: the
+    whole training set, unaugmented, no BatchNorm."""
+    full = spec.batch_size is None or spec.batch_size >= n
+    return full and spec.augment == "none" and not has_state(spec.model)
 
 
 def check_is_the_step(spec: PhaseSpec, n: int) -> bool:
     """Whether a phase's zero-error check adds no computation of its own: it has no check
-    (a budget), or the check reuses the gradient's forward pass (the whole training set,
-    unaugmented, no BatchNorm: `_step`)."""
-    full = spec.batch_size is None or spec.batch_size >= n
-    return spec.budget or (full and spec.augment == "none" and not has_state(spec.model))
+    (a budget), or the check reuses the gradient's forward pass (`check_reuses_forward`)."""
+    return spec.budget or check_reuses_forward(spec, n)
 
 
 CHECK_BATCH = 2048  # examples per forward pass of a check on a large training set
@@ -295,7 +325,7 @@ def _run_chunk(spec, state, frozen, x, y, hyper, chunk_len=None):
     alone = state.step.shape[0] == 1  # static: the group's seed count
 
     def steps(check: bool):
-        one = lambda s, f, xx, yy, h: _step(spec, h, f, xx, yy, s, check)  # noqa: E731
+        one = lambda s, f, xx, yy, h: _step(spec, h, f, xx, yy, s, check, alone)  # noqa: E731
         return one if alone else jax.vmap(one, in_axes=(0, 0, 0 if spec.x_batched else None, 0, 0))
 
     if alone:

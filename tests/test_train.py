@@ -277,6 +277,36 @@ def test_vmapped_seed_equals_seed_alone():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 
 
+def test_a_seed_alone_skips_the_gradient_of_the_check_that_stops_it_and_ends_as_vmapped():
+    """A one-seed group branches (lax.cond) around the update once its own check stops
+    it, so the final check costs no gradient; its state after such a check, and after a
+    check that lets it go on, equals the vmapped step's, field for field."""
+    from advjax.train import _step, host_init_state, make_hyper
+
+    model, xs, ys, theta0, bkeys = _circles()
+    spec, trained = _circles_spec(16), _circles_trained(16)
+    hyper = make_hyper(N_SEEDS, 0.05, 3000, ys.shape[1])
+    first = lambda t: jax.tree.map(lambda a: a[0], t)  # noqa: E731
+
+    def both(params):
+        s = host_init_state(params, bkeys, hyper, spec)._replace(step=np.full(N_SEEDS, 3, np.int32))
+        one = lambda st, xx, yy, h, alone: _step(spec, h, {}, xx, yy, st, True, alone)  # noqa: E731
+        vmapped = jax.jit(jax.vmap(lambda st, xx, yy, h: one(st, xx, yy, h, False)))(s, xs, ys, hyper)
+        alone = jax.jit(lambda st, xx, yy, h: one(st, xx, yy, h, True))(first(s), xs[0], ys[0], first(hyper))
+        return first(vmapped), alone
+
+    for params, stops in ((theta0, False), (trained.params, True)):  # a live seed; a seed that fits
+        vmapped, alone = both(params)
+        assert bool(alone.done) == stops and int(alone.step) == 3 + (not stops)
+        for a, b in zip(jax.tree.leaves(vmapped), jax.tree.leaves(alone)):
+            assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+    s = jax.tree.map(lambda a: a[0], host_init_state(theta0, bkeys, hyper, spec))
+    program = jax.make_jaxpr(lambda st: _step(spec, first(hyper), {}, xs[0], ys[0], st, True, True))(s).jaxpr
+    top = [e.primitive.name for e in program.eqns]
+    branches = [str(b) for e in program.eqns if e.primitive.name == "cond" for b in e.params["branches"]]
+    assert "transpose" not in top and any("transpose" in b for b in branches)  # the gradient: in a branch only
+
+
 def test_frozen_layers_do_not_move():
     """(On the step-cap test's spirals and start: only the program of its own layers is new.)"""
     model = SMALL_MODEL
