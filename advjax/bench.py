@@ -182,7 +182,7 @@ def run_advjax(name, width, n_seeds, steps, group: int | None = None, conv_impl:
     model, x, y, theta0, bkeys = workload_data(name, n_seeds, width)
     if conv_impl is not None:
         model = dataclasses.replace(model, conv_impl=conv_impl)
-    spec = PhaseSpec(model, model.layers, batch_size=batch, chunk_steps=max(1, min(steps, 1000)),
+    spec = PhaseSpec(model, model.layers, batch_size=batch, chunk_steps=min(steps + 1, 1000),
                      x_batched=per_seed_x(model, x))
     if group is not None:
         spec = dataclasses.replace(spec, group_elements=group_elements_for(spec, n, group))
