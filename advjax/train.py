@@ -123,7 +123,7 @@ class SeedState(NamedTuple):
     step: jax.Array  # int32: updates applied so far
     done: jax.Array  # bool
     converged: jax.Array  # bool: stopped at zero training error
-    diverged: jax.Array  # bool: stopped on a non-finite loss or logits
+    diverged: jax.Array  # bool: stopped on non-finite logits at a check, or a non-finite loss of its next update
     batch_key: jax.Array
     model_state: dict  # running statistics (BatchNorm) of every layer; {} for a model without
 
