@@ -234,22 +234,22 @@ def _step(spec: PhaseSpec, hyper: Hyper, frozen, x_NxD, y_N, s: SeedState, check
         x, y, w = minibatch(spec, s.batch_key, s.step, x_NxD, y_N)
         return jax.value_and_grad(loss_fn, has_aux=True)(s.params, x, y, w)
 
+    capped = s.step >= hyper.max_steps
+    target = lambda logits_N: jnp.sum(predictions(logits_N) == y_N) >= hyper.need  # noqa: E731  (n: zero error)
     if not check:  # under a fixed budget (spec.budget) the cap is the seed's goal: reaching it converges
         (loss, (logits, model_state)), grads = gradient()
-        capped = s.step >= hyper.max_steps
         bad = ~jnp.isfinite(loss) | ~jnp.all(jnp.isfinite(logits))
         return _update(s, opt, grads, model_state, s.done | bad | capped, capped & spec.budget, bad)
     if check_reuses_forward(spec, len(x_NxD)):  # the gradient's forward pass was the check's: it costs nothing
         (loss, (logits_N, model_state)), grads = gradient()
-        zero_error = jnp.sum(predictions(logits_N) == y_N) >= hyper.need  # the target reached (n: zero error)
+        zero_error = target(logits_N)
         bad = ~jnp.isfinite(loss) | ~jnp.all(jnp.isfinite(logits_N))
-        return _update(s, opt, grads, model_state, s.done | zero_error | bad | (s.step >= hyper.max_steps),
-                       zero_error, bad)
+        return _update(s, opt, grads, model_state, s.done | zero_error | bad | capped, zero_error, bad)
     # the check sees the whole unaugmented set in inference mode, before any gradient
     logits_N = apply_in_batches(model, {**frozen, **s.params}, x_NxD, s.model_state)
-    zero_error = jnp.sum(predictions(logits_N) == y_N) >= hyper.need
+    zero_error = target(logits_N)
     bad_check = ~jnp.all(jnp.isfinite(logits_N))
-    halt = s.done | zero_error | bad_check | (s.step >= hyper.max_steps)
+    halt = s.done | zero_error | bad_check | capped
 
     def go(_):  # a non-finite minibatch loss stops the seed too, before its update is made
         (loss, (_, model_state)), grads = gradient()
@@ -263,8 +263,13 @@ def _step(spec: PhaseSpec, hyper: Hyper, frozen, x_NxD, y_N, s: SeedState, check
 
 def _halted(s: SeedState, zero_error, bad) -> SeedState:
     """The seed's state after a check that stops it: `_update`'s with `stop`, no update made."""
-    return s._replace(done=jnp.ones_like(s.done), converged=jnp.where(s.done, s.converged, zero_error & ~bad),
-                      diverged=jnp.where(s.done, s.diverged, bad))
+    return s._replace(done=jnp.ones_like(s.done), **_outcome(s, zero_error, bad))
+
+
+def _outcome(s: SeedState, zero_error, bad) -> dict:
+    """converged and diverged after a step: kept if the seed was done, else this step's."""
+    return {"converged": jnp.where(s.done, s.converged, zero_error & ~bad),
+            "diverged": jnp.where(s.done, s.diverged, bad)}
 
 
 def check_reuses_forward(spec: PhaseSpec, n: int) -> bool:
@@ -306,8 +311,7 @@ def _update(s: SeedState, opt, grads, model_state, stop, zero_error, bad) -> See
         opt_state=keep(s.opt_state, opt_state),
         step=s.step + (~stop).astype(jnp.int32),
         done=stop,
-        converged=jnp.where(s.done, s.converged, zero_error & ~bad),
-        diverged=jnp.where(s.done, s.diverged, bad),
+        **_outcome(s, zero_error, bad),
         batch_key=s.batch_key,
         model_state=keep(s.model_state, model_state),
     )

@@ -283,7 +283,7 @@ def test_a_seed_alone_skips_the_gradient_of_the_check_that_stops_it_and_ends_as_
     check that lets it go on, equals the vmapped step's, field for field."""
     from advjax.train import _step, host_init_state, make_hyper
 
-    model, xs, ys, theta0, bkeys = _circles()
+    _, xs, ys, theta0, bkeys = _circles()
     spec, trained = _circles_spec(16), _circles_trained(16)
     hyper = make_hyper(N_SEEDS, 0.05, 3000, ys.shape[1])
     first = lambda t: jax.tree.map(lambda a: a[0], t)  # noqa: E731
@@ -300,7 +300,7 @@ def test_a_seed_alone_skips_the_gradient_of_the_check_that_stops_it_and_ends_as_
         assert bool(alone.done) == stops and int(alone.step) == 3 + (not stops)
         for a, b in zip(jax.tree.leaves(vmapped), jax.tree.leaves(alone)):
             assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
-    s = jax.tree.map(lambda a: a[0], host_init_state(theta0, bkeys, hyper, spec))
+    s = first(host_init_state(theta0, bkeys, hyper, spec))
     program = jax.make_jaxpr(lambda st: _step(spec, first(hyper), {}, xs[0], ys[0], st, True, True))(s).jaxpr
     top = [e.primitive.name for e in program.eqns]
     branches = [str(b) for e in program.eqns if e.primitive.name == "cond" for b in e.params["branches"]]
