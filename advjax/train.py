@@ -176,11 +176,23 @@ def batch_indices(key: jax.Array, step: jax.Array, n: int, batch_size: int):
     """Minibatch of update `step`: epochs of a fresh shuffle, batches in order, the last
     one smaller when batch_size does not divide n (torch's DataLoader with shuffle=True,
     drop_last=False). Returns fixed-shape indices and 0/1 weights marking real members."""
-    n_batches = math.ceil(n / batch_size)
-    epoch, j = step // n_batches, step % n_batches
-    perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
+    perm, j = _epoch_order(key, step, n, batch_size)
     pos = j * batch_size + jnp.arange(batch_size)
     return perm[jnp.minimum(pos, n - 1)], (pos < n).astype(jnp.float32)
+
+
+def batch_split(key: jax.Array, step: jax.Array, n: int, batch_size: int):
+    """Where batch_size divides n: `batch_indices`'s minibatch of update `step`, the
+    indices of the other n - batch_size examples, and the minibatch's weights (all 1)."""
+    perm, j = _epoch_order(key, step, n, batch_size)
+    order = jnp.roll(perm, -j * batch_size)
+    return order[:batch_size], order[batch_size:], jnp.ones(batch_size, jnp.float32)
+
+
+def _epoch_order(key: jax.Array, step: jax.Array, n: int, batch_size: int):
+    """The shuffle of update `step`'s epoch, and the update's batch number in it."""
+    n_batches = math.ceil(n / batch_size)
+    return jax.random.permutation(jax.random.fold_in(key, step // n_batches), n), step % n_batches
 
 
 AUGMENT_STREAM = 2**32 - 1  # folded into a seed's minibatch key for its augmentation draws (an epoch never is)
@@ -223,7 +235,10 @@ def _step(spec: PhaseSpec, hyper: Hyper, frozen, x_NxD, y_N, s: SeedState, check
     check has a forward pass of its own (minibatches, augmentation, BatchNorm), a seed
     that the check stops (its target reached, its logits non-finite, its cap, or done
     before) computes no gradient: `alone` (a group of one seed, unbatched) skips it
-    with a real branch; vmapped, it is computed and dropped, as every masked update is."""
+    with a real branch; vmapped, it is computed and dropped, as every masked update is.
+    `alone` on equal unaugmented minibatches (`check_shares_minibatch`), the check reads
+    the minibatch's logits off the gradient's forward pass, and the branch holds the
+    backward pass only. The parameters and step counts are the same either way."""
     model, opt = spec.model, make_optimizer(hyper.lr, spec, hyper)
 
     def loss_fn(params, x, y, w):
@@ -245,10 +260,25 @@ def _step(spec: PhaseSpec, hyper: Hyper, frozen, x_NxD, y_N, s: SeedState, check
         zero_error = target(logits_N)
         bad = ~jnp.isfinite(loss) | ~jnp.all(jnp.isfinite(logits_N))
         return _update(s, opt, grads, model_state, s.done | zero_error | bad | capped, zero_error, bad)
-    # the check sees the whole unaugmented set in inference mode, before any gradient
-    logits_N = apply_in_batches(model, {**frozen, **s.params}, x_NxD, s.model_state)
-    zero_error = target(logits_N)
-    bad_check = ~jnp.all(jnp.isfinite(logits_N))
+    if alone and check_shares_minibatch(spec, len(x_NxD)):
+        # the minibatch's logits are the check's on those examples: one forward pass serves
+        # both, the check evaluates the other n - batch examples only, and the backward
+        # pass is the gradient's only work of its own. (Vmapped, the seeds' inputs for the
+        # check are one shared x; gathering each seed's other examples costs more than the
+        # forward pass it saves at small widths: mnist p = 10, PERFORMANCE.md.)
+        idx, rest, w = batch_split(s.batch_key, s.step, len(x_NxD), spec.batch_size)
+        y_B = y_N[idx]
+        loss, backward, (logits_B, model_state) = jax.vjp(lambda p: loss_fn(p, x_NxD[idx], y_B, w), s.params,
+                                                          has_aux=True)
+        logits_R = apply_in_batches(model, {**frozen, **s.params}, x_NxD[rest], s.model_state)
+        right = jnp.sum(predictions(logits_B) == y_B) + jnp.sum(predictions(logits_R) == y_N[rest])
+        zero_error = right >= hyper.need
+        bad_check = ~jnp.all(jnp.isfinite(logits_B)) | ~jnp.all(jnp.isfinite(logits_R))
+        gradient = lambda: ((loss, (None, model_state)), backward(jnp.ones_like(loss))[0])  # noqa: E731
+    else:  # the check sees the whole unaugmented set in inference mode, before any gradient
+        logits_N = apply_in_batches(model, {**frozen, **s.params}, x_NxD, s.model_state)
+        zero_error = target(logits_N)
+        bad_check = ~jnp.all(jnp.isfinite(logits_N))
     halt = s.done | zero_error | bad_check | capped
 
     def go(_):  # a non-finite minibatch loss stops the seed too, before its update is made
@@ -277,6 +307,14 @@ def check_reuses_forward(spec: PhaseSpec, n: int) -> bool:
     whole training set, unaugmented, no BatchNorm."""
     full = spec.batch_size is None or spec.batch_size >= n
     return full and spec.augment == "none" and not has_state(spec.model)
+
+
+def check_shares_minibatch(spec: PhaseSpec, n: int) -> bool:
+    """Whether a checked step's minibatch forward pass can serve as the check's on those
+    examples: unaugmented minibatches that split the set into equal batches, on a model
+    whose training mode is its inference mode (no BatchNorm). A one-seed group does so."""
+    b = spec.batch_size
+    return b is not None and b < n and n % b == 0 and spec.augment == "none" and not has_state(spec.model)
 
 
 def check_is_the_step(spec: PhaseSpec, n: int) -> bool:

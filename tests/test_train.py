@@ -277,14 +277,18 @@ def test_vmapped_seed_equals_seed_alone():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 
 
-def test_a_seed_alone_skips_the_gradient_of_the_check_that_stops_it_and_ends_as_vmapped():
+@pytest.mark.parametrize("batch_size", [16, 8])
+def test_a_seed_alone_skips_the_gradient_of_the_check_that_stops_it_and_ends_as_vmapped(batch_size):
     """A one-seed group branches (lax.cond) around the update once its own check stops
     it, so the final check costs no gradient; its state after such a check, and after a
-    check that lets it go on, equals the vmapped step's, field for field."""
-    from advjax.train import _step, host_init_state, make_hyper
+    check that lets it go on, equals the vmapped step's, field for field. With batches
+    that divide n (8 of 40) the alone step's check also takes the minibatch's logits from
+    the gradient's forward pass and evaluates the other 32 points only."""
+    from advjax.train import _step, check_shares_minibatch, host_init_state, make_hyper
 
     _, xs, ys, theta0, bkeys = _circles()
-    spec, trained = _circles_spec(16), _circles_trained(16)
+    spec, trained = _circles_spec(batch_size), _circles_trained(batch_size)
+    assert check_shares_minibatch(spec, ys.shape[1]) == (batch_size == 8)
     hyper = make_hyper(N_SEEDS, 0.05, 3000, ys.shape[1])
     first = lambda t: jax.tree.map(lambda a: a[0], t)  # noqa: E731
 
