@@ -196,10 +196,13 @@ def run_advjax(name, width, n_seeds, steps, group: int | None = None, conv_impl:
             **({"params": out.params} if keep_params else {})}
 
 
-def step_cost(name: str, width: int, n_seeds: int) -> dict:
+def step_cost(name: str, width: int, n_seeds: int, alone: bool = False) -> dict:
     """FLOPs and bytes of one seed-step as XLA counts them in the compiled program: the
     trainer's own step (`train._step`: forward, gradient, update, the error check),
-    vmapped over n_seeds seeds, divided by n_seeds."""
+    vmapped over n_seeds seeds, divided by n_seeds; `alone`: the step of a one-seed
+    group, unbatched, as the trainer runs it where its groups hold one seed (its check
+    can take the minibatch's logits from the gradient's forward pass,
+    `train.check_shares_minibatch`)."""
     from .model import initial_states
     from .train import PhaseSpec, _step, host_init_state, make_hyper
 
@@ -208,12 +211,28 @@ def step_cost(name: str, width: int, n_seeds: int) -> dict:
     spec = PhaseSpec(model, model.layers, batch_size=batch, x_batched=per_seed_x(model, x))
     hyper = make_hyper(n_seeds, lr, 10**6, n)
     state = host_init_state(theta0, bkeys, hyper, spec, model_state=initial_states(model, n_seeds))
-    step = jax.vmap(lambda s, xx, yy, h: _step(spec, h, {}, xx, yy, s),
-                    in_axes=(0, 0 if spec.x_batched else None, 0, 0))
+    if alone:
+        first = lambda t: jax.tree.map(lambda a: a[0], t)  # noqa: E731
+        state, hyper, y, x, n_seeds = first(state), first(hyper), y[0], x[0] if spec.x_batched else x, 1
+        step = lambda s, xx, yy, h: _step(spec, h, {}, xx, yy, s, True, True)  # noqa: E731
+    else:
+        step = jax.vmap(lambda s, xx, yy, h: _step(spec, h, {}, xx, yy, s),
+                        in_axes=(0, 0 if spec.x_batched else None, 0, 0))
     cost = jax.jit(step).lower(state, x, y, hyper).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return {"xla_flops_per_seed_step": float(cost["flops"]) / n_seeds,
             "xla_bytes_per_seed_step": float(cost["bytes accessed"]) / n_seeds}
+
+
+def runs_alone(name: str, width: int, n_seeds: int) -> bool:
+    """Whether the trainer runs a row's seeds in groups of one (`train.seed_groups` for
+    the seeds each local device holds)."""
+    from .train import PhaseSpec, seed_groups
+
+    n, batch, _ = settings(name)
+    model, x, *_ = workload_data(name, n_seeds, width)
+    spec = PhaseSpec(model, model.layers, batch_size=batch, x_batched=per_seed_x(model, x))
+    return seed_groups(spec, n, -(-n_seeds // jax.local_device_count()))[1] == 1
 
 
 def group_elements_for(spec, n: int, group: int) -> int:
@@ -747,7 +766,8 @@ def roofline_table(rows: list[dict], peaks: dict) -> str:
         lines.append(f"{r['workload']:<11} {r['width']:>5}  {r['xla_flops_per_seed_step'] / 1e6:>10.3f} "
                      f"{r['xla_bytes_per_seed_step'] / 1e3:>9.1f}  {r['bound_seconds'] * 1e6:>9.3f} "
                      f"{r['bound_by']:>7}  {r['measured_seconds'] * 1e6:>9.3f} {r['times_bound']:>7.1f}x")
-    lines.append("per seed-step, FLOPs and bytes as XLA's cost analysis counts the compiled step; bound: the FLOPs "
+    lines.append("per seed-step, FLOPs and bytes as XLA's cost analysis counts the step the trainer runs (a seed "
+                 "alone, where its groups hold one, checks only the examples outside its minibatch); bound: the FLOPs "
                  f"at {peaks['peak_flops'] / 1e9:.0f} GFLOP/s or the bytes at the in-cache copy bandwidth "
                  f"{peaks['cache_copy_bytes_per_s'] / 1e9:.1f} GB/s, whichever is longer")
     return "\n".join(lines)
@@ -834,10 +854,10 @@ def conv_plan(quick: bool) -> list[dict]:
 
 
 @functools.cache
-def _xla_cost(name: str, width: int) -> dict:
+def _xla_cost(name: str, width: int, alone: bool = False) -> dict:
     """A conv workload's FLOPs and bytes per seed-step as XLA counts them (one seed:
-    the count per seed is the same at any seed count)."""
-    return step_cost(name, width, 1)
+    the count per seed is the same at any seed count); `alone`: as `step_cost`'s."""
+    return step_cost(name, width, 1, alone)
 
 
 def run_job(job: dict, peaks: dict) -> dict:
@@ -855,9 +875,10 @@ def run_job(job: dict, peaks: dict) -> dict:
         r["useful_flops_per_seed_step"] = useful_flops(d, n, width, k, batch, DEPTH.get(name, 1))
     r["useful_flops_per_s"] = r["seed_steps_per_s"] * r["useful_flops_per_seed_step"]
     r["share_of_peak"] = r["useful_flops_per_s"] / peaks["peak_flops"]
-    if job["impl"] == "advjax":
-        if name not in CONV_WORKLOADS:
-            r.update(step_cost(name, width, job["seeds"]))
+    if job["impl"] == "advjax":  # the roofline counts the program the trainer runs
+        alone = runs_alone(name, width, job["seeds"])
+        r.update(_xla_cost(name, width, alone) if name in CONV_WORKLOADS
+                 else step_cost(name, width, job["seeds"], alone))
         r.update(roofline(r, peaks))
     stopped = f"  (stopped at its {_row_budget[0]:.0f} s budget)" if r.get("over_budget") else ""
     print(f"  {name:<6} p={width:<5} {job['impl']:<13} {r['seed_steps_per_s']:>12,.2f} seed-steps/s{stopped}",
@@ -890,12 +911,12 @@ def conv_table(results: list[dict]) -> str:
             f"{stop['torch_loop']}{rate['torch_func']:>10.2f}{stop['torch_func']} "
             f"{rate['advjax'] / rate['torch_loop']:>6.2f}x "
             f"{rate['advjax'] / rate['torch_func']:>6.2f}x {rate['advjax_other_conv'] / rate['torch_loop']:>12.2f}x  "
-            f"{rows['advjax']['xla_flops_per_seed_step'] / 1e6:>10.1f}  {share['advjax']:>13.1f}% "
+            f"{rows['advjax']['useful_flops_per_seed_step'] / 1e6:>10.1f}  {share['advjax']:>13.1f}% "
             f"{share['torch_loop']:>5.1f}% {share['torch_func']:>5.1f}%")
     lines.append("seed-steps per second (one minibatch update of a seed and the error check on its whole training "
                  f"set); advjax: the sweep's default --conv-impl here ({_conv_default_text()}); FLOPs per seed-step "
-                 "as XLA counts advjax's compiled "
-                 "step, % of the matmul peak for each")
+                 "as XLA counts the step vmapped (the whole check and the minibatch's forward pass), the work "
+                 "each implementation does or saves, % of the matmul peak for each")
     return "\n".join(lines)
 
 

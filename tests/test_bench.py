@@ -76,6 +76,10 @@ def test_roofline_flops_of_the_compiled_step_match_a_hand_count():
     for p in (10, 100):
         xla = bench.step_cost("mnist", p, SEEDS)["xla_flops_per_seed_step"]
         assert 1.0 <= xla / bench.useful_flops(d, n, p, k, batch) < 1.02
+    # a seed alone (its groups of one) checks only the n - batch examples outside its
+    # minibatch: the minibatch's logits come from the gradient's forward pass
+    xla = bench.step_cost("mnist", 100, SEEDS, alone=True)["xla_flops_per_seed_step"]
+    assert 1.0 <= xla / bench.useful_flops(d, n - batch, 100, k, batch) < 1.02
     # on 2-D points the elementwise work (ReLU and its mask, biases, the loss) is of the same order
     xla = bench.step_cost("2d", 100, SEEDS)["xla_flops_per_seed_step"]
     assert 1.0 <= xla / bench.useful_flops(2, 100, 100, 1, None) < 2.0
