@@ -270,7 +270,7 @@ def _step(spec: PhaseSpec, hyper: Hyper, frozen, x_NxD, y_N, s: SeedState, check
         y_B = y_N[idx]
         loss, backward, (logits_B, model_state) = jax.vjp(lambda p: loss_fn(p, x_NxD[idx], y_B, w), s.params,
                                                           has_aux=True)
-        logits_R = apply_in_batches(model, {**frozen, **s.params}, x_NxD[rest], s.model_state)
+        logits_R = apply_in_batches(model, {**frozen, **s.params}, x_NxD, s.model_state, rows=rest)
         right = jnp.sum(predictions(logits_B) == y_B) + jnp.sum(predictions(logits_R) == y_N[rest])
         zero_error = right >= hyper.need
         bad_check = ~jnp.all(jnp.isfinite(logits_B)) | ~jnp.all(jnp.isfinite(logits_R))
@@ -326,16 +326,22 @@ def check_is_the_step(spec: PhaseSpec, n: int) -> bool:
 CHECK_BATCH = 2048  # examples per forward pass of a check on a large training set
 
 
-def apply_in_batches(model: Model, params, x_NxD, model_state, batch: int = CHECK_BATCH):
-    """model.apply in inference mode on all n examples, `batch` at a time (a sequential
-    lax.map) once n exceeds `batch`, so that a check on 50,000 images never holds all
-    their activations at once; each example's logits are the same either way."""
-    n = x_NxD.shape[0]
+def apply_in_batches(model: Model, params, x_NxD, model_state, batch: int = CHECK_BATCH, rows=None):
+    """model.apply in inference mode on all n examples (or on x_NxD[rows]), `batch` at a
+    time (a sequential lax.map) once there are more than `batch`, so that a check on
+    50,000 images never holds all their activations, nor a gathered copy of them, at
+    once; each example's logits are the same either way."""
+    n = x_NxD.shape[0] if rows is None else rows.shape[0]
     if n <= batch:
-        return model.apply(params, x_NxD, model_state)
+        return model.apply(params, x_NxD if rows is None else x_NxD[rows], model_state)
     parts = -(-n // batch)
-    padded = jnp.concatenate([x_NxD, jnp.zeros((parts * batch - n, *x_NxD.shape[1:]), x_NxD.dtype)])
-    out = jax.lax.map(lambda xb: model.apply(params, xb, model_state), padded.reshape(parts, batch, *x_NxD.shape[1:]))
+    if rows is None:
+        padded = jnp.concatenate([x_NxD, jnp.zeros((parts * batch - n, *x_NxD.shape[1:]), x_NxD.dtype)])
+        out = jax.lax.map(lambda xb: model.apply(params, xb, model_state),
+                          padded.reshape(parts, batch, *x_NxD.shape[1:]))
+    else:
+        padded = jnp.concatenate([rows, jnp.zeros(parts * batch - n, rows.dtype)]).reshape(parts, batch)
+        out = jax.lax.map(lambda rb: model.apply(params, x_NxD[rb], model_state), padded)
     return out.reshape(parts * batch, *out.shape[2:])[:n]
 
 

@@ -439,6 +439,9 @@ def test_checks_on_a_large_set_run_in_batches_with_the_same_logits():
     batched = jax.jit(lambda p, xx: apply_in_batches(model, p, xx, None, batch=128))(params, x)
     assert batched.shape == whole.shape
     assert np.allclose(batched, whole, rtol=1e-6, atol=1e-6)
+    rows = np.random.default_rng(2).permutation(1000)[:700]  # some rows, in an order of their own
+    picked = jax.jit(lambda p, xx, r: apply_in_batches(model, p, xx, None, batch=128, rows=r))(params, x, rows)
+    assert picked.shape == (700, 4) and np.allclose(picked, whole[rows], rtol=1e-6, atol=1e-6)
 
 
 def test_step_schedule_matches_optax_piecewise_constant_at_the_boundaries():
