@@ -13,7 +13,7 @@ import jax
 
 from .data import Dataset
 from .experiments import EXPERIMENT_SPECS
-from .model import Model, activations_per_example, forward_floats_per_example, input_shape, n_parameters
+from .model import Model, activations_per_example, forward_floats_per_example, has_state, input_shape, n_parameters
 from .options import ConfigError, parse_bytes
 from .train import CHECK_BATCH, EVAL_FLOATS
 
@@ -63,11 +63,16 @@ def activation_floats(model: Model, n_train: int, batch_size: int | None) -> int
     the check's forward pass over all n). A conv net, whose activations outweigh its
     parameters: a step's minibatch with its gradient's copies, or a check's batch of at
     most CHECK_BATCH examples in inference mode, whichever is larger (with im2col
-    convolutions, their patches too)."""
+    convolutions, their patches too); both at once where a seed alone may check the
+    other examples while its minibatch's forward values wait for the backward pass
+    (equal batches, no BatchNorm: `train.check_shares_minibatch`, counted whatever the
+    layout)."""
     if not model.images:  # a capability of the model's kind: vectors in, activations measured
         return n_train * activations_per_example(model)
     units = forward_floats_per_example(model)
     step = min(batch_size or n_train, n_train)
+    if step < n_train and n_train % step == 0 and not has_state(model):
+        return units * (STEP_ACTIVATION_COPIES * step + min(n_train - step, CHECK_BATCH))
     return units * max(STEP_ACTIVATION_COPIES * step, min(n_train, CHECK_BATCH))
 
 

@@ -184,6 +184,7 @@ def batch_indices(key: jax.Array, step: jax.Array, n: int, batch_size: int):
 def batch_split(key: jax.Array, step: jax.Array, n: int, batch_size: int):
     """Where batch_size divides n: `batch_indices`'s minibatch of update `step`, the
     indices of the other n - batch_size examples, and the minibatch's weights (all 1)."""
+    assert n % batch_size == 0, (n, batch_size)  # else the last batch is short (`batch_indices`)
     perm, j = _epoch_order(key, step, n, batch_size)
     order = jnp.roll(perm, -j * batch_size)
     return order[:batch_size], order[batch_size:], jnp.ones(batch_size, jnp.float32)
@@ -238,7 +239,9 @@ def _step(spec: PhaseSpec, hyper: Hyper, frozen, x_NxD, y_N, s: SeedState, check
     with a real branch; vmapped, it is computed and dropped, as every masked update is.
     `alone` on equal unaugmented minibatches (`check_shares_minibatch`), the check reads
     the minibatch's logits off the gradient's forward pass, and the branch holds the
-    backward pass only. The parameters and step counts are the same either way."""
+    backward pass only. The updates are the same either way; the minibatch's logits are
+    a product of batch rows instead of n, which XLA may round differently in the last
+    bit, so a near-tie could move a stop by a step, as another seed layout can."""
     model, opt = spec.model, make_optimizer(hyper.lr, spec, hyper)
 
     def loss_fn(params, x, y, w):
@@ -249,6 +252,7 @@ def _step(spec: PhaseSpec, hyper: Hyper, frozen, x_NxD, y_N, s: SeedState, check
         x, y, w = minibatch(spec, s.batch_key, s.step, x_NxD, y_N)
         return jax.value_and_grad(loss_fn, has_aux=True)(s.params, x, y, w)
 
+    take_gradient = gradient
     capped = s.step >= hyper.max_steps
     target = lambda logits_N: jnp.sum(predictions(logits_N) == y_N) >= hyper.need  # noqa: E731  (n: zero error)
     if not check:  # under a fixed budget (spec.budget) the cap is the seed's goal: reaching it converges
@@ -274,7 +278,7 @@ def _step(spec: PhaseSpec, hyper: Hyper, frozen, x_NxD, y_N, s: SeedState, check
         right = jnp.sum(predictions(logits_B) == y_B) + jnp.sum(predictions(logits_R) == y_N[rest])
         zero_error = right >= hyper.need
         bad_check = ~jnp.all(jnp.isfinite(logits_B)) | ~jnp.all(jnp.isfinite(logits_R))
-        gradient = lambda: ((loss, (None, model_state)), backward(jnp.ones_like(loss))[0])  # noqa: E731
+        take_gradient = lambda: ((loss, (None, model_state)), backward(jnp.ones_like(loss))[0])  # noqa: E731
     else:  # the check sees the whole unaugmented set in inference mode, before any gradient
         logits_N = apply_in_batches(model, {**frozen, **s.params}, x_NxD, s.model_state)
         zero_error = target(logits_N)
@@ -282,7 +286,7 @@ def _step(spec: PhaseSpec, hyper: Hyper, frozen, x_NxD, y_N, s: SeedState, check
     halt = s.done | zero_error | bad_check | capped
 
     def go(_):  # a non-finite minibatch loss stops the seed too, before its update is made
-        (loss, (_, model_state)), grads = gradient()
+        (loss, (_, model_state)), grads = take_gradient()
         bad_loss = ~jnp.isfinite(loss) & ~halt
         return _update(s, opt, grads, model_state, halt | bad_loss, zero_error, bad_check | bad_loss)
 
@@ -319,7 +323,9 @@ def check_shares_minibatch(spec: PhaseSpec, n: int) -> bool:
 
 def check_is_the_step(spec: PhaseSpec, n: int) -> bool:
     """Whether a phase's zero-error check adds no computation of its own: it has no check
-    (a budget), or the check reuses the gradient's forward pass (`check_reuses_forward`)."""
+    (a budget), or the check reuses the gradient's forward pass (`check_reuses_forward`).
+    (A one-seed group's check that shares the minibatch's forward pass still evaluates
+    the other examples: `check_shares_minibatch`.)"""
     return spec.budget or check_reuses_forward(spec, n)
 
 

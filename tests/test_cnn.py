@@ -261,3 +261,29 @@ def test_max_pool_hessian_vector_product_matches_finite_differences():
         assert hvp.dtype == jnp.float64
         np.testing.assert_allclose(hvp, fd, rtol=1e-6, atol=1e-8)
         assert float(jnp.abs(hvp).max()) > 0.1  # not a zero against a zero
+
+
+def test_memory_counts_a_seed_alone_checking_while_its_minibatch_waits():
+    """A one-seed group of the CNN on equal batches checks the examples outside its
+    minibatch while the minibatch's forward values wait for the backward pass; the
+    memory model counts both at once, and that is at least XLA's temporary buffers for
+    the compiled step (zeros: the buffers do not depend on the values)."""
+    from advjax.memory import STEP_ACTIVATION_COPIES, activation_floats
+    from advjax.model import forward_floats_per_example
+    from advjax.train import PhaseSpec, _step, check_shares_minibatch, host_init_state, make_hyper
+
+    model, n, b = make_model("cnn", 16, (28, 28, 1), 10, conv_impl="im2col"), 256, 32
+    spec = PhaseSpec(model, model.layers, batch_size=b)
+    assert check_shares_minibatch(spec, n)
+    units = forward_floats_per_example(model)
+    assert activation_floats(model, n, b) == units * (STEP_ACTIVATION_COPIES * b + n - b)
+    theta = jax.tree.map(lambda s: np.zeros(s.shape[1:], s.dtype),
+                         jax.eval_shape(jax.vmap(model.init), jax.random.split(jax.random.PRNGKey(0), 1)))
+    hyper = jax.tree.map(lambda a: a[0], make_hyper(1, 0.1, 10, n))
+    s0 = jax.tree.map(lambda a: a[0], host_init_state(jax.tree.map(lambda a: a[None], theta),
+                                                      np.asarray(jax.random.split(jax.random.PRNGKey(1), 1)),
+                                                      make_hyper(1, 0.1, 10, n), spec))
+    x = jnp.zeros((n, 28, 28, 1))
+    step = jax.jit(lambda s, yy, h: _step(spec, h, {}, x, yy, s, True, True))
+    temp = step.lower(s0, jnp.zeros(n, jnp.int32), hyper).compile().memory_analysis().temp_size_in_bytes
+    assert 4 * activation_floats(model, n, b) >= temp > 0

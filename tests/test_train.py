@@ -10,6 +10,7 @@ minibatch circles run serves the step-count, vmap and budget tests; one plain-lo
 from NumPy (no compiled draw or init); and the small helpers are jitted (one program
 each, not one per eager op)."""
 
+import dataclasses
 import functools
 
 import jax
@@ -222,8 +223,26 @@ def test_step_counts_are_exact_and_match_a_plain_loop(batch_size):
     """Each of 4 seeds stops at exactly the first step whose parameters fit (its
     parameters the plain loop's then), full batch and minibatch; the runs are shared
     with the vmap and budget tests."""
+    _assert_stops_as_a_plain_loop(_circles_trained(batch_size), batch_size)
+
+
+def test_seeds_alone_on_split_checks_stop_exactly_where_a_plain_loop_does():
+    """Groups of one seed on batches of 8 of 40 points, over several epochs: each check
+    takes the minibatch's logits from the gradient's forward pass and evaluates the
+    other 32 points (`check_shares_minibatch`); every seed still stops at exactly the
+    plain loop's first fitting step, with its parameters."""
+    from advjax.train import check_shares_minibatch, seed_groups
+
     model, xs, ys, theta0, bkeys = _circles()
-    out = _circles_trained(batch_size)
+    spec = dataclasses.replace(_circles_spec(8), group_elements=1)
+    assert seed_groups(spec, 40, N_SEEDS)[1] == 1 and check_shares_minibatch(spec, 40)
+    out = train(spec, theta0, xs, ys, bkeys, Numbers(0.05, 3000))
+    assert out.steps.min() > 5  # past the first epoch
+    _assert_stops_as_a_plain_loop(out, 8)
+
+
+def _assert_stops_as_a_plain_loop(out, batch_size):
+    model, xs, ys, theta0, bkeys = _circles()
     assert out.converged.all() and len(set(out.steps.tolist())) > 1  # seeds stop at different steps
     for i in range(N_SEEDS):
         k = int(out.steps[i])
