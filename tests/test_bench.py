@@ -27,13 +27,15 @@ def compile_cache():
 
 
 @pytest.mark.slow
-def test_bench_quick_tiny(tmp_path, monkeypatch):
+def test_bench_quick_tiny(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench, "plan", lambda quick, widths: [
         {"workload": w, "width": TINY_WIDTHS[w], "impl": i, "seeds": SEEDS, "steps": 5}
         for w in bench.WORKLOADS for i in ("advjax", "jax_per_seed")])
     monkeypatch.setattr(bench, "machine_peaks", lambda quick: PEAKS)
     out = tmp_path / "b.json"
     assert bench.main(["--quick", "--only", "advjax,jax_per_seed", "--json", str(out), "--no-grid", "--no-conv"]) == 0
+    printed = capsys.readouterr().out  # the MLP table, with nan where --only left a peer out
+    assert any(line.startswith("mnist-deep3") and " nan " in line for line in printed.splitlines())
     report = json.loads(out.read_text())
     rows = {(r["workload"], r["impl"]): r for r in report["results"]}
     assert set(rows) == {(w, i) for w in ("2d", "mnist", "mnist-deep3") for i in ("advjax", "jax_per_seed")}
