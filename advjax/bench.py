@@ -176,14 +176,13 @@ def run_advjax(name, width, n_seeds, steps, group: int | None = None, conv_impl:
     groups (default: the trainer's own choice, `PhaseSpec.group_elements`); `conv_impl`:
     how the conv net computes its convolutions (default: the sweep's default, --conv-impl
     auto: the net's own on a CPU, lax.conv elsewhere)."""
-    from .train import COMPILE_STATS, Numbers, PhaseSpec, train
+    from .train import COMPILE_STATS, Numbers, train
 
     n, batch, lr = settings(name)
     model, x, y, theta0, bkeys = workload_data(name, n_seeds, width)
     if conv_impl is not None:
         model = dataclasses.replace(model, conv_impl=conv_impl)
-    spec = PhaseSpec(model, model.layers, batch_size=batch, chunk_steps=min(steps + 1, 1000),
-                     x_batched=per_seed_x(model, x))
+    spec = _row_spec(model, x, batch, chunk_steps=min(steps + 1, 1000))
     if group is not None:
         spec = dataclasses.replace(spec, group_elements=group_elements_for(spec, n, group))
     before = COMPILE_STATS.seconds
@@ -196,6 +195,14 @@ def run_advjax(name, width, n_seeds, steps, group: int | None = None, conv_impl:
             **({"params": out.params} if keep_params else {})}
 
 
+def _row_spec(model, x, batch: int | None, **options):
+    """The phase a bench row trains: every layer, the workload's minibatches, as a sweep
+    lays out its x."""
+    from .train import PhaseSpec
+
+    return PhaseSpec(model, model.layers, batch_size=batch, x_batched=per_seed_x(model, x), **options)
+
+
 def step_cost(name: str, width: int, n_seeds: int, alone: bool = False) -> dict:
     """FLOPs and bytes of one seed-step as XLA counts them in the compiled program: the
     trainer's own step (`train._step`: forward, gradient, update, the error check),
@@ -204,11 +211,11 @@ def step_cost(name: str, width: int, n_seeds: int, alone: bool = False) -> dict:
     can take the minibatch's logits from the gradient's forward pass,
     `train.check_shares_minibatch`)."""
     from .model import initial_states
-    from .train import PhaseSpec, _step, host_init_state, make_hyper
+    from .train import _step, host_init_state, make_hyper
 
     n, batch, lr = settings(name)
     model, x, y, theta0, bkeys = workload_data(name, n_seeds, width)
-    spec = PhaseSpec(model, model.layers, batch_size=batch, x_batched=per_seed_x(model, x))
+    spec = _row_spec(model, x, batch)
     hyper = make_hyper(n_seeds, lr, 10**6, n)
     state = host_init_state(theta0, bkeys, hyper, spec, model_state=initial_states(model, n_seeds))
     if alone:
@@ -227,11 +234,11 @@ def step_cost(name: str, width: int, n_seeds: int, alone: bool = False) -> dict:
 def runs_alone(name: str, width: int, n_seeds: int) -> bool:
     """Whether the trainer runs a row's seeds in groups of one (`train.seed_groups` for
     the seeds each local device holds)."""
-    from .train import PhaseSpec, seed_groups
+    from .train import seed_groups
 
     n, batch, _ = settings(name)
     model, x, *_ = workload_data(name, n_seeds, width)
-    spec = PhaseSpec(model, model.layers, batch_size=batch, x_batched=per_seed_x(model, x))
+    spec = _row_spec(model, x, batch)
     return seed_groups(spec, n, -(-n_seeds // jax.local_device_count()))[1] == 1
 
 

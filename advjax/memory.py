@@ -15,7 +15,7 @@ from .data import Dataset
 from .experiments import EXPERIMENT_SPECS
 from .model import Model, activations_per_example, forward_floats_per_example, has_state, input_shape, n_parameters
 from .options import ConfigError, parse_bytes
-from .train import CHECK_BATCH, EVAL_FLOATS
+from .train import CHECK_BATCH, EVAL_FLOATS, equal_batches
 
 
 def free_memory_bytes() -> int:
@@ -71,7 +71,7 @@ def activation_floats(model: Model, n_train: int, batch_size: int | None) -> int
         return n_train * activations_per_example(model)
     units = forward_floats_per_example(model)
     step = min(batch_size or n_train, n_train)
-    if step < n_train and n_train % step == 0 and not has_state(model):
+    if equal_batches(step, n_train) and not has_state(model):
         return units * (STEP_ACTIVATION_COPIES * step + min(n_train - step, CHECK_BATCH))
     return units * max(STEP_ACTIVATION_COPIES * step, min(n_train, CHECK_BATCH))
 

@@ -254,7 +254,8 @@ def _step(spec: PhaseSpec, hyper: Hyper, frozen, x_NxD, y_N, s: SeedState, check
 
     take_gradient = gradient
     capped = s.step >= hyper.max_steps
-    target = lambda logits_N: jnp.sum(predictions(logits_N) == y_N) >= hyper.need  # noqa: E731  (n: zero error)
+    right = lambda logits, y: jnp.sum(predictions(logits) == y)  # noqa: E731
+    target = lambda logits_N: right(logits_N, y_N) >= hyper.need  # noqa: E731  (n: zero error)
     if not check:  # under a fixed budget (spec.budget) the cap is the seed's goal: reaching it converges
         (loss, (logits, model_state)), grads = gradient()
         bad = ~jnp.isfinite(loss) | ~jnp.all(jnp.isfinite(logits))
@@ -275,8 +276,7 @@ def _step(spec: PhaseSpec, hyper: Hyper, frozen, x_NxD, y_N, s: SeedState, check
         loss, backward, (logits_B, model_state) = jax.vjp(lambda p: loss_fn(p, x_NxD[idx], y_B, w), s.params,
                                                           has_aux=True)
         logits_R = apply_in_batches(model, {**frozen, **s.params}, x_NxD, s.model_state, rows=rest)
-        right = jnp.sum(predictions(logits_B) == y_B) + jnp.sum(predictions(logits_R) == y_N[rest])
-        zero_error = right >= hyper.need
+        zero_error = right(logits_B, y_B) + right(logits_R, y_N[rest]) >= hyper.need
         bad_check = ~jnp.all(jnp.isfinite(logits_B)) | ~jnp.all(jnp.isfinite(logits_R))
         take_gradient = lambda: ((loss, (None, model_state)), backward(jnp.ones_like(loss))[0])  # noqa: E731
     else:  # the check sees the whole unaugmented set in inference mode, before any gradient
@@ -310,15 +310,25 @@ def check_reuses_forward(spec: PhaseSpec, n: int) -> bool:
     """Whether a checked step's zero-error check is its gradient's own forward pass: the
     whole training set, unaugmented, no BatchNorm."""
     full = spec.batch_size is None or spec.batch_size >= n
-    return full and spec.augment == "none" and not has_state(spec.model)
+    return full and _trains_as_it_checks(spec)
 
 
 def check_shares_minibatch(spec: PhaseSpec, n: int) -> bool:
     """Whether a checked step's minibatch forward pass can serve as the check's on those
     examples: unaugmented minibatches that split the set into equal batches, on a model
     whose training mode is its inference mode (no BatchNorm). A one-seed group does so."""
-    b = spec.batch_size
-    return b is not None and b < n and n % b == 0 and spec.augment == "none" and not has_state(spec.model)
+    return equal_batches(spec.batch_size, n) and _trains_as_it_checks(spec)
+
+
+def equal_batches(batch_size: int | None, n: int) -> bool:
+    """Whether minibatches of batch_size split n examples into equal batches, more than one."""
+    return batch_size is not None and batch_size < n and n % batch_size == 0
+
+
+def _trains_as_it_checks(spec: PhaseSpec) -> bool:
+    """Whether an update's forward pass computes what the check's does on the same
+    examples: inputs unaugmented, a model without BatchNorm (training mode is inference)."""
+    return spec.augment == "none" and not has_state(spec.model)
 
 
 def check_is_the_step(spec: PhaseSpec, n: int) -> bool:
