@@ -52,7 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .devices import cpu_cores, machine_name, use_cpu_devices
+from .devices import cpu_cores, jit_draw, machine_name, use_cpu_devices
 
 WORKLOADS = {
     # name: (d, n, n_out, batch_size or None, lr)
@@ -140,10 +140,10 @@ def _workload_data(name: str, n_seeds: int, width: int):
     d, n, k, _, _ = WORKLOADS[name]
     keys = jax.random.split(jax.random.PRNGKey(1), n_seeds)
     if name == "2d":
-        x = np.asarray(jax.jit(jax.vmap(lambda kk: spirals_points(kk, n)[0]))(keys))
+        x = np.asarray(jit_draw(jax.vmap(lambda kk: spirals_points(kk, n)[0]))(keys))
     else:
         x = np.asarray(make_dataset("mnist").draw(jax.random.PRNGKey(0)).x_train)
-    y = np.asarray(jax.jit(jax.vmap(lambda kk: random_labels(kk, n, max(k, 2))))(keys))
+    y = np.asarray(jit_draw(jax.vmap(lambda kk: random_labels(kk, n, max(k, 2))))(keys))
     model = MLP(width, d, k, depth=DEPTH.get(name, 1))
     theta0 = init_params(model, keys, n_seeds)  # the sweep's own init (one compiled program)
     return model, x, y, theta0, np.asarray(jax.random.split(jax.random.PRNGKey(2), n_seeds))
@@ -162,9 +162,9 @@ def conv_workload_data(name: str, n_seeds: int, width: int):
     else:
         x = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (w.n, *w.image_shape)))
     keys = jax.random.split(jax.random.PRNGKey(1), n_seeds)
-    y = np.asarray(jax.vmap(lambda kk: random_labels(kk, w.n, w.n_out))(keys))
+    y = np.asarray(jit_draw(jax.vmap(lambda kk: random_labels(kk, w.n, w.n_out)))(keys))
     model = make_model(w.kind, width, w.image_shape, w.n_out, conv_impl=default_conv_impl(w.kind))
-    theta0 = jax.tree.map(np.asarray, jax.jit(jax.vmap(model.init))(keys))
+    theta0 = jax.tree.map(np.asarray, jit_draw(jax.vmap(model.init))(keys))
     return model, x, y, theta0, np.asarray(jax.random.split(jax.random.PRNGKey(2), n_seeds))
 
 
@@ -225,7 +225,7 @@ def step_cost(name: str, width: int, n_seeds: int, alone: bool = False) -> dict:
     else:
         step = jax.vmap(lambda s, xx, yy, h: _step(spec, h, {}, xx, yy, s),
                         in_axes=(0, 0 if spec.x_batched else None, 0, 0))
-    cost = jax.jit(step).lower(state, x, y, hyper).compile().cost_analysis()
+    cost = jit_draw(step).lower(state, x, y, hyper).compile().cost_analysis()  # XLA's HLO count: the same at level 1
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return {"xla_flops_per_seed_step": float(cost["flops"]) / n_seeds,
             "xla_bytes_per_seed_step": float(cost["bytes accessed"]) / n_seeds}

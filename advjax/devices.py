@@ -61,3 +61,21 @@ def machine_name() -> str:
     dev = jax.devices()[0]
     accel = f", {dev.device_kind} ({dev.platform})" if dev.platform != "cpu" else ""
     return f"{cpu}, {cpu_cores()} cores{accel}"
+
+
+# LLVM's optimization level for programs that run once or a few times (random draws: θ0 and
+# labels; the bench's cost counts). XLA's default (3) spends seconds on the unrolled rounds
+# of the threefry PRNG: N_p's vmapped init compiled in 3-6 s at level 3 and 0.5-1 s at level
+# 1, with the same bits (IEEE arithmetic either way, no fast-math; `tests/test_devices.py`
+# checks every model and init scheme). Level 0 is not the same: it moved the init's values.
+DRAW_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
+
+
+def jit_draw(fun, **kwargs):
+    """`jax.jit` for a program compiled to run once or a few times, such as a seed group's
+    initial parameters: on a CPU it compiles at LLVM level 1 (DRAW_COMPILER_OPTIONS),
+    elsewhere as jax.jit does. Call it where the program runs (it asks which backend
+    that is), not at import."""
+    if jax.default_backend() == "cpu":
+        kwargs = {"compiler_options": DRAW_COMPILER_OPTIONS, **kwargs}
+    return jax.jit(fun, **kwargs)

@@ -57,6 +57,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from .devices import jit_draw
 from .model import Model, activations_per_example, forward_floats_per_example, has_state, initial_states, n_parameters
 
 LOSS_REDUCTIONS = ("mean", "sum")
@@ -512,8 +513,9 @@ CHUNK_SECONDS = 1.0
 
 @functools.lru_cache(maxsize=64)
 def _batched_init(model: Model):
-    """One compiled vmapped init per model (a new jit of a new vmap would compile anew)."""
-    return jax.jit(jax.vmap(model.init))
+    """One compiled vmapped init per model (a new jit of a new vmap would compile anew),
+    compiled as a program that runs once (`devices.jit_draw`)."""
+    return jit_draw(jax.vmap(model.init))
 
 
 def init_params(model: Model, keys: jax.Array, batch: int) -> dict:

@@ -10,6 +10,7 @@ from test_experiments import bits
 
 from advjax import run_sweep
 from advjax.data import gaussians_points, random_labels
+from advjax.devices import DRAW_COMPILER_OPTIONS, jit_draw
 from advjax.experiments import (
     Optimizer,
     TrainSettings,
@@ -21,7 +22,7 @@ from advjax.experiments import (
 )
 from advjax.measures import GRID_COLUMNS, columns, measure
 from advjax.memory import bytes_per_seed
-from advjax.model import MLP, activations_per_example, make_model, model_from_options, n_parameters
+from advjax.model import INIT_SCHEMES, MLP, activations_per_example, make_model, model_from_options, n_parameters
 from advjax.options import from_dict
 from advjax.results import config_of, read_results
 from advjax.sweep import main
@@ -80,6 +81,20 @@ def test_init_is_pytorch_default_per_layer():
         for leaf in params[layer].values():
             a = np.abs(np.asarray(leaf))
             assert a.max() <= fan_in**-0.5 and a.max() > 0.5 * fan_in**-0.5
+
+
+def test_init_compiled_at_llvm_level_1_draws_the_bits_of_the_default_level():
+    """θ0's programs compile at LLVM level 1 on a CPU (`devices.jit_draw`, seconds faster):
+    every model kind's init in every scheme must draw exactly what XLA's default level
+    draws, on whichever CPU runs this (level 0, for one, does not)."""
+    models = [make_model("mlp", 12, 5, 3, s, 2) for s in INIT_SCHEMES]
+    models += [make_model("cnn", 4, (8, 8, 1), 3, s) for s in INIT_SCHEMES] + [make_model("resnet18", 2, (8, 8, 3), 3)]
+    draw = jax.vmap(lambda k: [m.init(k) for m in models])
+    keys = jax.random.split(jax.random.PRNGKey(3), 4)
+    default = jax.jit(draw)(keys)
+    light = jax.jit(draw, compiler_options=DRAW_COMPILER_OPTIONS)(keys)
+    assert bits(default) == bits(light)
+    assert bits(jit_draw(draw)(keys)) == bits(default)
 
 
 @pytest.mark.slow
