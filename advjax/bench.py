@@ -131,7 +131,7 @@ def workload_data(name: str, n_seeds: int, width: int):
 
 
 def _workload_data(name: str, n_seeds: int, width: int):
-    from .data import make_dataset, random_labels, spirals_points
+    from .data import make_dataset
     from .model import MLP
     from .train import init_params
 
@@ -140,21 +140,39 @@ def _workload_data(name: str, n_seeds: int, width: int):
     d, n, k, _, _ = WORKLOADS[name]
     keys = jax.random.split(jax.random.PRNGKey(1), n_seeds)
     if name == "2d":
-        x = np.asarray(jit_draw(jax.vmap(lambda kk: spirals_points(kk, n)[0]))(keys))
+        x = _per_key("spirals", keys, n)
     else:
         x = np.asarray(make_dataset("mnist").draw(jax.random.PRNGKey(0)).x_train)
-    y = np.asarray(jit_draw(jax.vmap(lambda kk: random_labels(kk, n, max(k, 2))))(keys))
+    y = _per_key("labels", keys, n, max(k, 2))
     model = MLP(width, d, k, depth=DEPTH.get(name, 1))
-    theta0 = init_params(model, keys, n_seeds)  # the sweep's own init (one compiled program)
+    theta0 = init_params(model, keys, 1)  # the sweep's own init, one seed at a time (see _per_key)
     return model, x, y, theta0, np.asarray(jax.random.split(jax.random.PRNGKey(2), n_seeds))
+
+
+def _per_key(what: str, keys, n: int, classes: int = 0) -> np.ndarray:
+    """Each key's spirals (`what` "spirals") or random labels, stacked: one program per
+    draw, whatever a row's seed count (a vmapped draw compiles anew for each), with the
+    vmapped draw's bits (threefry and its conversions are elementwise)."""
+    one = _one_draw(what, n, classes)
+    return np.stack([np.asarray(one(k)) for k in keys])
+
+
+@functools.cache
+def _one_draw(what: str, n: int, classes: int):
+    from .data import random_labels, spirals_points
+
+    if what == "spirals":
+        return jit_draw(lambda k: spirals_points(k, n)[0])
+    return jit_draw(lambda k: random_labels(k, n, classes))
 
 
 def conv_workload_data(name: str, n_seeds: int, width: int):
     """As `workload_data`, for a conv net: one set of images shared by all seeds (MNIST:
     the sweep's 128 as 28x28x1; else random images), random labels and θ0 per seed. The
     model computes its convolutions as the sweep does by default (`--conv-impl auto`)."""
-    from .data import as_images, make_dataset, random_labels
+    from .data import as_images, make_dataset
     from .model import default_conv_impl, make_model
+    from .train import init_params
 
     w = CONV_WORKLOADS[name]
     if w.images == "mnist":
@@ -162,9 +180,9 @@ def conv_workload_data(name: str, n_seeds: int, width: int):
     else:
         x = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (w.n, *w.image_shape)))
     keys = jax.random.split(jax.random.PRNGKey(1), n_seeds)
-    y = np.asarray(jit_draw(jax.vmap(lambda kk: random_labels(kk, w.n, w.n_out)))(keys))
+    y = _per_key("labels", keys, w.n, w.n_out)
     model = make_model(w.kind, width, w.image_shape, w.n_out, conv_impl=default_conv_impl(w.kind))
-    theta0 = jax.tree.map(np.asarray, jit_draw(jax.vmap(model.init))(keys))
+    theta0 = init_params(model, keys, 1)  # as `_workload_data`'s
     return model, x, y, theta0, np.asarray(jax.random.split(jax.random.PRNGKey(2), n_seeds))
 
 
@@ -626,13 +644,13 @@ def agreement(name: str, width: int, steps: int) -> dict:
     spec = PhaseSpec(model, model.layers, batch_size=batch, chunk_steps=steps, x_batched=False)
     out = train(spec, theta0, x, y, bkeys, Numbers(lr, steps))
     ours_steps = int(out.steps[0])
+    loss = jax.jit(lambda p, s: per_example_loss(model.apply(p, jnp.asarray(x), s), jnp.asarray(y[0])).mean())
     for cap in range(min(steps, 30) + 1):
         at = train(spec, theta0, x, y, bkeys, Numbers(lr, cap))
-        logits = model.apply(_seed(at.params, 0), jnp.asarray(x), _seed(at.state, 0))
-        ours_losses.append(float(per_example_loss(logits, jnp.asarray(y[0])).mean()))
-    # (b) with the same minibatches
-    batches = (lambda t: torch.from_numpy(np.asarray(batch_indices(jnp.asarray(bkeys[0]), jnp.int32(t), n,
-                                                                   batch)[0]).astype(np.int64))) if batch else None
+        ours_losses.append(float(loss(_seed(at.params, 0), _seed(at.state, 0))))
+    # (b) with the same minibatches (integer draws: the same under jit as op by op)
+    indices = jit_draw(lambda t: batch_indices(jnp.asarray(bkeys[0]), t, n, batch)[0])
+    batches = (lambda t: torch.from_numpy(np.asarray(indices(jnp.int32(t))).astype(np.int64))) if batch else None
     xt, yt = _torch_x(torch, np.asarray(x)), torch.from_numpy(np.array(y[0], np.int64))
     theirs_losses: list[float] = []
     theirs_steps = torch_loop_one(torch, model, _seed(theta0, 0), xt, yt, TorchLoop(lr, steps, batch, batches),

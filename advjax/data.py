@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .devices import jit_draw
 from .errors import DataError  # noqa: F401 - data's public names too
 from .files import NotRegularFile, open_regular
 
@@ -54,19 +55,40 @@ class Split(NamedTuple):
     y_test: jax.Array
 
 
+@functools.cache
+def _draw_program(fn, static: tuple[int, ...]):
+    return jit_draw(fn, static_argnums=static)
+
+
+# jax.random's draws as the 2-D datasets make them, each its own program as op by op, but
+# compiled as a one-off draw (`devices.jit_draw`): a cold 2-D sweep spent ~3 of its 9 s
+# compiling them at XLA's default level. The data stay op by op otherwise: under one jit,
+# XLA fuses their float arithmetic (multiply-adds) and the points change in their last bits.
+def _split(key: jax.Array, num: int = 2) -> jax.Array:
+    return _draw_program(jax.random.split, (1,))(key, num)
+
+
+def _uniform(key: jax.Array, shape: tuple[int, ...], minval: float, maxval: float) -> jax.Array:
+    return _draw_program(jax.random.uniform, (1, 2))(key, shape, jnp.float32, minval, maxval)
+
+
+def _normal(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    return _draw_program(jax.random.normal, (1, 2))(key, shape, jnp.float32)
+
+
 def _binary_labels(key: jax.Array, n: int) -> jax.Array:
     # Labels are i.i.d. fair coin flips: the class balance is part of the data draw.
-    return jax.random.bernoulli(key, 0.5, (n,)).astype(jnp.int32)
+    return _draw_program(jax.random.bernoulli, (2,))(key, 0.5, (n,)).astype(jnp.int32)
 
 
 def gaussians_points(
     key: jax.Array, n: int, mu: tuple[float, float] = (2.5, 2.5)
 ) -> tuple[jax.Array, jax.Array]:
     """x ~ N((2y-1)·mu, I), y ~ Bernoulli(1/2)."""
-    k_y, k_x = jax.random.split(key)
+    k_y, k_x = _split(key)
     y = _binary_labels(k_y, n)
     sign = (2 * y - 1).astype(jnp.float32)[:, None]
-    x = sign * jnp.asarray(mu, jnp.float32) + jax.random.normal(k_x, (n, 2))
+    x = sign * jnp.asarray(mu, jnp.float32) + _normal(k_x, (n, 2))
     return x, y
 
 
@@ -76,11 +98,11 @@ def circles_points(
     """Radius r ~ U[0,10], minus 5 for the inner class (y=0), plus 5 for the outer (y=1),
     plus N(0, noise²); angle ~ U[0, 2π). A negative radius lands on the opposite side,
     so the inner class fills the disc of radius 5 and the outer the ring 5..15."""
-    k_y, k_r, k_n, k_a = jax.random.split(key, 4)
+    k_y, k_r, k_n, k_a = _split(key, 4)
     y = _binary_labels(k_y, n)
-    r = jax.random.uniform(k_r, (n,), minval=0.0, maxval=10.0)
-    r = r + 5.0 * (2 * y - 1) + noise * jax.random.normal(k_n, (n,))
-    angle = jax.random.uniform(k_a, (n,), minval=0.0, maxval=2 * math.pi)
+    r = _uniform(k_r, (n,), 0.0, 10.0)
+    r = r + 5.0 * (2 * y - 1) + noise * _normal(k_n, (n,))
+    angle = _uniform(k_a, (n,), 0.0, 2 * math.pi)
     return jnp.stack([r * jnp.cos(angle), r * jnp.sin(angle)], axis=1), y
 
 
@@ -89,12 +111,12 @@ def spirals_points(
 ) -> tuple[jax.Array, jax.Array]:
     """t ~ U[0, t_max]; x = ((y+1)·t·cos t, (y+1)·t·sin t), each component plus
     U(-1,1)·jitter·t."""
-    k_y, k_t, k_j = jax.random.split(key, 3)
+    k_y, k_t, k_j = _split(key, 3)
     y = _binary_labels(k_y, n)
-    t = jax.random.uniform(k_t, (n,), minval=0.0, maxval=t_max)
+    t = _uniform(k_t, (n,), 0.0, t_max)
     radius = (y + 1).astype(jnp.float32) * t
     x = jnp.stack([radius * jnp.cos(t), radius * jnp.sin(t)], axis=1)
-    u = jax.random.uniform(k_j, (n, 2), minval=-1.0, maxval=1.0)
+    u = _uniform(k_j, (n, 2), -1.0, 1.0)
     return x + u * jitter * t[:, None], y
 
 

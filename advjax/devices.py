@@ -7,10 +7,12 @@ per core lets the seed axis be sharded across cores like across GPUs (2-3x on 2 
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 
 import jax
+import numpy as np
 from jax._src import xla_bridge
 
 
@@ -74,8 +76,29 @@ DRAW_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 def jit_draw(fun, **kwargs):
     """`jax.jit` for a program compiled to run once or a few times, such as a seed group's
     initial parameters: on a CPU it compiles at LLVM level 1 (DRAW_COMPILER_OPTIONS),
-    elsewhere as jax.jit does. Call it where the program runs (it asks which backend
-    that is), not at import."""
-    if jax.default_backend() == "cpu":
-        kwargs = {"compiler_options": DRAW_COMPILER_OPTIONS, **kwargs}
-    return jax.jit(fun, **kwargs)
+    elsewhere as jax.jit does. Called inside another program being traced (jit, scan,
+    grad), where JAX takes compiler options only at the top level, it is that program's
+    part, as jax.jit's would be; under an eager vmap it compiles on its own, at level 1.
+    Call it where the program runs (it asks which backend that is), not at import."""
+    plain = jax.jit(fun, **kwargs)
+    if jax.default_backend() != "cpu":
+        return plain
+    light = jax.jit(fun, compiler_options=DRAW_COMPILER_OPTIONS, **kwargs)
+
+    @functools.wraps(fun)
+    def call(*args, **kw):
+        return (light if _values_at_hand((args, kw)) else plain)(*args, **kw)
+
+    return call
+
+
+def _values_at_hand(tree) -> bool:
+    """Whether every leaf holds values: plain numbers and arrays, or an eager vmap's
+    tracers over them (a staged tracer, of jit or scan, holds a placeholder; a grad's, no
+    `val`)."""
+    for leaf in jax.tree.leaves(tree):
+        while isinstance(leaf, jax.core.Tracer):
+            leaf = getattr(leaf, "val", None)
+        if not isinstance(leaf, (jax.Array, np.ndarray, np.generic, int, float, bool)):
+            return False
+    return True

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .data import Dataset, Split, confusion_images, random_labels
+from .devices import jit_draw
 from .experiments import RandomSet
 
 # Independent streams per seed: fixing one source of randomness never moves another.
@@ -77,10 +78,19 @@ def draw_seeds(ds: Dataset, seeds: list[int], fix_data: bool, confusion: tuple[i
     return SeedDraws(keys, split, y_train, y_rand, x_batched, random_set)
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2))
 def _keys_and_random_labels(seeds_S: jax.Array, n_train: int, n_classes: int):
     """Every purpose's keys and y_rand in one compiled program (integer arithmetic: the
-    same bits as op by op, and one cold compilation instead of a dozen)."""
+    same bits as op by op, and one cold compilation instead of a dozen, at LLVM level 1
+    on a CPU: `devices.jit_draw`)."""
+    return _keys_and_labels_program()(seeds_S, n_train, n_classes)
+
+
+@functools.cache
+def _keys_and_labels_program():
+    return jit_draw(_keys_and_labels, static_argnums=(1, 2))
+
+
+def _keys_and_labels(seeds_S: jax.Array, n_train: int, n_classes: int):
     keys = seed_keys(seeds_S)
     return dataclasses.astuple(keys), jax.vmap(lambda k: random_labels(k, n_train, n_classes))(keys.labels)
 

@@ -97,6 +97,18 @@ def test_init_compiled_at_llvm_level_1_draws_the_bits_of_the_default_level():
     assert bits(jit_draw(draw)(keys)) == bits(default)
 
 
+def test_a_one_off_draw_runs_alone_and_inside_other_programs():
+    """jit_draw's level-1 program where it runs on its own (and under an eager vmap); inside
+    a jit, a scan or a grad, where JAX refuses compiler options, the enclosing program's."""
+    draw = jit_draw(lambda k, scale: scale * jax.random.uniform(k, (3,)))
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    alone = np.stack([np.asarray(draw(k, 2.0)) for k in keys])
+    assert bits(jax.vmap(draw, in_axes=(0, None))(keys, 2.0)) == bits(alone)
+    assert bits(jax.jit(jax.vmap(draw, in_axes=(0, None)))(keys, 2.0)) == bits(alone)
+    assert bits(jax.lax.scan(lambda c, k: (c, draw(k, 2.0)), 0, keys)[1]) == bits(alone)
+    np.testing.assert_allclose(jax.grad(lambda s: draw(keys[0], s).sum())(2.0), alone[0].sum() / 2, rtol=1e-6)
+
+
 @pytest.mark.slow
 def test_vmapped_seed_of_a_deep_network_equals_the_seed_alone():
     """Three seeds side by side against seed 1 alone, over several chunks (they start at 16
