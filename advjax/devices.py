@@ -89,6 +89,7 @@ def jit_draw(fun, **kwargs):
     def call(*args, **kw):
         return (light if _values_at_hand((args, kw)) else plain)(*args, **kw)
 
+    call.lower = light.lower  # ahead of time: always a top-level program
     return call
 
 

@@ -107,6 +107,7 @@ def test_a_one_off_draw_runs_alone_and_inside_other_programs():
     assert bits(jax.jit(jax.vmap(draw, in_axes=(0, None)))(keys, 2.0)) == bits(alone)
     assert bits(jax.lax.scan(lambda c, k: (c, draw(k, 2.0)), 0, keys)[1]) == bits(alone)
     np.testing.assert_allclose(jax.grad(lambda s: draw(keys[0], s).sum())(2.0), alone[0].sum() / 2, rtol=1e-6)
+    assert bits(draw.lower(keys[0], 2.0).compile()(keys[0], 2.0)) == bits(alone[0])  # as the bench's cost counts
 
 
 @pytest.mark.slow
