@@ -971,7 +971,7 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="advjax.bench", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true",
                     help="fewer steps and widths, small conv nets, a 3-point grid at one width, peer rows "
-                         "stopped at 15 s: under 2 minutes on 2 CPU cores")
+                         "stopped at 15 s: 1.5 to 2 minutes on 2 CPU cores")
     ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
     ap.add_argument("--widths", default=None, help="MLP widths (default 10,100,1000; --quick: 10,1000)")
     ap.add_argument("--only", default=",".join(IMPLS), help="implementations to run (advjax always runs)")
