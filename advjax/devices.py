@@ -68,7 +68,7 @@ def machine_name() -> str:
 # LLVM's optimization level for programs that run once or a few times (random draws: θ0 and
 # labels; the bench's cost counts). XLA's default (3) spends seconds on the unrolled rounds
 # of the threefry PRNG: N_p's vmapped init compiled in 3-6 s at level 3 and 0.5-1 s at level
-# 1, with the same bits (IEEE arithmetic either way, no fast-math; `tests/test_devices.py`
+# 1, with the same bits (IEEE arithmetic either way, no fast-math; `tests/test_model.py`
 # checks every model and init scheme). Level 0 is not the same: it moved the init's values.
 DRAW_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 
@@ -93,13 +93,16 @@ def jit_draw(fun, **kwargs):
     return call
 
 
+_AT_HAND = (jax.Array, np.ndarray, np.generic, int, float, bool, str, type, np.dtype)  # type: a dtype as jnp.float32
+
+
 def _values_at_hand(tree) -> bool:
-    """Whether every leaf holds values: plain numbers and arrays, or an eager vmap's
-    tracers over them (a staged tracer, of jit or scan, holds a placeholder; a grad's, no
-    `val`)."""
+    """Whether every leaf holds values: plain numbers, arrays and static arguments, or an
+    eager vmap's tracers over them (a staged tracer, of jit or scan, holds a placeholder;
+    a grad's, no `val`)."""
     for leaf in jax.tree.leaves(tree):
         while isinstance(leaf, jax.core.Tracer):
             leaf = getattr(leaf, "val", None)
-        if not isinstance(leaf, (jax.Array, np.ndarray, np.generic, int, float, bool)):
+        if not isinstance(leaf, _AT_HAND):
             return False
     return True

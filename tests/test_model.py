@@ -10,7 +10,7 @@ from test_experiments import bits
 
 from advjax import run_sweep
 from advjax.data import gaussians_points, random_labels
-from advjax.devices import DRAW_COMPILER_OPTIONS, jit_draw
+from advjax.devices import DRAW_COMPILER_OPTIONS, _values_at_hand, jit_draw
 from advjax.experiments import (
     Optimizer,
     TrainSettings,
@@ -108,6 +108,9 @@ def test_a_one_off_draw_runs_alone_and_inside_other_programs():
     assert bits(jax.lax.scan(lambda c, k: (c, draw(k, 2.0)), 0, keys)[1]) == bits(alone)
     np.testing.assert_allclose(jax.grad(lambda s: draw(keys[0], s).sum())(2.0), alone[0].sum() / 2, rtol=1e-6)
     assert bits(draw.lower(keys[0], 2.0).compile()(keys[0], 2.0)) == bits(alone[0])  # as the bench's cost counts
+    # which of the two programs a call takes: static arguments (a shape, a dtype) are values at hand
+    assert _values_at_hand(((keys[0], (3,), jax.numpy.float32, 0.0, 1.0), {}))
+    jax.jit(lambda k: _values_at_hand(k) and pytest.fail("a jit's tracer is no value"))(keys[0])
 
 
 @pytest.mark.slow
