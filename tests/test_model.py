@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from test_experiments import bits
 
-from advjax import run_sweep
+from advjax import devices, run_sweep
 from advjax.data import gaussians_points, random_labels
-from advjax.devices import DRAW_COMPILER_OPTIONS, _values_at_hand, jit_draw
+from advjax.devices import DRAW_COMPILER_OPTIONS, at_top_level, jit_draw
 from advjax.experiments import (
     Optimizer,
     TrainSettings,
@@ -83,23 +83,26 @@ def test_init_is_pytorch_default_per_layer():
             assert a.max() <= fan_in**-0.5 and a.max() > 0.5 * fan_in**-0.5
 
 
-def test_init_compiled_at_llvm_level_1_draws_the_bits_of_the_default_level():
+def test_init_compiled_at_llvm_level_1_draws_the_bits_of_the_default_level(monkeypatch):
     """θ0's programs compile at LLVM level 1 on a CPU (`devices.jit_draw`, seconds faster):
-    every model kind's init in every scheme must draw exactly what XLA's default level
-    draws, on whichever CPU runs this (level 0, for one, does not)."""
+    every model kind's init must draw exactly what XLA's default level draws, on whichever
+    CPU runs this. Level 0 does not, which also shows that jit_draw's options reach XLA."""
     models = [make_model("mlp", 12, 5, 3, s, 2) for s in INIT_SCHEMES]
-    models += [make_model("cnn", 4, (8, 8, 1), 3, s) for s in INIT_SCHEMES] + [make_model("resnet18", 2, (8, 8, 3), 3)]
+    models += [make_model("cnn", 4, (8, 8, 1), 3, s) for s in INIT_SCHEMES]
+    models += [make_model("vgg11", 2, (32, 32, 3), 3, "lecun"), make_model("resnet18", 2, (8, 8, 3), 3)]
     draw = jax.vmap(lambda k: [m.init(k) for m in models])
     keys = jax.random.split(jax.random.PRNGKey(3), 4)
     default = jax.jit(draw)(keys)
-    light = jax.jit(draw, compiler_options=DRAW_COMPILER_OPTIONS)(keys)
-    assert bits(default) == bits(light)
+    assert bits(jax.jit(draw, compiler_options=DRAW_COMPILER_OPTIONS)(keys)) == bits(default)
     assert bits(jit_draw(draw)(keys)) == bits(default)
+    monkeypatch.setattr(devices, "DRAW_COMPILER_OPTIONS", {"xla_backend_optimization_level": 0})
+    assert bits(jit_draw(draw)(keys)) != bits(default)
 
 
 def test_a_one_off_draw_runs_alone_and_inside_other_programs():
-    """jit_draw's level-1 program where it runs on its own (and under an eager vmap); inside
-    a jit, a scan or a grad, where JAX refuses compiler options, the enclosing program's."""
+    """jit_draw's level-1 program where it runs on its own (and under an eager vmap); while
+    a jit, scan, grad or eval_shape traces, where JAX refuses compiler options, the
+    enclosing program's, even for values captured from outside."""
     draw = jit_draw(lambda k, scale: scale * jax.random.uniform(k, (3,)))
     keys = jax.random.split(jax.random.PRNGKey(0), 2)
     alone = np.stack([np.asarray(draw(k, 2.0)) for k in keys])
@@ -108,9 +111,12 @@ def test_a_one_off_draw_runs_alone_and_inside_other_programs():
     assert bits(jax.lax.scan(lambda c, k: (c, draw(k, 2.0)), 0, keys)[1]) == bits(alone)
     np.testing.assert_allclose(jax.grad(lambda s: draw(keys[0], s).sum())(2.0), alone[0].sum() / 2, rtol=1e-6)
     assert bits(draw.lower(keys[0], 2.0).compile()(keys[0], 2.0)) == bits(alone[0])  # as the bench's cost counts
-    # which of the two programs a call takes: static arguments (a shape, a dtype) are values at hand
-    assert _values_at_hand(((keys[0], (3,), jax.numpy.float32, 0.0, 1.0), {}))
-    jax.jit(lambda k: _values_at_hand(k) and pytest.fail("a jit's tracer is no value"))(keys[0])
+    assert bits(jax.jit(lambda: draw(keys[0], 2.0))()) == bits(alone[0])  # a captured key: still traced
+    assert jax.eval_shape(lambda: draw(keys[0], 2.0)).shape == (3,)
+    x, y = gaussians_points(keys[0], 5)
+    assert bits(jax.jit(lambda: gaussians_points(keys[0], 5))()[1]) == bits(y)  # a dataset's draw is traceable
+    assert at_top_level() and jax.vmap(lambda k: (at_top_level() or pytest.fail("vmap")) and k)(keys) is not None
+    jax.jit(lambda k: at_top_level() and pytest.fail("a jit traces"))(keys[0])
 
 
 @pytest.mark.slow
