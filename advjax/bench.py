@@ -52,7 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .devices import cpu_cores, jit_draw, machine_name, use_cpu_devices
+from .devices import cpu_cores, draw_program, jit_draw, machine_name, use_cpu_devices
 
 WORKLOADS = {
     # name: (d, n, n_out, batch_size or None, lr)
@@ -164,7 +164,7 @@ def _one_draw(what: str, n: int, classes: int):
 
     if what == "spirals":
         return jit_draw(lambda k: spirals_points(k, n)[0])
-    return jit_draw(lambda k: random_labels(k, n, classes))
+    return lambda k: draw_program(random_labels, (1, 2))(k, n, classes)
 
 
 def conv_workload_data(name: str, n_seeds: int, width: int):

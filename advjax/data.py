@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .devices import jit_draw
+from .devices import draw_program
 from .errors import DataError  # noqa: F401 - data's public names too
 from .files import NotRegularFile, open_regular
 
@@ -55,30 +55,25 @@ class Split(NamedTuple):
     y_test: jax.Array
 
 
-@functools.cache
-def _draw_program(fn, static: tuple[int, ...]):
-    return jit_draw(fn, static_argnums=static)
-
-
 # jax.random's draws as the 2-D datasets make them, each its own program as op by op, but
 # compiled as a one-off draw (`devices.jit_draw`): a cold 2-D sweep spent ~3 of its 9 s
 # compiling them at XLA's default level. The data stay op by op otherwise: under one jit,
 # XLA fuses their float arithmetic (multiply-adds) and the points change in their last bits.
 def _split(key: jax.Array, num: int = 2) -> jax.Array:
-    return _draw_program(jax.random.split, (1,))(key, num)
+    return draw_program(jax.random.split, (1,))(key, num)
 
 
 def _uniform(key: jax.Array, shape: tuple[int, ...], minval: float, maxval: float) -> jax.Array:
-    return _draw_program(jax.random.uniform, (1, 2))(key, shape, jnp.float32, minval, maxval)
+    return draw_program(jax.random.uniform, (1, 2))(key, shape, jnp.float32, minval, maxval)
 
 
 def _normal(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-    return _draw_program(jax.random.normal, (1, 2))(key, shape, jnp.float32)
+    return draw_program(jax.random.normal, (1, 2))(key, shape, jnp.float32)
 
 
 def _binary_labels(key: jax.Array, n: int) -> jax.Array:
     # Labels are i.i.d. fair coin flips: the class balance is part of the data draw.
-    return _draw_program(jax.random.bernoulli, (2,))(key, 0.5, (n,)).astype(jnp.int32)
+    return draw_program(jax.random.bernoulli, (2,))(key, 0.5, (n,)).astype(jnp.int32)
 
 
 def gaussians_points(

@@ -93,6 +93,13 @@ def jit_draw(fun, **kwargs):
     return call
 
 
+@functools.cache
+def draw_program(fn, static: tuple[int, ...] = ()):
+    """`jit_draw(fn, static_argnums=static)`, made once per function: a module's one-off
+    draws (a dataset's jax.random calls, the seeds' keys and labels) share their programs."""
+    return jit_draw(fn, static_argnums=static)
+
+
 def at_top_level() -> bool:
     """Whether JAX runs ops as they come (eagerly, or under an eager vmap), not tracing a
     program. Asks JAX's trace context, which is internal: should it change, every call

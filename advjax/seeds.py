@@ -8,7 +8,6 @@ one (e.g. --fix-data) never moves another.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from dataclasses import dataclass
 
 import jax
@@ -16,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .data import Dataset, Split, confusion_images, random_labels
-from .devices import jit_draw
+from .devices import draw_program
 from .experiments import RandomSet
 
 # Independent streams per seed: fixing one source of randomness never moves another.
@@ -82,12 +81,7 @@ def _keys_and_random_labels(seeds_S: jax.Array, n_train: int, n_classes: int):
     """Every purpose's keys and y_rand in one compiled program (integer arithmetic: the
     same bits as op by op, and one cold compilation instead of a dozen, at LLVM level 1
     on a CPU: `devices.jit_draw`)."""
-    return _keys_and_labels_program()(seeds_S, n_train, n_classes)
-
-
-@functools.cache
-def _keys_and_labels_program():
-    return jit_draw(_keys_and_labels, static_argnums=(1, 2))
+    return draw_program(_keys_and_labels, (1, 2))(seeds_S, n_train, n_classes)
 
 
 def _keys_and_labels(seeds_S: jax.Array, n_train: int, n_classes: int):
